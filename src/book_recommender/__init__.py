@@ -1,0 +1,4 @@
+"""Book Recommender
+"""
+
+__version__ = "0.1"

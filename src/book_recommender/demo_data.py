@@ -1,0 +1,354 @@
+"""Deterministic generator of Book-Crossing-shaped demo data.
+
+It writes ``Books.csv``, ``Ratings.csv`` and ``Users.csv`` with the Kaggle
+Book-Crossing header names and quoting, and with the warts of the real files:
+long-tailed popularity and activity, ~62% implicit ``0`` ratings, explicit
+ratings skewed high, ratings whose ISBN is missing from ``Books.csv``, users
+with no or absurd ages, ``Year-Of-Publication`` 0, text with commas, quotes and
+non-ASCII characters, ISBNs ending in ``X``.
+
+Explicit ratings come from a planted model, ``mu + b_user + b_item + taste``,
+where taste is a user's affinity to the book's genre (a low-rank, non-negative
+structure), plus noise; which books a user reads also follows popularity and
+taste. So a collaborative model has something real to find, and can be checked
+against the global mean and a popularity ranking.
+
+Only ``Generator.random`` (uniform doubles from PCG64) is used, and every other
+distribution is derived from it here, so the output does not depend on how a
+numpy version implements ``normal`` or ``choice``.
+
+Run ``python -m book_recommender.demo_data --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BOOKS_HEADER = [
+    "ISBN",
+    "Book-Title",
+    "Book-Author",
+    "Year-Of-Publication",
+    "Publisher",
+    "Image-URL-S",
+    "Image-URL-M",
+    "Image-URL-L",
+]
+RATINGS_HEADER = ["User-ID", "ISBN", "Book-Rating"]
+USERS_HEADER = ["User-ID", "Location", "Age"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Size and shape of a generated data set.
+
+    ``n_items`` counts every ISBN that can be rated; about ``unlisted_share`` of
+    the rating rows point at ISBNs left out of ``Books.csv``, as in the real data.
+    """
+
+    n_users: int = 3_000
+    n_items: int = 5_000
+    n_ratings: int = 60_000
+    seed: int = 42
+    n_genres: int = 8
+    implicit_share: float = 0.62
+    unlisted_share: float = 0.10
+    missing_age_share: float = 0.40
+    absurd_age_share: float = 0.01
+    year_zero_share: float = 0.015
+    # Planted rating model, on the 1-10 scale.
+    global_mean: float = 7.1
+    user_bias_sd: float = 0.9
+    item_bias_sd: float = 0.7
+    taste_scale: float = 4.0
+    noise_sd: float = 0.8
+    # How strongly taste steers which books a user reads (0: popularity only).
+    taste_choice: float = 2.0
+
+
+# --------------------------------------------------------------------------------------
+# Random draws derived from uniforms only
+
+
+def _normal(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Standard normal draws by Box-Muller from two uniform streams."""
+    u1 = 1.0 - rng.random(size)  # (0, 1], so log is finite
+    u2 = rng.random(size)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def _pick(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:
+    """Indices drawn with replacement, proportional to ``weights``."""
+    cumulative = np.cumsum(weights, dtype=np.float64)
+    cumulative /= cumulative[-1]
+    idx = np.searchsorted(cumulative, rng.random(size), side="right")
+    return np.minimum(idx, len(weights) - 1)
+
+
+def _permutation(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.argsort(rng.random(n), kind="stable")
+
+
+# --------------------------------------------------------------------------------------
+# Identifiers and text
+
+
+def _isbn10(body: np.ndarray) -> list[str]:
+    """Valid ISBN-10 strings (check digit ``X`` for 10) from 9-digit bodies."""
+    out = []
+    for value in body.tolist():
+        digits = f"{value:09d}"
+        total = sum((10 - pos) * int(d) for pos, d in enumerate(digits))
+        check = (11 - total % 11) % 11
+        out.append(digits + ("X" if check == 10 else str(check)))
+    return out
+
+
+_TITLE_HEAD = [
+    "The", "A", "Night", "Secret", "Last", "Silent", "Lost", "Hidden", "Broken",
+    "Winter", "Summer", "Dark", "Little", "Golden", "Wild", "Bitter", "Sweet",
+]
+_TITLE_NOUN = [
+    "Garden", "River", "House", "Letters", "Daughter", "Storm", "Island", "Road",
+    "Promise", "Witness", "Kingdom", "Harbor", "Orchard", "Mirror", "Voyage", "Clock",
+    "Café", "Señorita", "Fjord", "Über-Mensch", "Naïve Heart", "Château",
+]
+_TITLE_TAIL = [
+    "", "", "", "", ": A Novel", ", Book 2", " (Paperback)", ", Vol. 1",
+    ": Stories", " and Other Tales", ' of "Nobody"', ": The \"Lost\" Years",
+]
+_FIRST = [
+    "Mary", "John", "Anne", "Stephen", "Nora", "James", "Dean", "Agatha", "Zoë",
+    "José", "Søren", "Françoise", "Michael", "Sue", "Janet", "Tom", "Laura", "Ray",
+]
+_LAST = [
+    "King", "Grisham", "Christie", "Roberts", "Steel", "Koontz", "Evanovich",
+    "García Márquez", "Kierkegaard", "Brontë", "O'Brien", "Smith", "Müller",
+    "Dostoyevsky", "Atwood", "Pratchett", "Lee", "Brown",
+]
+_PUBLISHERS = [
+    "Ballantine Books", "Harper Perennial", "Farrar, Straus and Giroux",
+    "Simon & Schuster", "Penguin Books", "Bantam", "Pocket", "Vintage",
+    "Éditions Gallimard", "Doubleday", "Little, Brown", "Warner Books",
+    'Scholastic "Point"', "Berkley Publishing Group", "Del Rey",
+]
+_CITIES = [
+    ("nyc", "new york", "usa"), ("stockton", "california", "usa"),
+    ("toronto", "ontario", "canada"), ("london", "england", "united kingdom"),
+    ("münchen", "bayern", "germany"), ("barcelona", "barcelona", "spain"),
+    ("porto", "porto", "portugal"), ("melbourne", "victoria", "australia"),
+    ("são paulo", "são paulo", "brazil"), ("farnborough", "hants", "united kingdom"),
+    ("timmins", "ontario", "canada"), ("kuala lumpur", "n/a", "malaysia"),
+    ("seattle", "washington", "usa"), ("st. louis", "missouri", "usa"),
+]
+
+
+def _titles(rng: np.random.Generator, n: int) -> list[str]:
+    heads = _pick(rng, np.ones(len(_TITLE_HEAD)), n)
+    nouns = _pick(rng, np.ones(len(_TITLE_NOUN)), n)
+    tails = _pick(rng, np.ones(len(_TITLE_TAIL)), n)
+    numbers = (rng.random(n) * 60).astype(int)
+    titles = []
+    for h, w, t, k in zip(heads, nouns, tails, numbers):
+        # A number keeps most titles distinct; a low one is dropped, so some
+        # titles recur across ISBNs (editions), as in the real Books.csv.
+        suffix = f" {k}" if k >= 6 else ""
+        titles.append(f"{_TITLE_HEAD[h]} {_TITLE_NOUN[w]}{suffix}{_TITLE_TAIL[t]}")
+    return titles
+
+
+# --------------------------------------------------------------------------------------
+# The generator
+
+
+@dataclass(frozen=True)
+class DemoTables:
+    books: list[list[str]]
+    ratings: list[list[str]]
+    users: list[list[str]]
+
+
+def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
+    """Draws the three tables as rows of strings, headers excluded."""
+    rng = np.random.default_rng(config.seed)
+    n_u, n_i, n_g = config.n_users, config.n_items, config.n_genres
+
+    # Items: genre, popularity (long tail), bias.
+    item_genre = _pick(rng, np.linspace(2.0, 1.0, n_g), n_i)
+    popularity = np.exp(2.2 * _normal(rng, n_i))
+    item_bias = config.item_bias_sd * _normal(rng, n_i)
+
+    # Users: activity (long tail), genre affinities in [0, 1], bias, how often
+    # they leave an implicit 0 rather than a score.
+    activity = np.exp(1.8 * _normal(rng, n_u))
+    affinity = rng.random((n_u, n_g)) ** 2
+    user_bias = config.user_bias_sd * _normal(rng, n_u)
+    p = config.implicit_share
+    implicit_propensity = np.clip(p + 0.25 * _normal(rng, n_u), 0.0, 1.0)
+
+    # Rating rows: a user by activity, then a genre by taste and how much there
+    # is to read in it, then a book of that genre by popularity.
+    n_draw = 2 * config.n_ratings + 100
+    row_user = _pick(rng, activity, n_draw)
+    genre_mass = np.bincount(item_genre, weights=popularity, minlength=n_g)
+    genre_weight = genre_mass[None, :] * np.exp(config.taste_choice * affinity)
+    genre_cdf = np.cumsum(genre_weight, axis=1)
+    genre_cdf /= genre_cdf[:, -1:]
+    u = rng.random(n_draw)
+    row_genre = np.minimum((genre_cdf[row_user] < u[:, None]).sum(axis=1), n_g - 1)
+    row_item = np.empty(n_draw, dtype=np.int64)
+    u = rng.random(n_draw)
+    for g in range(n_g):
+        members = np.flatnonzero(item_genre == g)
+        rows = np.flatnonzero(row_genre == g)
+        cdf = np.cumsum(popularity[members])
+        cdf /= cdf[-1]
+        picked = np.searchsorted(cdf, u[rows], side="right")
+        row_item[rows] = members[np.minimum(picked, len(members) - 1)]
+
+    # One row per (user, book), first draw wins; then trim to the size asked for.
+    pair = row_user.astype(np.int64) * n_i + row_item
+    _, first = np.unique(pair, return_index=True)
+    keep = np.sort(first)[: config.n_ratings]
+    # The real Ratings.csv is ordered by user.
+    keep = keep[np.argsort(row_user[keep], kind="stable")]
+    row_user, row_item = row_user[keep], row_item[keep]
+    n_r = len(keep)
+
+    # Scores: planted model, rounded and clipped to 1-10; some rows implicit.
+    taste = config.taste_scale * (affinity[row_user, item_genre[row_item]] - 1.0 / 3.0)
+    score = (
+        config.global_mean
+        + user_bias[row_user]
+        + item_bias[row_item]
+        + taste
+        + config.noise_sd * _normal(rng, n_r)
+    )
+    score = np.clip(np.rint(score), 1, 10).astype(int)
+    implicit = rng.random(n_r) < implicit_propensity[row_user]
+    score[implicit] = 0
+
+    # ISBNs: valid ISBN-10s, ~1/11 ending in X; leading zeros are common.
+    space = max(10**6, n_i)
+    step = 10**9 // space
+    isbns = _isbn10(_permutation(rng, space)[:n_i] * step + (rng.random(n_i) * step).astype(int))
+
+    # Books missing from Books.csv: random ones until they carry the asked share.
+    expected_share = np.bincount(row_item, minlength=n_i) / n_r
+    order = _permutation(rng, n_i)
+    unlisted = order[: int(np.searchsorted(np.cumsum(expected_share[order]),
+                                           config.unlisted_share)) + 1]
+    listed = np.setdiff1d(np.arange(n_i), unlisted)
+
+    books = _books(rng, config, [isbns[i] for i in listed])
+    users = _users(rng, config)
+    # User ids are 1-based and sparse-ish, like the real ones.
+    user_ids = _user_ids(n_u)
+    ratings = [
+        [user_ids[uu], isbns[ii], str(s)]
+        for uu, ii, s in zip(row_user.tolist(), row_item.tolist(), score.tolist())
+    ]
+    users = [[user_ids[k], *row] for k, row in enumerate(users)]
+    return DemoTables(books=books, ratings=ratings, users=users)
+
+
+def _user_ids(n_users: int) -> list[str]:
+    # Every third id is skipped, so ids are not simply 1..n.
+    return [str(1 + k + k // 2) for k in range(n_users)]
+
+
+def _books(rng: np.random.Generator, config: DemoConfig, isbns: list[str]) -> list[list[str]]:
+    n = len(isbns)
+    titles = _titles(rng, n)
+    first = _pick(rng, np.ones(len(_FIRST)), n)
+    last = _pick(rng, np.exp(-0.15 * np.arange(len(_LAST))), n)
+    years = 1950 + (rng.random(n) ** 0.4 * 55).astype(int)
+    years[rng.random(n) < config.year_zero_share] = 0
+    publisher = _pick(rng, np.exp(-0.2 * np.arange(len(_PUBLISHERS))), n)
+    rows = []
+    for k, isbn in enumerate(isbns):
+        url = "http://images.amazon.com/images/P/" + isbn + ".01.{}.jpg"
+        rows.append([
+            isbn,
+            titles[k],
+            f"{_FIRST[first[k]]} {_LAST[last[k]]}",
+            str(years[k]),
+            _PUBLISHERS[publisher[k]],
+            url.format("THUMBZZZ"),
+            url.format("MZZZZZZZ"),
+            url.format("LZZZZZZZ"),
+        ])
+    return rows
+
+
+def _users(rng: np.random.Generator, config: DemoConfig) -> list[list[str]]:
+    n = config.n_users
+    city = _pick(rng, np.exp(-0.1 * np.arange(len(_CITIES))), n)
+    age = np.clip(np.rint(33 + 13 * _normal(rng, n)), 5, 95).astype(int)
+    draw = rng.random(n)
+    absurd = (rng.random(n) * 2).astype(int)  # 0 or 1: age 0 or age 200+
+    rows = []
+    for k in range(n):
+        if draw[k] < config.missing_age_share:
+            age_text = ""
+        elif draw[k] < config.missing_age_share + config.absurd_age_share:
+            age_text = "0.0" if absurd[k] == 0 else f"{200 + age[k]}.0"
+        else:
+            age_text = f"{age[k]}.0"
+        rows.append([", ".join(_CITIES[city[k]]), age_text])
+    return rows
+
+
+def write(tables: DemoTables, folder: Path) -> dict[str, Path]:
+    """Writes the tables as Books.csv, Ratings.csv, Users.csv into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "Books.csv": (BOOKS_HEADER, tables.books),
+        "Ratings.csv": (RATINGS_HEADER, tables.ratings),
+        "Users.csv": (USERS_HEADER, tables.users),
+    }
+    written = {}
+    for name, (header, rows) in files.items():
+        path = folder / name
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        written[name] = path
+        logger.info("Wrote %s rows to %s", len(rows), path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = DemoConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m book_recommender.demo_data",
+        description="Write Book-Crossing-shaped Books.csv, Ratings.csv, Users.csv.",
+    )
+    parser.add_argument("--out", type=Path, default=Path("data/01_raw"),
+                        help="folder to write into (default: data/01_raw)")
+    parser.add_argument("--users", type=int, default=defaults.n_users)
+    parser.add_argument("--items", type=int, default=defaults.n_items)
+    parser.add_argument("--ratings", type=int, default=defaults.n_ratings)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args(argv)
+    for name, value in (("--users", args.users), ("--items", args.items),
+                        ("--ratings", args.ratings)):
+        if value < 1:
+            parser.error(f"{name} must be a positive whole number, got {value}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = DemoConfig(n_users=args.users, n_items=args.items,
+                        n_ratings=args.ratings, seed=args.seed)
+    write(generate(config), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""data_processing: raw CSVs to indexed model inputs, a train/test split and statistics."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    compute_statistics,
+    count_join_losses,
+    index_items,
+    index_users,
+    merge_ratings,
+    prepare_model_input,
+    split_ratings,
+    validate_items,
+    validate_ratings,
+    validate_users,
+)
+
+_PARAMS = "params:data_processing"
+_COLUMNS = "params:columns"
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                validate_ratings,
+                inputs=["raw_ratings", _COLUMNS, _PARAMS],
+                outputs=["validated_ratings", "ratings_validation_report"],
+            ),
+            Node(
+                validate_users,
+                inputs=["raw_users", _COLUMNS, _PARAMS],
+                outputs=["validated_users", "users_validation_report"],
+            ),
+            Node(
+                validate_items,
+                inputs=["raw_books", _COLUMNS, _PARAMS],
+                outputs=["validated_items", "items_validation_report"],
+            ),
+            Node(index_users, inputs=["validated_users", _COLUMNS], outputs="indexed_users"),
+            Node(index_items, inputs=["validated_items", _COLUMNS], outputs="indexed_items"),
+            Node(
+                merge_ratings,
+                inputs={
+                    "ratings": "validated_ratings",
+                    "indexed_users": "indexed_users",
+                    "indexed_items": "indexed_items",
+                    "columns": _COLUMNS,
+                },
+                outputs="merged_ratings",
+            ),
+            Node(
+                count_join_losses,
+                inputs={
+                    "validated_ratings": "validated_ratings",
+                    "indexed_users": "indexed_users",
+                    "indexed_items": "indexed_items",
+                    "columns": _COLUMNS,
+                },
+                outputs="join_report",
+            ),
+            Node(
+                prepare_model_input,
+                inputs=["merged_ratings", _COLUMNS, _PARAMS],
+                outputs="model_input_ratings",
+            ),
+            Node(
+                split_ratings,
+                inputs=["model_input_ratings", _COLUMNS, _PARAMS],
+                outputs=["train_ratings", "test_ratings"],
+            ),
+            Node(
+                compute_statistics,
+                inputs={
+                    "ratings_report": "ratings_validation_report",
+                    "users_report": "users_validation_report",
+                    "items_report": "items_validation_report",
+                    "joins_report": "join_report",
+                    "model_input_ratings": "model_input_ratings",
+                    "train_ratings": "train_ratings",
+                    "test_ratings": "test_ratings",
+                    "columns": _COLUMNS,
+                    "params": _PARAMS,
+                },
+                outputs="data_statistics",
+            ),
+        ],
+        tags="data_processing",
+    )

@@ -1,0 +1,19 @@
+"""Project settings: hooks and how configuration is loaded.
+
+See https://docs.kedro.org/en/stable/configure/configuration_basics/
+"""
+
+from book_recommender.hooks import SparkHooks
+
+# The SparkSession is created once, by this hook, before any dataset needs it.
+HOOKS = (SparkHooks(),)
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "spark": ["spark*", "spark*/**"],
+    },
+    # An environment that overrides one parameter keeps its siblings from base.
+    "merge_strategy": {"parameters": "soft"},
+}
