@@ -65,11 +65,12 @@ class DemoConfig:
     absurd_age_share: float = 0.01
     year_zero_share: float = 0.015
     # Planted rating model, on the 1-10 scale.
-    global_mean: float = 7.1
+    global_mean: float = 7.3
     user_bias_sd: float = 0.9
     item_bias_sd: float = 0.7
-    taste_scale: float = 4.0
+    taste_scale: float = 3.0
     noise_sd: float = 0.8
+    outlier_share: float = 0.01
     # How strongly taste steers which books a user reads (0: popularity only).
     taste_choice: float = 2.0
 
@@ -195,33 +196,43 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     implicit_propensity = np.clip(p + 0.25 * _normal(rng, n_u), 0.0, 1.0)
 
     # Rating rows: a user by activity, then a genre by taste and how much there
-    # is to read in it, then a book of that genre by popularity.
-    n_draw = 2 * config.n_ratings + 100
-    row_user = _pick(rng, activity, n_draw)
+    # is to read in it, then a book of that genre by popularity. One row per
+    # (user, book): the first draw wins; draw again until there are enough.
+    if config.n_ratings > n_u * n_i // 2:
+        raise ValueError(
+            f"n_ratings={config.n_ratings} is more than half of all "
+            f"{n_u} x {n_i} user-book pairs; ask for fewer ratings or more users/items."
+        )
     genre_mass = np.bincount(item_genre, weights=popularity, minlength=n_g)
-    genre_weight = genre_mass[None, :] * np.exp(config.taste_choice * affinity)
-    genre_cdf = np.cumsum(genre_weight, axis=1)
+    genre_cdf = np.cumsum(genre_mass[None, :] * np.exp(config.taste_choice * affinity), axis=1)
     genre_cdf /= genre_cdf[:, -1:]
-    u = rng.random(n_draw)
-    row_genre = np.minimum((genre_cdf[row_user] < u[:, None]).sum(axis=1), n_g - 1)
-    row_item = np.empty(n_draw, dtype=np.int64)
-    u = rng.random(n_draw)
+    item_cdfs = []
     for g in range(n_g):
         members = np.flatnonzero(item_genre == g)
-        rows = np.flatnonzero(row_genre == g)
         cdf = np.cumsum(popularity[members])
-        cdf /= cdf[-1]
-        picked = np.searchsorted(cdf, u[rows], side="right")
-        row_item[rows] = members[np.minimum(picked, len(members) - 1)]
-
-    # One row per (user, book), first draw wins; then trim to the size asked for.
-    pair = row_user.astype(np.int64) * n_i + row_item
-    _, first = np.unique(pair, return_index=True)
-    keep = np.sort(first)[: config.n_ratings]
+        item_cdfs.append((members, cdf / cdf[-1]))
+    pairs = np.empty(0, dtype=np.int64)
+    while True:
+        n_draw = 2 * (config.n_ratings - len(pairs)) + 100
+        draw_user = _pick(rng, activity, n_draw)
+        u = rng.random(n_draw)
+        draw_genre = np.minimum((genre_cdf[draw_user] < u[:, None]).sum(axis=1), n_g - 1)
+        draw_item = np.empty(n_draw, dtype=np.int64)
+        u = rng.random(n_draw)
+        for g, (members, cdf) in enumerate(item_cdfs):
+            rows = np.flatnonzero(draw_genre == g)
+            picked = np.searchsorted(cdf, u[rows], side="right")
+            draw_item[rows] = members[np.minimum(picked, len(members) - 1)]
+        pairs = np.concatenate([pairs, draw_user.astype(np.int64) * n_i + draw_item])
+        _, first = np.unique(pairs, return_index=True)
+        pairs = pairs[np.sort(first)]
+        if len(pairs) >= config.n_ratings:
+            break
+    pairs = pairs[: config.n_ratings]
     # The real Ratings.csv is ordered by user.
-    keep = keep[np.argsort(row_user[keep], kind="stable")]
-    row_user, row_item = row_user[keep], row_item[keep]
-    n_r = len(keep)
+    pairs = pairs[np.argsort(pairs // n_i, kind="stable")]
+    row_user, row_item = pairs // n_i, pairs % n_i
+    n_r = len(pairs)
 
     # Scores: planted model, rounded and clipped to 1-10; some rows implicit.
     taste = config.taste_scale * (affinity[row_user, item_genre[row_item]] - 1.0 / 3.0)
@@ -233,6 +244,9 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
         + config.noise_sd * _normal(rng, n_r)
     )
     score = np.clip(np.rint(score), 1, 10).astype(int)
+    # A few off-model scores (real raters are not all consistent) reach every value.
+    outlier = rng.random(n_r) < config.outlier_share
+    score[outlier] = 1 + (rng.random(int(outlier.sum())) * 10).astype(int)
     implicit = rng.random(n_r) < implicit_propensity[row_user]
     score[implicit] = 0
 

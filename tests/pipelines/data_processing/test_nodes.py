@@ -1,0 +1,324 @@
+"""data_processing nodes on hand-built frames with explicit schemas."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    FloatType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
+from book_recommender.pipelines.data_processing.nodes import (
+    DataValidationError,
+    compute_statistics,
+    count_join_losses,
+    index_items,
+    index_users,
+    merge_ratings,
+    prepare_model_input,
+    split_ratings,
+    validate_items,
+    validate_ratings,
+    validate_users,
+)
+
+COLUMNS = {
+    "user_id": "User-ID",
+    "item_id": "ISBN",
+    "item_info": "Book-Title",
+    "rating": "Book-Rating",
+    "item_author": "Book-Author",
+    "user_age": "Age",
+}
+PARAMS = {
+    "data": {
+        "folder": "data/01_raw",
+        "items_file": "Books.csv",
+        "users_file": "Users.csv",
+        "ratings_file": "Ratings.csv",
+    },
+    "ratings": {"min": 0, "max": 10, "implicit_value": 0},
+    "preparation": {
+        "is_sample": False,
+        "sample_rows": 5000,
+        "train_fraction": 0.8,
+        "seed": 7,
+    },
+}
+
+
+def _strings(*names: str) -> StructType:
+    return StructType([StructField(n, StringType(), True) for n in names])
+
+
+RATINGS_SCHEMA = _strings("User-ID", "ISBN", "Book-Rating")
+USERS_SCHEMA = _strings("User-ID", "Location", "Age")
+BOOKS_SCHEMA = _strings("ISBN", "Book-Title", "Book-Author")
+
+
+@pytest.fixture
+def raw_ratings(spark):
+    rows = [
+        ("1", "034545104X", "0"),
+        ("1", "0155061224", "5"),
+        (" 2 ", "0446520802", " 8 "),  # padded: trimmed, kept
+        ("2", "034545104X", "10"),
+        ("3", "0155061224", "7"),
+        ("3", "9999999999", "9"),  # item not in Books: lost in the join
+        ("42", "0155061224", "6"),  # user not in Users: lost in the join
+        ("", "0155061224", "5"),  # bad: empty user id
+        (None, "0155061224", "5"),  # bad: no user id
+        ("4", "", "5"),  # bad: empty item id
+        ("4", "0446520802", "ten"),  # bad: not a number
+        ("4", "0446520802", "NaN"),  # bad: not a number
+        ("4", "034545104X", "11"),  # bad: above max
+        ("5", "034545104X", "-1"),  # bad: below min
+    ]
+    return spark.createDataFrame(rows, RATINGS_SCHEMA)
+
+
+@pytest.fixture
+def raw_users(spark):
+    rows = [
+        ("1", "nyc, new york, usa", "34.0"),
+        ("2", "porto, porto, portugal", ""),
+        ("3", "london, england, united kingdom", "abc"),
+        ("3", "duplicate row, of user 3", "50.0"),
+        ("", "no id", "20.0"),
+        ("4", "timmins, ontario, canada", "244.0"),
+        ("5", "seattle, washington, usa", None),
+    ]
+    return spark.createDataFrame(rows, USERS_SCHEMA)
+
+
+@pytest.fixture
+def raw_books(spark):
+    rows = [
+        ("034545104X", "Flesh Tones: A Novel", "M. J. Rose"),
+        ("0155061224", 'Rites of "Passage"', "Judith Rae"),
+        ("0446520802", "The Notebook", "Nicholas Sparks"),
+        ("0446520802", "The Notebook (duplicate ISBN)", "Nicholas Sparks"),
+        (None, "No ISBN", "Nobody"),
+    ]
+    return spark.createDataFrame(rows, BOOKS_SCHEMA)
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def test_validate_ratings_counts_each_bad_row_exactly(raw_ratings):
+    kept, report = validate_ratings(raw_ratings, COLUMNS, PARAMS)
+    assert report == {
+        "read": 14,
+        "kept": 7,
+        "dropped": {
+            "missing_item_id": 1,
+            "missing_user_id": 2,
+            "rating_not_numeric": 2,
+            "rating_out_of_range": 2,
+        },
+    }
+    assert kept.count() == 7
+    assert dict(kept.dtypes)["Book-Rating"] == "double"
+    assert kept.filter(F.col("User-ID") == "2").count() == 2  # " 2 " was trimmed
+    assert raw_ratings.filter(F.col("User-ID") == " 2 ").count() == 1  # input untouched
+
+
+def test_validate_ratings_names_file_column_and_config_key(spark):
+    df = spark.createDataFrame([("1", "x")], _strings("User-ID", "ISBN"))
+    with pytest.raises(DataValidationError) as error:
+        validate_ratings(df, COLUMNS, PARAMS)
+    message = str(error.value)
+    assert "data/01_raw/Ratings.csv" in message
+    assert "'Book-Rating'" in message
+    assert "columns.rating" in message
+    assert "['User-ID', 'ISBN']" in message
+
+
+def test_a_missing_column_setting_names_the_config_key(raw_ratings):
+    columns = {k: v for k, v in COLUMNS.items() if k != "item_id"}
+    with pytest.raises(DataValidationError, match=r"columns\.item_id"):
+        validate_ratings(raw_ratings, columns, PARAMS)
+
+
+def test_validate_users_drops_missing_and_duplicate_ids_and_parses_age(raw_users):
+    users, report = validate_users(raw_users, COLUMNS, PARAMS)
+    assert report == {
+        "read": 7,
+        "kept": 5,
+        "dropped": {"duplicate_user_id": 1, "missing_user_id": 1},
+    }
+    ages = {r["User-ID"]: r["Age"] for r in users.collect()}
+    assert ages == {"1": 34.0, "2": None, "3": None, "4": 244.0, "5": None}
+    # The first row of a duplicated id is the one kept.
+    location = users.filter(F.col("User-ID") == "3").first()["Location"]
+    assert location.startswith("london")
+
+
+def test_validate_items_requires_the_title_column(spark, raw_books):
+    items, report = validate_items(raw_books, COLUMNS, PARAMS)
+    assert report["dropped"] == {"duplicate_item_id": 1, "missing_item_id": 1}
+    assert items.count() == 3
+    with pytest.raises(
+        DataValidationError, match=r"Books\.csv.*'Book-Title'.*columns\.item_info"
+    ):
+        validate_items(raw_books.drop("Book-Title"), COLUMNS, PARAMS)
+
+
+# -- indexing and merging ----------------------------------------------------------------
+
+
+@pytest.fixture
+def prepared(raw_ratings, raw_users, raw_books):
+    ratings, _ = validate_ratings(raw_ratings, COLUMNS, PARAMS)
+    users, _ = validate_users(raw_users, COLUMNS, PARAMS)
+    items, _ = validate_items(raw_books, COLUMNS, PARAMS)
+    indexed_users = index_users(users, COLUMNS)
+    indexed_items = index_items(items, COLUMNS)
+    merged = merge_ratings(ratings, indexed_users, indexed_items, COLUMNS)
+    return ratings, indexed_users, indexed_items, merged
+
+
+def test_indexes_are_dense_from_zero(prepared):
+    _, indexed_users, indexed_items, _ = prepared
+    user_ids = sorted(r[USER_IDX] for r in indexed_users.collect())
+    item_ids = sorted(r[ITEM_IDX] for r in indexed_items.collect())
+    assert user_ids == list(range(5))
+    assert item_ids == list(range(3))
+    assert dict(indexed_users.dtypes)[USER_IDX] == "int"
+
+
+def test_merge_keeps_known_users_and_items_with_consistent_ids(prepared):
+    _, indexed_users, indexed_items, merged = prepared
+    rows = merged.collect()
+    assert len(rows) == 5  # 7 valid ratings minus unknown item and unknown user
+    assert len({r[ROW_ID] for r in rows}) == 5
+    user_map = {r["User-ID"]: r[USER_IDX] for r in indexed_users.collect()}
+    item_map = {r["ISBN"]: r[ITEM_IDX] for r in indexed_items.collect()}
+    for r in rows:
+        assert r[USER_IDX] == user_map[r["User-ID"]]
+        assert r[ITEM_IDX] == item_map[r["ISBN"]]
+
+
+def test_count_join_losses(prepared):
+    ratings, indexed_users, indexed_items, _ = prepared
+    assert count_join_losses(ratings, indexed_users, indexed_items, COLUMNS) == {
+        "ratings_validated": 7,
+        "ratings_with_unknown_user": 1,
+        "ratings_with_unknown_item": 1,
+    }
+
+
+def test_prepare_model_input_casts_and_samples_by_user(spark, prepared):
+    merged = prepared[3]
+    full = prepare_model_input(merged, COLUMNS, PARAMS)
+    assert dict(full.dtypes)["Book-Rating"] == "float"
+    assert full.count() == 5
+    params = {
+        **PARAMS,
+        "preparation": {**PARAMS["preparation"], "is_sample": True, "sample_rows": 2},
+    }
+    sample = prepare_model_input(merged, COLUMNS, params).collect()
+    lowest_two = sorted((r[USER_IDX], r[ITEM_IDX]) for r in merged.collect())[:2]
+    assert sorted((r[USER_IDX], r[ITEM_IDX]) for r in sample) == lowest_two
+    bad = {
+        **PARAMS,
+        "preparation": {**PARAMS["preparation"], "is_sample": True, "sample_rows": 0},
+    }
+    with pytest.raises(DataValidationError, match="sample_rows"):
+        prepare_model_input(merged, COLUMNS, bad)
+
+
+# -- the split ---------------------------------------------------------------------------
+
+MODEL_INPUT_SCHEMA = StructType(
+    [
+        StructField(USER_IDX, IntegerType(), False),
+        StructField(ITEM_IDX, IntegerType(), False),
+        StructField("Book-Rating", FloatType(), False),
+        StructField(ROW_ID, IntegerType(), False),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def model_input(spark):
+    """11 rating values x 2,000 rows each, zeros included: large enough for shares."""
+    rows = [(i % 997, i % 1009, float(i % 11), i) for i in range(22_000)]
+    return spark.createDataFrame(rows, MODEL_INPUT_SCHEMA)
+
+
+def test_split_is_disjoint_covers_explicit_rows_and_leaves_out_zeros(model_input):
+    train, test = split_ratings(model_input, COLUMNS, PARAMS)
+    explicit = model_input.filter(F.col("Book-Rating") != 0)
+    assert train.join(test, on=ROW_ID, how="inner").count() == 0
+    union = train.unionByName(test)
+    assert union.exceptAll(explicit).count() == 0
+    assert explicit.exceptAll(union).count() == 0
+    assert train.filter(F.col("Book-Rating") == 0).count() == 0
+    assert test.filter(F.col("Book-Rating") == 0).count() == 0
+
+
+def test_split_is_stratified_by_rating_value(model_input):
+    # 2,000 rows a value: the train share's sd is 0.009, so 0.03 is > 3 sd.
+    train, _ = split_ratings(model_input, COLUMNS, PARAMS)
+    shares = {
+        r["Book-Rating"]: r["count"] / 2000
+        for r in train.groupBy("Book-Rating").count().collect()
+    }
+    assert set(shares) == {float(v) for v in range(1, 11)}
+    for value, share in shares.items():
+        assert share == pytest.approx(0.8, abs=0.03), value
+
+
+def test_split_is_reproducible_with_its_seed(model_input):
+    first, _ = split_ratings(model_input, COLUMNS, PARAMS)
+    again, _ = split_ratings(model_input, COLUMNS, PARAMS)
+    assert first.exceptAll(again).count() == 0 and again.exceptAll(first).count() == 0
+
+
+def test_split_rejects_a_fraction_outside_zero_one(model_input):
+    params = {**PARAMS, "preparation": {**PARAMS["preparation"], "train_fraction": 1.0}}
+    with pytest.raises(DataValidationError, match="train_fraction"):
+        split_ratings(model_input, COLUMNS, params)
+
+
+# -- statistics --------------------------------------------------------------------------
+
+
+def test_statistics_on_a_tiny_model_input(spark):
+    rows = [
+        (0, 0, 0.0, 1),
+        (0, 1, 8.0, 2),
+        (1, 1, 8.0, 3),
+        (2, 3, 5.0, 4),
+        (1, 0, 5.0, 5),
+    ]
+    model_input = spark.createDataFrame(rows, MODEL_INPUT_SCHEMA)
+    train = model_input.filter(F.col(ROW_ID).isin(2, 4, 5))
+    test = model_input.filter(F.col(ROW_ID) == 3)
+    report = {"read": 1, "kept": 1, "dropped": {}}
+    joins = {
+        "ratings_validated": 5,
+        "ratings_with_unknown_user": 0,
+        "ratings_with_unknown_item": 0,
+    }
+    stats = compute_statistics(
+        report, report, report, joins, model_input, train, test, COLUMNS, PARAMS
+    )
+    mi = stats["model_input"]
+    assert mi["interactions"] == 5
+    assert mi["implicit_interactions"] == 1 and mi["explicit_interactions"] == 4
+    assert (mi["users"], mi["items"]) == (3, 3)
+    assert mi["sparsity"] == pytest.approx(1 - 5 / 9)
+    assert (mi["max_user_id"], mi["max_item_id"]) == (2, 3)
+    assert mi["ratings_per_value"] == {"0": 1, "5": 2, "8": 2}
+    assert mi["rating_values"] == ["0", "5", "8"]
+    assert stats["split"]["train_rows"] == 3 and stats["split"]["test_rows"] == 1
+    assert stats["split"]["train_share_per_value"] == {"5": 1.0, "8": 0.5}
+    assert stats["joins"] == joins
