@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from kedro.framework.startup import bootstrap_project
 
 from book_recommender.spark_session import build_spark_session
 
@@ -36,3 +38,24 @@ def spark(tmp_path_factory):
     session = build_spark_session(settings)
     yield session
     session.stop()
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch):
+    """The project's config and demo data in a scratch folder, as the working dir.
+
+    Runs write their outputs (data/, mlflow.db) there, never into the checkout.
+    """
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(
+        PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local")
+    )
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "src").mkdir()  # the package itself is imported from the install
+    raw = tmp_path / "data" / "01_raw"
+    raw.mkdir(parents=True)
+    for name in ("Books.csv", "Ratings.csv", "Users.csv"):
+        shutil.copy(PROJECT_ROOT / "data" / "01_raw" / name, raw)
+    monkeypatch.chdir(tmp_path)
+    bootstrap_project(tmp_path)
+    return tmp_path

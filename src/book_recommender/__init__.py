@@ -1,4 +1,3 @@
-"""Book Recommender
-"""
+"""Book Recommender"""
 
 __version__ = "0.1"

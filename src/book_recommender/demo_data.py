@@ -114,41 +114,134 @@ def _isbn10(body: np.ndarray) -> list[str]:
 
 
 _TITLE_HEAD = [
-    "The", "A", "Night", "Secret", "Last", "Silent", "Lost", "Hidden", "Broken",
-    "Winter", "Summer", "Dark", "Little", "Golden", "Wild", "Bitter", "Sweet",
+    "The",
+    "A",
+    "Night",
+    "Secret",
+    "Last",
+    "Silent",
+    "Lost",
+    "Hidden",
+    "Broken",
+    "Winter",
+    "Summer",
+    "Dark",
+    "Little",
+    "Golden",
+    "Wild",
+    "Bitter",
+    "Sweet",
 ]
 _TITLE_NOUN = [
-    "Garden", "River", "House", "Letters", "Daughter", "Storm", "Island", "Road",
-    "Promise", "Witness", "Kingdom", "Harbor", "Orchard", "Mirror", "Voyage", "Clock",
-    "Café", "Señorita", "Fjord", "Über-Mensch", "Naïve Heart", "Château",
+    "Garden",
+    "River",
+    "House",
+    "Letters",
+    "Daughter",
+    "Storm",
+    "Island",
+    "Road",
+    "Promise",
+    "Witness",
+    "Kingdom",
+    "Harbor",
+    "Orchard",
+    "Mirror",
+    "Voyage",
+    "Clock",
+    "Café",
+    "Señorita",
+    "Fjord",
+    "Über-Mensch",
+    "Naïve Heart",
+    "Château",
 ]
 _TITLE_TAIL = [
-    "", "", "", "", ": A Novel", ", Book 2", " (Paperback)", ", Vol. 1",
-    ": Stories", " and Other Tales", ' of "Nobody"', ": The \"Lost\" Years",
+    "",
+    "",
+    "",
+    "",
+    ": A Novel",
+    ", Book 2",
+    " (Paperback)",
+    ", Vol. 1",
+    ": Stories",
+    " and Other Tales",
+    ' of "Nobody"',
+    ': The "Lost" Years',
 ]
 _FIRST = [
-    "Mary", "John", "Anne", "Stephen", "Nora", "James", "Dean", "Agatha", "Zoë",
-    "José", "Søren", "Françoise", "Michael", "Sue", "Janet", "Tom", "Laura", "Ray",
+    "Mary",
+    "John",
+    "Anne",
+    "Stephen",
+    "Nora",
+    "James",
+    "Dean",
+    "Agatha",
+    "Zoë",
+    "José",
+    "Søren",
+    "Françoise",
+    "Michael",
+    "Sue",
+    "Janet",
+    "Tom",
+    "Laura",
+    "Ray",
 ]
 _LAST = [
-    "King", "Grisham", "Christie", "Roberts", "Steel", "Koontz", "Evanovich",
-    "García Márquez", "Kierkegaard", "Brontë", "O'Brien", "Smith", "Müller",
-    "Dostoyevsky", "Atwood", "Pratchett", "Lee", "Brown",
+    "King",
+    "Grisham",
+    "Christie",
+    "Roberts",
+    "Steel",
+    "Koontz",
+    "Evanovich",
+    "García Márquez",
+    "Kierkegaard",
+    "Brontë",
+    "O'Brien",
+    "Smith",
+    "Müller",
+    "Dostoyevsky",
+    "Atwood",
+    "Pratchett",
+    "Lee",
+    "Brown",
 ]
 _PUBLISHERS = [
-    "Ballantine Books", "Harper Perennial", "Farrar, Straus and Giroux",
-    "Simon & Schuster", "Penguin Books", "Bantam", "Pocket", "Vintage",
-    "Éditions Gallimard", "Doubleday", "Little, Brown", "Warner Books",
-    'Scholastic "Point"', "Berkley Publishing Group", "Del Rey",
+    "Ballantine Books",
+    "Harper Perennial",
+    "Farrar, Straus and Giroux",
+    "Simon & Schuster",
+    "Penguin Books",
+    "Bantam",
+    "Pocket",
+    "Vintage",
+    "Éditions Gallimard",
+    "Doubleday",
+    "Little, Brown",
+    "Warner Books",
+    'Scholastic "Point"',
+    "Berkley Publishing Group",
+    "Del Rey",
 ]
 _CITIES = [
-    ("nyc", "new york", "usa"), ("stockton", "california", "usa"),
-    ("toronto", "ontario", "canada"), ("london", "england", "united kingdom"),
-    ("münchen", "bayern", "germany"), ("barcelona", "barcelona", "spain"),
-    ("porto", "porto", "portugal"), ("melbourne", "victoria", "australia"),
-    ("são paulo", "são paulo", "brazil"), ("farnborough", "hants", "united kingdom"),
-    ("timmins", "ontario", "canada"), ("kuala lumpur", "n/a", "malaysia"),
-    ("seattle", "washington", "usa"), ("st. louis", "missouri", "usa"),
+    ("nyc", "new york", "usa"),
+    ("stockton", "california", "usa"),
+    ("toronto", "ontario", "canada"),
+    ("london", "england", "united kingdom"),
+    ("münchen", "bayern", "germany"),
+    ("barcelona", "barcelona", "spain"),
+    ("porto", "porto", "portugal"),
+    ("melbourne", "victoria", "australia"),
+    ("são paulo", "são paulo", "brazil"),
+    ("farnborough", "hants", "united kingdom"),
+    ("timmins", "ontario", "canada"),
+    ("kuala lumpur", "n/a", "malaysia"),
+    ("seattle", "washington", "usa"),
+    ("st. louis", "missouri", "usa"),
 ]
 
 
@@ -177,6 +270,59 @@ class DemoTables:
     users: list[list[str]]
 
 
+def _draw_pairs(  # noqa: PLR0917
+    rng: np.random.Generator,
+    config: DemoConfig,
+    activity: np.ndarray,
+    affinity: np.ndarray,
+    item_genre: np.ndarray,
+    popularity: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) index pairs, ordered by user."""
+    n_u, n_i, n_g = config.n_users, config.n_items, config.n_genres
+    # Rating rows: a user by activity, then a genre by taste and how much there
+    # is to read in it, then a book of that genre by popularity. One row per
+    # (user, book): the first draw wins; draw again until there are enough.
+    if config.n_ratings > n_u * n_i // 2:
+        raise ValueError(
+            f"n_ratings={config.n_ratings} is more than half of all "
+            f"{n_u} x {n_i} user-book pairs; ask for fewer ratings or more users/items."
+        )
+    genre_mass = np.bincount(item_genre, weights=popularity, minlength=n_g)
+    genre_cdf = np.cumsum(
+        genre_mass[None, :] * np.exp(config.taste_choice * affinity), axis=1
+    )
+    genre_cdf /= genre_cdf[:, -1:]
+    item_cdfs = []
+    for g in range(n_g):
+        members = np.flatnonzero(item_genre == g)
+        cdf = np.cumsum(popularity[members])
+        item_cdfs.append((members, cdf / cdf[-1]))
+    pairs = np.empty(0, dtype=np.int64)
+    while True:
+        n_draw = 2 * (config.n_ratings - len(pairs)) + 100
+        draw_user = _pick(rng, activity, n_draw)
+        u = rng.random(n_draw)
+        draw_genre = np.minimum(
+            (genre_cdf[draw_user] < u[:, None]).sum(axis=1), n_g - 1
+        )
+        draw_item = np.empty(n_draw, dtype=np.int64)
+        u = rng.random(n_draw)
+        for g, (members, cdf) in enumerate(item_cdfs):
+            rows = np.flatnonzero(draw_genre == g)
+            picked = np.searchsorted(cdf, u[rows], side="right")
+            draw_item[rows] = members[np.minimum(picked, len(members) - 1)]
+        pairs = np.concatenate([pairs, draw_user.astype(np.int64) * n_i + draw_item])
+        _, first = np.unique(pairs, return_index=True)
+        pairs = pairs[np.sort(first)]
+        if len(pairs) >= config.n_ratings:
+            break
+    pairs = pairs[: config.n_ratings]
+    # The real Ratings.csv is ordered by user.
+    pairs = pairs[np.argsort(pairs // n_i, kind="stable")]
+    return pairs // n_i, pairs % n_i
+
+
 def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     """Draws the three tables as rows of strings, headers excluded."""
     rng = np.random.default_rng(config.seed)
@@ -195,44 +341,10 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     p = config.implicit_share
     implicit_propensity = np.clip(p + 0.25 * _normal(rng, n_u), 0.0, 1.0)
 
-    # Rating rows: a user by activity, then a genre by taste and how much there
-    # is to read in it, then a book of that genre by popularity. One row per
-    # (user, book): the first draw wins; draw again until there are enough.
-    if config.n_ratings > n_u * n_i // 2:
-        raise ValueError(
-            f"n_ratings={config.n_ratings} is more than half of all "
-            f"{n_u} x {n_i} user-book pairs; ask for fewer ratings or more users/items."
-        )
-    genre_mass = np.bincount(item_genre, weights=popularity, minlength=n_g)
-    genre_cdf = np.cumsum(genre_mass[None, :] * np.exp(config.taste_choice * affinity), axis=1)
-    genre_cdf /= genre_cdf[:, -1:]
-    item_cdfs = []
-    for g in range(n_g):
-        members = np.flatnonzero(item_genre == g)
-        cdf = np.cumsum(popularity[members])
-        item_cdfs.append((members, cdf / cdf[-1]))
-    pairs = np.empty(0, dtype=np.int64)
-    while True:
-        n_draw = 2 * (config.n_ratings - len(pairs)) + 100
-        draw_user = _pick(rng, activity, n_draw)
-        u = rng.random(n_draw)
-        draw_genre = np.minimum((genre_cdf[draw_user] < u[:, None]).sum(axis=1), n_g - 1)
-        draw_item = np.empty(n_draw, dtype=np.int64)
-        u = rng.random(n_draw)
-        for g, (members, cdf) in enumerate(item_cdfs):
-            rows = np.flatnonzero(draw_genre == g)
-            picked = np.searchsorted(cdf, u[rows], side="right")
-            draw_item[rows] = members[np.minimum(picked, len(members) - 1)]
-        pairs = np.concatenate([pairs, draw_user.astype(np.int64) * n_i + draw_item])
-        _, first = np.unique(pairs, return_index=True)
-        pairs = pairs[np.sort(first)]
-        if len(pairs) >= config.n_ratings:
-            break
-    pairs = pairs[: config.n_ratings]
-    # The real Ratings.csv is ordered by user.
-    pairs = pairs[np.argsort(pairs // n_i, kind="stable")]
-    row_user, row_item = pairs // n_i, pairs % n_i
-    n_r = len(pairs)
+    row_user, row_item = _draw_pairs(
+        rng, config, activity, affinity, item_genre, popularity
+    )
+    n_r = len(row_user)
 
     # Scores: planted model, rounded and clipped to 1-10; some rows implicit.
     taste = config.taste_scale * (affinity[row_user, item_genre[row_item]] - 1.0 / 3.0)
@@ -253,13 +365,17 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     # ISBNs: valid ISBN-10s, ~1/11 ending in X; leading zeros are common.
     space = max(10**6, n_i)
     step = 10**9 // space
-    isbns = _isbn10(_permutation(rng, space)[:n_i] * step + (rng.random(n_i) * step).astype(int))
+    isbns = _isbn10(
+        _permutation(rng, space)[:n_i] * step + (rng.random(n_i) * step).astype(int)
+    )
 
     # Books missing from Books.csv: random ones until they carry the asked share.
     expected_share = np.bincount(row_item, minlength=n_i) / n_r
     order = _permutation(rng, n_i)
-    unlisted = order[: int(np.searchsorted(np.cumsum(expected_share[order]),
-                                           config.unlisted_share)) + 1]
+    unlisted = order[
+        : int(np.searchsorted(np.cumsum(expected_share[order]), config.unlisted_share))
+        + 1
+    ]
     listed = np.setdiff1d(np.arange(n_i), unlisted)
 
     books = _books(rng, config, [isbns[i] for i in listed])
@@ -279,7 +395,9 @@ def _user_ids(n_users: int) -> list[str]:
     return [str(1 + k + k // 2) for k in range(n_users)]
 
 
-def _books(rng: np.random.Generator, config: DemoConfig, isbns: list[str]) -> list[list[str]]:
+def _books(
+    rng: np.random.Generator, config: DemoConfig, isbns: list[str]
+) -> list[list[str]]:
     n = len(isbns)
     titles = _titles(rng, n)
     first = _pick(rng, np.ones(len(_FIRST)), n)
@@ -290,16 +408,18 @@ def _books(rng: np.random.Generator, config: DemoConfig, isbns: list[str]) -> li
     rows = []
     for k, isbn in enumerate(isbns):
         url = "http://images.amazon.com/images/P/" + isbn + ".01.{}.jpg"
-        rows.append([
-            isbn,
-            titles[k],
-            f"{_FIRST[first[k]]} {_LAST[last[k]]}",
-            str(years[k]),
-            _PUBLISHERS[publisher[k]],
-            url.format("THUMBZZZ"),
-            url.format("MZZZZZZZ"),
-            url.format("LZZZZZZZ"),
-        ])
+        rows.append(
+            [
+                isbn,
+                titles[k],
+                f"{_FIRST[first[k]]} {_LAST[last[k]]}",
+                str(years[k]),
+                _PUBLISHERS[publisher[k]],
+                url.format("THUMBZZZ"),
+                url.format("MZZZZZZZ"),
+                url.format("LZZZZZZZ"),
+            ]
+        )
     return rows
 
 
@@ -347,20 +467,28 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m book_recommender.demo_data",
         description="Write Book-Crossing-shaped Books.csv, Ratings.csv, Users.csv.",
     )
-    parser.add_argument("--out", type=Path, default=Path("data/01_raw"),
-                        help="folder to write into (default: data/01_raw)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/01_raw"),
+        help="folder to write into (default: data/01_raw)",
+    )
     parser.add_argument("--users", type=int, default=defaults.n_users)
     parser.add_argument("--items", type=int, default=defaults.n_items)
     parser.add_argument("--ratings", type=int, default=defaults.n_ratings)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
-    for name, value in (("--users", args.users), ("--items", args.items),
-                        ("--ratings", args.ratings)):
+    for name, value in (
+        ("--users", args.users),
+        ("--items", args.items),
+        ("--ratings", args.ratings),
+    ):
         if value < 1:
             parser.error(f"{name} must be a positive whole number, got {value}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = DemoConfig(n_users=args.users, n_items=args.items,
-                        n_ratings=args.ratings, seed=args.seed)
+    config = DemoConfig(
+        n_users=args.users, n_items=args.items, n_ratings=args.ratings, seed=args.seed
+    )
     write(generate(config), args.out)
 
 

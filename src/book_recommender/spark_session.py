@@ -63,7 +63,9 @@ def check_java() -> int:
     output = result.stderr + result.stdout
     major = parse_java_major(output)
     if major is None or major < MIN_JAVA:
-        found = output.strip().splitlines()[0] if output.strip() else "no version output"
+        found = (
+            output.strip().splitlines()[0] if output.strip() else "no version output"
+        )
         raise JavaNotFoundError(
             f"Spark needs Java {MIN_JAVA} or newer; {java} (from {where}) reports:"
             f" {found!r}. Install a JDK {MIN_JAVA}+ and point JAVA_HOME at it."

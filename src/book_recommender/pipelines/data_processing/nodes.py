@@ -31,7 +31,9 @@ class DataValidationError(ValueError):
 # Configuration helpers
 
 
-def _lookup(params: dict[str, Any], keys: tuple[str, ...], group: str, where: str) -> Any:
+def _lookup(
+    params: dict[str, Any], keys: tuple[str, ...], group: str, where: str
+) -> Any:
     value: Any = params
     for depth, key in enumerate(keys):
         if not isinstance(value, dict) or key not in value:
@@ -82,7 +84,9 @@ def _blank(column: Column) -> Column:
 
 def _count_reasons(df: DataFrame) -> dict[str, int]:
     """Rows per drop reason in one pass; ``None`` (kept) is counted as ``kept``."""
-    counts = {row[_REASON]: row["count"] for row in df.groupBy(_REASON).count().collect()}
+    counts = {
+        row[_REASON]: row["count"] for row in df.groupBy(_REASON).count().collect()
+    }
     report = {"kept": int(counts.pop(None, 0))}
     report["dropped"] = {str(k): int(v) for k, v in sorted(counts.items())}
     report["read"] = report["kept"] + sum(report["dropped"].values())
@@ -113,7 +117,9 @@ def validate_ratings(
     number, or the rating lies outside ``ratings.min``..``ratings.max``. Ids are
     trimmed text; the rating becomes a double.
     """
-    _require_columns(raw_ratings, columns, params, "ratings_file", ["user_id", "item_id", "rating"])
+    _require_columns(
+        raw_ratings, columns, params, "ratings_file", ["user_id", "item_id", "rating"]
+    )
     user, item, rating = (_column(columns, k) for k in ("user_id", "item_id", "rating"))
     low, high = _setting(params, "ratings", "min"), _setting(params, "ratings", "max")
     value = F.trim(F.col(rating)).try_cast("double")
@@ -137,6 +143,7 @@ def _validate_entities(
     raw: DataFrame,
     columns: dict[str, str],
     params: dict[str, Any],
+    *,
     file_key: str,
     id_key: str,
     required: list[str],
@@ -170,7 +177,12 @@ def validate_users(
     ages are kept as they are and counted in the statistics.
     """
     users, report = _validate_entities(
-        raw_users, columns, params, "users_file", "user_id", ["user_id"]
+        raw_users,
+        columns,
+        params,
+        file_key="users_file",
+        id_key="user_id",
+        required=["user_id"],
     )
     age = columns.get("user_age")
     if age and age in users.columns:
@@ -183,7 +195,12 @@ def validate_items(
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Items with an id and an info (title) column, one row per id."""
     return _validate_entities(
-        raw_items, columns, params, "items_file", "item_id", ["item_id", "item_info"]
+        raw_items,
+        columns,
+        params,
+        file_key="items_file",
+        id_key="item_id",
+        required=["item_id", "item_info"],
     )
 
 
@@ -272,7 +289,9 @@ def split_ratings(
     if implicit_value is not None:
         explicit = explicit.filter(F.col(rating) != float(implicit_value))
     values = [row[0] for row in explicit.select(rating).distinct().collect()]
-    train = explicit.sampleBy(rating, fractions=dict.fromkeys(values, fraction), seed=seed)
+    train = explicit.sampleBy(
+        rating, fractions=dict.fromkeys(values, fraction), seed=seed
+    )
     test = explicit.join(train.select(ROW_ID), on=ROW_ID, how="left_anti")
     return train, test
 
@@ -304,7 +323,7 @@ def count_join_losses(
     }
 
 
-def compute_statistics(  # noqa: PLR0913
+def compute_statistics(  # noqa: PLR0913, PLR0917
     ratings_report: dict[str, Any],
     users_report: dict[str, Any],
     items_report: dict[str, Any],
@@ -345,7 +364,11 @@ def compute_statistics(  # noqa: PLR0913
             "users": _source(params, "users_file"),
             "items": _source(params, "items_file"),
         },
-        "rows": {"ratings": ratings_report, "users": users_report, "items": items_report},
+        "rows": {
+            "ratings": ratings_report,
+            "users": users_report,
+            "items": items_report,
+        },
         "joins": joins_report,
         "sample": {
             "is_sample": bool(params.get("preparation", {}).get("is_sample", False)),
@@ -357,7 +380,9 @@ def compute_statistics(  # noqa: PLR0913
             "implicit_interactions": implicit,
             "users": users,
             "items": items,
-            "sparsity": 1.0 - interactions / (users * items) if users and items else None,
+            "sparsity": 1.0 - interactions / (users * items)
+            if users and items
+            else None,
             "max_user_id": model_input["max_user_id"],
             "max_item_id": model_input["max_item_id"],
             "rating_values": sorted(per_value, key=float),
@@ -376,6 +401,11 @@ def compute_statistics(  # noqa: PLR0913
     logger.info(
         "Model input: %s users, %s items, %s interactions (sparsity %.5f); "
         "train %s rows, test %s rows",
-        users, items, interactions, stats["model_input"]["sparsity"] or 0.0, n_train, n_test,
+        users,
+        items,
+        interactions,
+        stats["model_input"]["sparsity"] or 0.0,
+        n_train,
+        n_test,
     )
     return stats

@@ -37,8 +37,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["raw_books", _COLUMNS, _PARAMS],
                 outputs=["validated_items", "items_validation_report"],
             ),
-            Node(index_users, inputs=["validated_users", _COLUMNS], outputs="indexed_users"),
-            Node(index_items, inputs=["validated_items", _COLUMNS], outputs="indexed_items"),
+            Node(
+                index_users,
+                inputs=["validated_users", _COLUMNS],
+                outputs="indexed_users",
+            ),
+            Node(
+                index_items,
+                inputs=["validated_items", _COLUMNS],
+                outputs="indexed_items",
+            ),
             Node(
                 merge_ratings,
                 inputs={
