@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTEFACT = re.compile(r"(^|/)(mlruns|mlflow\.db|spark-warehouse|metastore_db|\.venv)(/|$)")
+ARTEFACT = re.compile(
+    r"(^|/)(mlruns|mlflow\.db|spark-warehouse|metastore_db|\.venv)(/|$)"
+)
 
 
 def _tracked() -> list[str]:

@@ -7,11 +7,16 @@ ratings skewed high, ratings whose ISBN is missing from ``Books.csv``, users
 with no or absurd ages, ``Year-Of-Publication`` 0, text with commas, quotes and
 non-ASCII characters, ISBNs ending in ``X``.
 
-Explicit ratings come from a planted model, ``mu + b_user + b_item + taste``,
-where taste is a user's affinity to the book's genre (a low-rank, non-negative
-structure), plus noise; which books a user reads also follows popularity and
-taste. So a collaborative model has something real to find, and can be checked
-against the global mean and a popularity ranking.
+Explicit ratings come from a planted model: ``mu + b_user + b_item + taste +
+style`` plus noise, rounded and clipped to 1-10. ``taste`` is a user's affinity for
+the book's genre (non-negative, rank = number of genres) and ``style`` a finer
+low-rank match that moves scores but not choices. Which books a user reads
+follows popularity, the item bias and the genre taste, so readers mostly rate
+books of genres they like. A collaborative model therefore has something real
+to find: biased ALS beats the damped bias baseline on RMSE and implicit ALS beats
+the popularity ranking on NDCG. Like the real data, an explicit rating model
+still ranks worse than popularity: it predicts how much a user would like a
+book, not whether they would pick it up.
 
 Only ``Generator.random`` (uniform doubles from PCG64) is used, and every other
 distribution is derived from it here, so the output does not depend on how a
@@ -65,14 +70,22 @@ class DemoConfig:
     absurd_age_share: float = 0.01
     year_zero_share: float = 0.015
     # Planted rating model, on the 1-10 scale.
-    global_mean: float = 7.3
+    global_mean: float = 5.5
     user_bias_sd: float = 0.9
     item_bias_sd: float = 0.7
     taste_scale: float = 3.0
-    noise_sd: float = 0.8
+    noise_sd: float = 0.6
     outlier_share: float = 0.01
-    # How strongly taste steers which books a user reads (0: popularity only).
-    taste_choice: float = 2.0
+    # A finer taste that moves scores but not what people choose to read:
+    # user and book vectors of this rank, dot product times style_scale.
+    style_rank: int = 3
+    style_scale: float = 1.8
+    # Readers pick books they expect to like: the weight of a book in a user's
+    # choice is popularity x exp(choice_from_bias x b_item + choice_from_taste x taste).
+    choice_from_bias: float = 1.0
+    choice_from_taste: float = 3.0
+    popularity_sd: float = 2.0
+    bias_popularity_corr: float = 0.5
 
 
 # --------------------------------------------------------------------------------------
@@ -274,29 +287,29 @@ def _draw_pairs(  # noqa: PLR0917
     rng: np.random.Generator,
     config: DemoConfig,
     activity: np.ndarray,
-    affinity: np.ndarray,
+    taste: np.ndarray,
     item_genre: np.ndarray,
-    popularity: np.ndarray,
+    weight: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, item) index pairs, ordered by user."""
     n_u, n_i, n_g = config.n_users, config.n_items, config.n_genres
     # Rating rows: a user by activity, then a genre by taste and how much there
-    # is to read in it, then a book of that genre by popularity. One row per
+    # is to read in it, then a book of that genre by its weight. One row per
     # (user, book): the first draw wins; draw again until there are enough.
     if config.n_ratings > n_u * n_i // 2:
         raise ValueError(
             f"n_ratings={config.n_ratings} is more than half of all "
             f"{n_u} x {n_i} user-book pairs; ask for fewer ratings or more users/items."
         )
-    genre_mass = np.bincount(item_genre, weights=popularity, minlength=n_g)
+    genre_mass = np.bincount(item_genre, weights=weight, minlength=n_g)
     genre_cdf = np.cumsum(
-        genre_mass[None, :] * np.exp(config.taste_choice * affinity), axis=1
+        genre_mass[None, :] * np.exp(config.choice_from_taste * taste), axis=1
     )
     genre_cdf /= genre_cdf[:, -1:]
     item_cdfs = []
     for g in range(n_g):
         members = np.flatnonzero(item_genre == g)
-        cdf = np.cumsum(popularity[members])
+        cdf = np.cumsum(weight[members])
         item_cdfs.append((members, cdf / cdf[-1]))
     pairs = np.empty(0, dtype=np.int64)
     while True:
@@ -330,8 +343,13 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
 
     # Items: genre, popularity (long tail), bias.
     item_genre = _pick(rng, np.linspace(2.0, 1.0, n_g), n_i)
-    popularity = np.exp(2.2 * _normal(rng, n_i))
-    item_bias = config.item_bias_sd * _normal(rng, n_i)
+    hype = _normal(rng, n_i)
+    popularity = np.exp(config.popularity_sd * hype)
+    # Well-liked books are read more: item bias and popularity are correlated.
+    rho = config.bias_popularity_corr
+    item_bias = config.item_bias_sd * (
+        rho * hype + np.sqrt(1 - rho**2) * _normal(rng, n_i)
+    )
 
     # Users: activity (long tail), genre affinities in [0, 1], bias, how often
     # they leave an implicit 0 rather than a score.
@@ -341,18 +359,22 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     p = config.implicit_share
     implicit_propensity = np.clip(p + 0.25 * _normal(rng, n_u), 0.0, 1.0)
 
-    row_user, row_item = _draw_pairs(
-        rng, config, activity, affinity, item_genre, popularity
-    )
+    taste = config.taste_scale * (affinity - 1.0 / 3.0)  # (users, genres)
+    user_style = _normal(rng, n_u * config.style_rank).reshape(n_u, config.style_rank)
+    item_style = _normal(rng, n_i * config.style_rank).reshape(n_i, config.style_rank)
+    weight = popularity * np.exp(config.choice_from_bias * item_bias)
+    row_user, row_item = _draw_pairs(rng, config, activity, taste, item_genre, weight)
     n_r = len(row_user)
 
     # Scores: planted model, rounded and clipped to 1-10; some rows implicit.
-    taste = config.taste_scale * (affinity[row_user, item_genre[row_item]] - 1.0 / 3.0)
     score = (
         config.global_mean
         + user_bias[row_user]
         + item_bias[row_item]
-        + taste
+        + taste[row_user, item_genre[row_item]]
+        + config.style_scale
+        * np.einsum("ij,ij->i", user_style[row_user], item_style[row_item])
+        / np.sqrt(config.style_rank)
         + config.noise_sd * _normal(rng, n_r)
     )
     score = np.clip(np.rint(score), 1, 10).astype(int)

@@ -1,0 +1,144 @@
+"""Regression and top-k ranking metrics on Spark DataFrames.
+
+Ranking follows the usual offline protocol: for each user with relevant test
+items, the top ``k`` recommendations among items the user has not interacted with
+in training are compared with the user's relevant test items.
+
+- precision@k = hits / k
+- recall@k = hits / |relevant|
+- NDCG@k = DCG / IDCG with binary gains, DCG = sum over hits of 1 / log2(rank + 1)
+- MAP@k = (sum over hits of precision at the hit's rank) / min(|relevant|, k)
+
+Every user with relevant items counts, also one for whom the model has no
+recommendation (a cold-start user scores 0), so models are compared on the same
+users.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from pyspark.ml.evaluation import RegressionEvaluator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
+
+RANK = "rank"
+SCORE = "score"
+REGRESSION_METRICS = ("rmse", "mae", "r2", "explained_variance")
+_SPARK_REGRESSION_NAMES = {
+    "rmse": "rmse",
+    "mae": "mae",
+    "r2": "r2",
+    "explained_variance": "var",
+}
+
+# (users, n) -> rows (USER_IDX, ITEM_IDX, SCORE): each user's n best items.
+CandidateFn = Callable[[DataFrame, int], DataFrame]
+
+
+def ranking_metric_names(k: int) -> list[str]:
+    return [f"precision_at_{k}", f"recall_at_{k}", f"ndcg_at_{k}", f"map_at_{k}"]
+
+
+def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, float]:
+    """RMSE, MAE, R2 and explained variance, as Spark's RegressionEvaluator defines them."""
+    evaluator = RegressionEvaluator(labelCol=label_col, predictionCol=PREDICTION)
+    return {
+        name: float(evaluator.evaluate(predictions, {evaluator.metricName: spark_name}))
+        for name, spark_name in _SPARK_REGRESSION_NAMES.items()
+    }
+
+
+def top_k_unseen(
+    candidates: CandidateFn, users: DataFrame, seen: DataFrame, k: int
+) -> DataFrame:
+    """Each user's ``k`` best items among those not in ``seen``, ranked 1..k.
+
+    A user who has seen ``s`` items needs ``k + s`` candidates to be sure of ``k``
+    unseen ones. Users are grouped by the next power of two of ``k + s`` so that
+    a heavy reader does not make every user fetch thousands of candidates.
+    """
+    seen_pairs = seen.select(USER_IDX, ITEM_IDX).distinct()
+    need = (
+        users.select(USER_IDX)
+        .distinct()
+        .join(seen_pairs.groupBy(USER_IDX).count(), on=USER_IDX, how="left")
+        .select(USER_IDX, (F.coalesce("count", F.lit(0)) + k).alias("need"))
+        .withColumn("bucket", F.pow(F.lit(2), F.ceil(F.log2("need"))).cast("int"))
+        .cache()
+    )
+    buckets = sorted(
+        row["bucket"] for row in need.select("bucket").distinct().collect()
+    )
+    parts = [
+        candidates(need.filter(F.col("bucket") == n).select(USER_IDX), n)
+        for n in buckets
+    ]
+    need.unpersist()
+    if not parts:
+        return users.sparkSession.createDataFrame(
+            [], f"{USER_IDX} int, {ITEM_IDX} int, {SCORE} float, {RANK} int"
+        )
+    scored = parts[0]
+    for part in parts[1:]:
+        scored = scored.unionByName(part)
+    order = Window.partitionBy(USER_IDX).orderBy(F.desc(SCORE), F.asc(ITEM_IDX))
+    return (
+        scored.join(seen_pairs, on=[USER_IDX, ITEM_IDX], how="left_anti")
+        .withColumn(RANK, F.row_number().over(order))
+        .filter(F.col(RANK) <= k)
+    )
+
+
+def ranking_metrics(
+    recommendations: DataFrame, relevant: DataFrame, k: int
+) -> dict[str, float]:
+    """precision, recall, NDCG and MAP at ``k``, averaged over users with relevant items.
+
+    ``recommendations`` has (USER_IDX, ITEM_IDX, RANK) with ranks 1..k;
+    ``relevant`` has the (USER_IDX, ITEM_IDX) pairs that count as hits.
+    """
+    relevant = relevant.select(USER_IDX, ITEM_IDX).distinct()
+    n_relevant = relevant.groupBy(USER_IDX).agg(F.count(F.lit(1)).alias("n_rel"))
+    hits = recommendations.filter(F.col(RANK) <= k).join(
+        relevant, on=[USER_IDX, ITEM_IDX], how="inner"
+    )
+    running = Window.partitionBy(USER_IDX).orderBy(RANK)
+    per_user_hits = (
+        hits.withColumn("hits_so_far", F.count(F.lit(1)).over(running))
+        .groupBy(USER_IDX)
+        .agg(
+            F.count(F.lit(1)).alias("hits"),
+            F.sum(1.0 / F.log2(F.col(RANK) + 1)).alias("dcg"),
+            F.sum(F.col("hits_so_far") / F.col(RANK)).alias("ap_sum"),
+        )
+    )
+    ideal = [0.0]
+    for position in range(1, k + 1):
+        ideal.append(ideal[-1] + 1.0 / math.log2(position + 1))
+    idcg = F.element_at(
+        F.array(*[F.lit(v) for v in ideal]),
+        (F.least(F.col("n_rel"), F.lit(k)) + 1).cast("int"),
+    )
+    per_user = n_relevant.join(per_user_hits, on=USER_IDX, how="left").fillna(
+        0, subset=["hits", "dcg", "ap_sum"]
+    )
+    row = per_user.agg(
+        F.avg(F.col("hits") / k).alias("precision"),
+        F.avg(F.col("hits") / F.col("n_rel")).alias("recall"),
+        F.avg(F.col("dcg") / idcg).alias("ndcg"),
+        F.avg(F.col("ap_sum") / F.least(F.col("n_rel"), F.lit(k))).alias("map"),
+        F.count(F.lit(1)).alias("users"),
+    ).first()
+    if not row["users"]:
+        return dict.fromkeys(ranking_metric_names(k), 0.0)
+    return {
+        f"precision_at_{k}": float(row["precision"]),
+        f"recall_at_{k}": float(row["recall"]),
+        f"ndcg_at_{k}": float(row["ndcg"]),
+        f"map_at_{k}": float(row["map"]),
+    }
