@@ -283,7 +283,7 @@ class DemoTables:
     users: list[list[str]]
 
 
-def _draw_pairs(  # noqa: PLR0917
+def _draw_pairs(
     rng: np.random.Generator,
     config: DemoConfig,
     activity: np.ndarray,

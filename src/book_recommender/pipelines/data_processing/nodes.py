@@ -323,7 +323,7 @@ def count_join_losses(
     }
 
 
-def compute_statistics(  # noqa: PLR0913, PLR0917
+def compute_statistics(
     ratings_report: dict[str, Any],
     users_report: dict[str, Any],
     items_report: dict[str, Any],
