@@ -81,8 +81,8 @@ def _pandas_ranking(scores, seen, relevant, k):
     """Straightforward per-user loops: the reference implementation."""
     seen_sets = seen.groupby(USER_IDX)[ITEM_IDX].apply(set).to_dict()
     rows = []
-    for user, rel in relevant.groupby(USER_IDX)[ITEM_IDX]:
-        rel = set(rel)
+    for user, items in relevant.groupby(USER_IDX)[ITEM_IDX]:
+        rel = set(items)
         cand = scores[scores[USER_IDX] == user].sort_values(
             [SCORE, ITEM_IDX], ascending=[False, True]
         )
