@@ -40,9 +40,8 @@ def spark(tmp_path_factory):
     session.stop()
 
 
-@pytest.fixture
-def project_copy(tmp_path, monkeypatch):
-    """The project's config and demo data in a scratch folder, as the working dir.
+def copy_project(tmp_path: Path) -> Path:
+    """The project's config and demo data in a scratch folder.
 
     Runs write their outputs (data/, mlflow.db) there, never into the checkout.
     """
@@ -56,6 +55,13 @@ def project_copy(tmp_path, monkeypatch):
     raw.mkdir(parents=True)
     for name in ("Books.csv", "Ratings.csv", "Users.csv"):
         shutil.copy(PROJECT_ROOT / "data" / "01_raw" / name, raw)
+    return tmp_path
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch):
+    """A scratch copy of the project, bootstrapped, as the working directory."""
+    copy_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     bootstrap_project(tmp_path)
     return tmp_path

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
+from deltalake import DeltaTable
 from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
+
+from tests.conftest import copy_project
 
 EXPERIMENT = "aisample-recommendation"
 MODEL = f"{EXPERIMENT}-alsmodel"
@@ -38,20 +43,92 @@ def _parents_and_children(client):
     return parents, children
 
 
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """A scratch copy of the project after one plain `kedro run` (the default pipeline)."""
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        bootstrap_project(project)
+        _run(project)
+        tracking_uri = f"sqlite:///{project / 'mlflow.db'}"
+        mlflow.set_tracking_uri(tracking_uri)
+        yield project, MlflowClient(tracking_uri=tracking_uri)
+
+
+def _read_delta(spark, path, version=None):
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(str(path))
+
+
 @pytest.mark.e2e
-def test_kedro_run_tracks_every_submodel_and_registers_a_champion(spark, project_copy):
+def test_scoring_writes_k_unseen_books_per_user_to_delta(spark, trained):
+    project, _ = trained
+    table = project / "data/07_model_output/user_recommendations"
+    recs = _read_delta(spark, table).toPandas()
+    ratings = pd.read_parquet(project / "data/05_model_input/ratings.parquet")
+    books = pd.read_csv(
+        project / "data/01_raw/Books.csv", dtype=str, keep_default_na=False
+    )
+
+    k = 10
+    assert set(recs["User-ID"]) == set(ratings["User-ID"])  # every user with a rating
+    assert (recs.groupby("User-ID").size() == k).all()
+    for _, ranks in recs.groupby("User-ID")["rank"]:
+        assert sorted(ranks) == list(range(1, k + 1))
+    personal = recs[~recs["cold_start"]].sort_values(["User-ID", "rank"])
+    assert len(personal) > 0.5 * len(recs)
+    assert (personal.groupby("User-ID")["score"].diff().dropna() <= 1e-6).all()
+    rated = set(zip(ratings["User-ID"], ratings["ISBN"], strict=True))
+    assert not any(
+        (u, i) in rated for u, i in zip(recs["User-ID"], recs["ISBN"], strict=True)
+    )
+    assert recs["ISBN"].isin(books["ISBN"]).all()
+    # Titles for one user, checked against Books.csv.
+    user = personal["User-ID"].iloc[0]
+    mine = recs[recs["User-ID"] == user].merge(books, on="ISBN", suffixes=("", "_csv"))
+    assert len(mine) == k and (mine["Book-Title"] == mine["Book-Title_csv"]).all()
+    assert recs["model_version"].unique().tolist() == [1]
+
+    # The table is readable without Spark, by the deltalake package.
+    assert len(DeltaTable(str(table)).to_pandas()) == len(recs)
+
+    # Scoring again writes a new Delta version; the previous one is still there.
+    _run(project, "scoring")
+    assert DeltaTable(str(table)).version() == 1
+    previous = _read_delta(spark, table, version=0)
+    assert previous.count() == len(recs)
+    assert previous.exceptAll(_read_delta(spark, table, version=1)).count() == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("override", "asked"),
+    [({"model_alias": "nope"}, "alias 'nope'"), ({"model_version": 99}, "version 99")],
+)
+def test_scoring_an_unknown_alias_or_version_names_what_exists(
+    trained, override, asked
+):
+    project, _ = trained
+    with pytest.raises(Exception) as error:
+        _run(project, "scoring", {"scoring": override})
+    message = str(error.value)
+    assert f"'{MODEL}' has no {asked}" in message
+    assert "versions [1]" in message and "champion" in message
+
+
+@pytest.mark.e2e
+def test_kedro_run_tracks_every_submodel_and_registers_a_champion(trained):
+    """Runs last: it registers further versions."""
+    project_copy, client = trained
     params = yaml.safe_load(
         (project_copy / "conf/base/parameters_data_science.yml").read_text()
     )
     grid_size = len(params["als"]["rank"]) * len(params["als"]["reg_param"])
 
-    _run(project_copy)  # the default pipeline, default grid
-
-    tracking_uri = f"sqlite:///{project_copy / 'mlflow.db'}"
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri)
     parents, children = _parents_and_children(client)
-    assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     subruns = children[parent.info.run_id]
@@ -104,8 +181,7 @@ def test_kedro_run_tracks_every_submodel_and_registers_a_champion(spark, project
         },
     )
     parents, children = _parents_and_children(client)
-    assert len(parents) == 2
-    implicit_run = client.get_run(parents[1].info.run_id)
+    implicit_run = client.get_run(parents[-1].info.run_id)
     assert len(children[implicit_run.info.run_id]) == 1
     assert implicit_run.data.params["tuning.method"] == "CrossValidator"
     champion = client.get_model_version_by_alias(MODEL, "champion")
@@ -121,7 +197,6 @@ def test_kedro_run_tracks_every_submodel_and_registers_a_champion(spark, project
     with pytest.raises(Exception, match="tuning.method is 'Bogus'"):
         _run(project_copy, "data_science", {"tuning": {"method": "Bogus"}})
     parents, _ = _parents_and_children(client)
-    assert len(parents) == 3
-    assert parents[2].info.status == "FAILED"
+    assert parents[-1].info.status == "FAILED"
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == 2
     assert len(client.search_model_versions(f"name='{MODEL}'")) == 2

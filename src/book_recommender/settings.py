@@ -3,6 +3,8 @@
 See https://docs.kedro.org/en/stable/configure/configuration_basics/
 """
 
+from pathlib import Path
+
 from book_recommender.hooks import SparkHooks
 
 # The SparkSession is created once, by this hook, before any dataset needs it.
@@ -16,4 +18,9 @@ CONFIG_LOADER_ARGS = {
     },
     # An environment that overrides one parameter keeps its siblings from base.
     "merge_strategy": {"parameters": "soft"},
+    # ${project_dir:} is the folder `kedro run` runs in (Kedro resolves relative
+    # data paths against it too). mlflow.yml uses it to make the sqlite URI
+    # absolute: MLflow caches stores by URI, so a relative one would follow the
+    # first project a process used.
+    "custom_resolvers": {"project_dir": lambda: Path.cwd().as_posix()},
 }
