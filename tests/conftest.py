@@ -55,6 +55,7 @@ def copy_project(tmp_path: Path) -> Path:
     raw.mkdir(parents=True)
     for name in ("Books.csv", "Ratings.csv", "Users.csv"):
         shutil.copy(PROJECT_ROOT / "data" / "01_raw" / name, raw)
+    shutil.copytree(PROJECT_ROOT / "notebooks", tmp_path / "notebooks")
     return tmp_path
 
 

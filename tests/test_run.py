@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
+import nbformat
 import pandas as pd
 import pytest
 import yaml
@@ -11,7 +14,9 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
+from nbclient import NotebookClient
 
+from book_recommender.pipelines.reporting.nodes import plot_model_comparison
 from tests.conftest import copy_project
 
 EXPERIMENT = "aisample-recommendation"
@@ -117,6 +122,88 @@ def test_scoring_an_unknown_alias_or_version_names_what_exists(
     message = str(error.value)
     assert f"'{MODEL}' has no {asked}" in message
     assert "versions [1]" in message and "champion" in message
+
+
+FIGURES = [
+    "top_authors", "most_rated_books", "most_popular_items", "rating_distribution",
+    "long_tail", "user_ages", "model_comparison", "predicted_vs_actual",
+]  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
+    project, client = trained
+    reporting = project / "data/08_reporting"
+    parents, children = _parents_and_children(client)
+    first = parents[0]
+    logged = {a.path for a in client.list_artifacts(first.info.run_id, "reporting")}
+    for name in FIGURES:
+        png = (reporting / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
+        assert f"reporting/{name}.png" in logged
+    assert {
+        "reporting/raw_tables_summary.csv",
+        "reporting/recommendation_sample.md",
+    } <= logged
+    sample = (reporting / "recommendation_sample.md").read_text()
+    assert (
+        sample.startswith("| user | rated highly | recommended |")
+        and sample.count("\n") == 5
+    )
+
+    # The grid chart's bars are the sub-models' test metrics as logged in MLflow.
+    submodels = json.loads((reporting / "submodel_metrics.json").read_text())
+    baselines = json.loads((reporting / "baseline_metrics.json").read_text())
+    fig = plot_model_comparison(submodels, baselines, {"k": 10})
+    logged_rmse = sorted(r.data.metrics["rmse"] for r in children[first.info.run_id])
+    drawn_rmse = sorted(
+        p.get_height() for p in fig.axes[0].patches if p.get_height() > 0
+    )
+    assert drawn_rmse == pytest.approx(logged_rmse)
+    baseline_line = next(
+        line for line in fig.axes[0].lines if line.get_label().startswith("bias baseline")
+    ).get_ydata()[0]
+    assert baseline_line == pytest.approx(first.data.metrics["bias_baseline.rmse"])
+    logged_ndcg = sorted(
+        r.data.metrics["ndcg_at_10"] for r in children[first.info.run_id]
+    )
+    drawn_ndcg = sorted(
+        p.get_height() for p in fig.axes[1].patches if p.get_height() > 0
+    )
+    assert drawn_ndcg == pytest.approx(logged_ndcg)
+
+
+@pytest.mark.e2e
+def test_notebook_runs_top_to_bottom(spark, trained):
+    project, _ = trained
+    notebook = nbformat.read(
+        project / "notebooks/book_recommendation.ipynb", as_version=4
+    )
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(project / "notebooks")}},
+    )
+    client.execute()
+    errors = [
+        f"cell {i}: {o['ename']}: {o['evalue']}\n" + "\n".join(o["traceback"][-5:])
+        for i, cell in enumerate(notebook.cells)
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    assert not errors, "\n".join(errors)
+    recs = _read_delta(
+        spark, project / "data/07_model_output/user_recommendations"
+    ).toPandas()
+    personal = recs[~recs["cold_start"]]
+    user = sorted(personal["User-ID"])[0]
+    title = personal[(personal["User-ID"] == user) & (personal["rank"] == 1)][
+        "Book-Title"
+    ].iloc[0]
+    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    assert f"First recommendation for user {user}: {title}" in printed
 
 
 @pytest.mark.e2e

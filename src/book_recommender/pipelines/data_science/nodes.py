@@ -202,6 +202,17 @@ def select_champion(
     }
 
 
+def predict_test_ratings(
+    submodels: list[FittedModel],
+    champion: dict[str, Any],
+    test_ratings: DataFrame,
+    columns: dict[str, str],
+) -> DataFrame:
+    """The champion's predictions for the test ratings it can score (for the report)."""
+    fitted = next(m for m in submodels if m.spec.name == champion["name"])
+    return fitted.predict(test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]))
+
+
 def _signature(fitted: FittedModel, train: DataFrame):
     sample = train.select(USER_IDX, ITEM_IDX).limit(200)
     predictions = fitted.predict(sample).select(PREDICTION).toPandas()

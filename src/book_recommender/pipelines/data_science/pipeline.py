@@ -6,6 +6,7 @@ from .nodes import (
     collect_run_metrics,
     evaluate_baselines,
     log_submodels,
+    predict_test_ratings,
     register_champion,
     select_champion,
     select_implicit_interactions,
@@ -82,6 +83,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "als": "params:als",
                 },
                 outputs="submodel_runs",
+            ),
+            Node(
+                predict_test_ratings,
+                inputs={
+                    "submodels": "als_submodels",
+                    "champion": "champion",
+                    "test_ratings": "test_ratings",
+                    "columns": _COLUMNS,
+                },
+                outputs="champion_test_predictions",
             ),
             Node(
                 collect_run_metrics,

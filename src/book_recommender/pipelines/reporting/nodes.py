@@ -1,0 +1,369 @@
+"""Nodes of the reporting pipeline: the tutorial's figures, the next questions a
+data scientist asks of the data, the model report and summary tables.
+
+Aggregation happens in Spark; only the few rows a figure shows reach pandas.
+Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, headless).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from pyspark.sql import DataFrame  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX  # noqa: E402
+
+TOP_N = 10
+LABEL_WIDTH = 42
+SUMMARY_COLUMNS = [
+    "table",
+    "column",
+    "count",
+    "missing",
+    "distinct",
+    "min",
+    "max",
+    "mean",
+]
+
+
+def short_label(text: str, width: int = LABEL_WIDTH) -> str:
+    """A bar label that fits: long titles are cut with an ellipsis."""
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _top(df: DataFrame, key: str, label: str, n: int = TOP_N) -> pd.DataFrame:
+    """``df``'s rows counted per ``key``, the n largest (ties by key), with a label."""
+    counts = df.groupBy(key).agg(
+        F.count(F.lit(1)).alias("count"), F.first(label).alias("label")
+    )
+    return counts.orderBy(F.desc("count"), F.asc(key)).limit(n).toPandas()
+
+
+def _barh(top: pd.DataFrame, title: str, xlabel: str, color: str) -> Figure:
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.subplots()
+    labels = [short_label(v) for v in top["label"]]
+    positions = range(len(top))
+    ax.barh(positions, top["count"], color=color)
+    ax.set_yticks(list(positions), labels)
+    ax.invert_yaxis()  # largest on top
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    for position, value in zip(positions, top["count"], strict=True):
+        ax.annotate(
+            f"{value:,}",
+            (value, position),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    ax.margins(x=0.12)
+    return fig
+
+
+def plot_top_authors(indexed_items: DataFrame, columns: dict[str, str]) -> Figure:
+    """The 10 authors with the most books (distinct ISBNs) in the books table."""
+    author = columns["item_author"]
+    top = _top(indexed_items.filter(F.col(author).isNotNull()), author, author)
+    return _barh(
+        top,
+        f"Top {TOP_N} authors by number of books",
+        "books (distinct ISBNs)",
+        "#4C72B0",
+    )
+
+
+def plot_most_rated_books(
+    model_input_ratings: DataFrame, indexed_items: DataFrame, columns: dict[str, str]
+) -> Figure:
+    """The 10 books with the most explicit ratings (1-10).
+
+    The tutorial's code counts how often a title occurs in Books.csv (editions),
+    while its caption says "per number of ratings"; this plots what the caption
+    promises: explicit rating rows per book.
+    """
+    rating, title = columns["rating"], columns["item_info"]
+    explicit = model_input_ratings.filter(F.col(rating) > 0).join(
+        indexed_items.select(ITEM_IDX, title), on=ITEM_IDX
+    )
+    top = _top(explicit, ITEM_IDX, title)
+    return _barh(
+        top,
+        f"Top {TOP_N} books by number of ratings (1-10)",
+        "explicit ratings",
+        "#55A868",
+    )
+
+
+def plot_most_popular_items(
+    model_input_ratings: DataFrame, indexed_items: DataFrame, columns: dict[str, str]
+) -> Figure:
+    """The 10 books with the most interactions, implicit (0) ratings included."""
+    title = columns["item_info"]
+    rows = model_input_ratings.join(indexed_items.select(ITEM_IDX, title), on=ITEM_IDX)
+    top = _top(rows, ITEM_IDX, title)
+    return _barh(
+        top,
+        f"Top {TOP_N} most popular books (all interactions)",
+        "ratings, implicit 0 included",
+        "#C44E52",
+    )
+
+
+def plot_rating_distribution(
+    model_input_ratings: DataFrame, columns: dict[str, str], ratings: dict[str, Any]
+) -> Figure:
+    """How many ratings of each value, the implicit value set apart."""
+    rating = columns["rating"]
+    counts = model_input_ratings.groupBy(rating).count().orderBy(rating).toPandas()
+    implicit = ratings.get("implicit_value")
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = [
+        "#999999" if implicit is not None and v == implicit else "#4C72B0"
+        for v in counts[rating]
+    ]
+    ax.bar([f"{v:g}" for v in counts[rating]], counts["count"], color=colors)
+    ax.set_xlabel(
+        "rating"
+        + (
+            f" ({implicit:g} = implicit: read, not rated)"
+            if implicit is not None
+            else ""
+        )
+    )
+    ax.set_ylabel("ratings")
+    share = (
+        counts.loc[counts[rating] == implicit, "count"].sum() / counts["count"].sum()
+        if implicit is not None
+        else 0
+    )
+    ax.set_title(f"Rating values ({share:.0%} implicit)")
+    return fig
+
+
+def plot_long_tail(model_input_ratings: DataFrame) -> Figure:
+    """Ratings per book and per user, sorted, on log-log axes: the long tail."""
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, key, what in ((axes[0], ITEM_IDX, "books"), (axes[1], USER_IDX, "users")):
+        counts = (
+            model_input_ratings.groupBy(key)
+            .count()
+            .orderBy(F.desc("count"))
+            .toPandas()["count"]
+        )
+        ax.loglog(range(1, len(counts) + 1), counts, color="#4C72B0")
+        ax.set_xlabel(f"{what}, most active first (log)")
+        ax.set_ylabel("ratings (log)")
+        single = (counts <= 2).mean()
+        ax.set_title(f"Ratings per {what[:-1]}: {single:.0%} have 1-2")
+    return fig
+
+
+def plot_user_ages(indexed_users: DataFrame, columns: dict[str, str]) -> Figure:
+    """Users' ages, absurd ones (under 5, over 100) counted in the title."""
+    age = columns["user_age"]
+    ages = indexed_users.select(F.col(age).alias("age")).toPandas()["age"]
+    known = ages.dropna()
+    absurd = ((known < 5) | (known > 100)).sum()
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    ax = fig.subplots()
+    sns.histplot(
+        known, bins=range(0, int(max(known.max(), 100)) + 6, 5), ax=ax, color="#4C72B0"
+    )
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("users")
+    ax.set_title(
+        f"User ages: {ages.isna().mean():.0%} missing, {absurd} absurd (<5 or >100)"
+    )
+    return fig
+
+
+def plot_model_comparison(
+    submodel_metrics: list[dict[str, Any]],
+    baseline_metrics: dict[str, float],
+    evaluation: dict[str, Any],
+) -> Figure:
+    """Every sub-model's RMSE and NDCG@k on test, baselines as dashed lines."""
+    k = int(evaluation.get("k", 10))
+    rows = [{**m["params"], **m["metrics"]} for m in submodel_metrics]
+    table = pd.DataFrame(rows)
+    panels = (
+        [("rmse", "bias_baseline.rmse", "RMSE on test (lower is better)")]
+        if "rmse" in table
+        else []
+    )
+    panels.append(
+        (
+            f"ndcg_at_{k}",
+            f"popularity.ndcg_at_{k}",
+            f"NDCG@{k} on test (higher is better)",
+        )
+    )
+    fig = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    # One bar per grid point: rank on the x axis, the other axes as the hue.
+    others = [c for c in ("reg_param", "alpha") if c in table]
+    table["setting"] = table[others].apply(
+        lambda row: ", ".join(f"{c}={row[c]:g}" for c in others), axis=1
+    )
+    palette = sns.color_palette("deep", table["setting"].nunique())
+    for ax, (metric, baseline, title) in zip(axes, panels, strict=True):
+        sns.barplot(
+            data=table, x="rank", y=metric, hue="setting", ax=ax, palette=palette
+        )
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.3f", fontsize=8, padding=2)
+        value = baseline_metrics[baseline]
+        name = baseline.split(".")[0].replace("_", " ")
+        ax.axhline(value, color="#C44E52", linestyle="--", label=f"{name} {value:.3f}")
+        ax.set_title(title)
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, max(table[metric].max(), value) * 1.18)
+        ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"{table['model_kind'].iloc[0]} ALS grid against its baselines")
+    return fig
+
+
+def plot_predicted_vs_actual(
+    champion_test_predictions: DataFrame,
+    columns: dict[str, str],
+    champion: dict[str, Any],
+) -> Figure:
+    """The champion's predictions on test, one box per actual rating value."""
+    rating = columns["rating"]
+    data = champion_test_predictions.select(rating, PREDICTION).toPandas()
+    order = sorted(data[rating].unique())
+    data[rating] = pd.Categorical(
+        data[rating].map(lambda v: f"{v:g}"), [f"{v:g}" for v in order]
+    )
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
+    sns.boxplot(data=data, x=rating, y=PREDICTION, ax=ax, color="#8DA0CB", fliersize=1)
+    ax.set_xlabel("actual rating on test")
+    ax.set_ylabel(
+        "predicted " + ("rating" if champion["kind"] != "implicit" else "score")
+    )
+    ax.set_title(
+        f"Champion {champion['name']}: predicted vs actual ({len(data):,} test ratings)"
+    )
+    return fig
+
+
+def sample_recommendations(
+    user_recommendations: DataFrame,
+    model_input_ratings: DataFrame,
+    indexed_items: DataFrame,
+    columns: dict[str, str],
+    reporting: dict[str, Any],
+) -> str:
+    """A Markdown table: for a few active users, books they rated highly next to
+    the books recommended to them."""
+    n_users, n_books = (
+        int(reporting.get("sample_users", 3)),
+        int(reporting.get("sample_books", 5)),
+    )
+    rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
+    explicit = model_input_ratings.filter(F.col(rating) > 0)
+    users = [
+        r[USER_IDX]
+        for r in explicit.groupBy(USER_IDX)
+        .count()
+        .orderBy(F.desc("count"), F.asc(USER_IDX))
+        .limit(n_users)
+        .collect()
+    ]
+    titles = indexed_items.select(ITEM_IDX, title)
+    liked = (
+        explicit.filter(F.col(USER_IDX).isin(users))
+        .join(titles, on=ITEM_IDX)
+        .toPandas()
+    )
+    recs = user_recommendations.filter(F.col(USER_IDX).isin(users)).toPandas()
+    lines = [
+        "| user | rated highly | recommended |",
+        "| --- | --- | --- |",
+    ]
+    for uid in users:
+        top_rated = (
+            liked[liked[USER_IDX] == uid]
+            .sort_values([rating, title], ascending=[False, True])
+            .head(n_books)
+        )
+        recommended = recs[recs[USER_IDX] == uid].sort_values("rank").head(n_books)
+        user_id = recommended[user].iloc[0] if len(recommended) else uid
+        rated_text = "<br>".join(
+            f"{t} ({r:g})"
+            for t, r in zip(top_rated[title], top_rated[rating], strict=True)
+        )
+        rec_text = "<br>".join(
+            f"{n}. {t}"
+            for n, t in zip(recommended["rank"], recommended[title], strict=True)
+        )
+        lines.append(f"| {user_id} | {rated_text} | {rec_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
+    """The tutorial's ``display(df, summary=True)``: per column count, missing
+    (null or empty), distinct, min, max and mean (of the values that parse as numbers)."""
+    aggregates = []
+    for name in df.columns:
+        value = F.col(f"`{name}`")
+        present = value.isNotNull() & (F.trim(value.cast("string")) != "")
+        number = F.when(present, F.trim(value.cast("string")).try_cast("double"))
+        aggregates += [
+            F.sum(present.cast("long")).alias(f"{name}|count"),
+            F.sum((~present).cast("long")).alias(f"{name}|missing"),
+            F.countDistinct(F.when(present, value)).alias(f"{name}|distinct"),
+            F.min(F.when(present, value.cast("string"))).alias(f"{name}|min_text"),
+            F.max(F.when(present, value.cast("string"))).alias(f"{name}|max_text"),
+            F.min(number).alias(f"{name}|min_number"),
+            F.max(number).alias(f"{name}|max_number"),
+            F.avg(number).alias(f"{name}|mean"),
+            F.count(number).alias(f"{name}|numbers"),
+        ]
+    row = df.agg(*aggregates).first().asDict()
+    records = []
+    for name in df.columns:
+        get = lambda stat, name=name: row[f"{name}|{stat}"]  # noqa: E731
+        numeric = get("numbers") == get("count") and get("count") > 0
+        records.append(
+            {
+                "table": table,
+                "column": name,
+                "count": get("count"),
+                "missing": get("missing"),
+                "distinct": get("distinct"),
+                "min": get("min_number") if numeric else get("min_text"),
+                "max": get("max_number") if numeric else get("max_text"),
+                "mean": get("mean") if numeric else None,
+            }
+        )
+    return pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+
+
+def summarize_raw_tables(
+    raw_books: DataFrame, raw_ratings: DataFrame, raw_users: DataFrame
+) -> pd.DataFrame:
+    """Summary statistics of every column of the three raw tables."""
+    return pd.concat(
+        [
+            summarize_table(raw_books, "books"),
+            summarize_table(raw_ratings, "ratings"),
+            summarize_table(raw_users, "users"),
+        ],
+        ignore_index=True,
+    )

@@ -1,0 +1,89 @@
+"""reporting: figures and tables, saved under data/08_reporting and logged to MLflow."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    plot_long_tail,
+    plot_model_comparison,
+    plot_most_popular_items,
+    plot_most_rated_books,
+    plot_predicted_vs_actual,
+    plot_rating_distribution,
+    plot_top_authors,
+    plot_user_ages,
+    sample_recommendations,
+    summarize_raw_tables,
+)
+
+_COLUMNS = "params:columns"
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    ratings_and_items = {
+        "model_input_ratings": "model_input_ratings",
+        "indexed_items": "indexed_items",
+        "columns": _COLUMNS,
+    }
+    return Pipeline(
+        [
+            Node(
+                plot_top_authors,
+                inputs=["indexed_items", _COLUMNS],
+                outputs="top_authors_plot",
+            ),
+            Node(
+                plot_most_rated_books,
+                inputs=ratings_and_items,
+                outputs="most_rated_books_plot",
+            ),
+            Node(
+                plot_most_popular_items,
+                inputs=ratings_and_items,
+                outputs="most_popular_items_plot",
+            ),
+            Node(
+                plot_rating_distribution,
+                inputs=[
+                    "model_input_ratings",
+                    _COLUMNS,
+                    "params:data_processing.ratings",
+                ],
+                outputs="rating_distribution_plot",
+            ),
+            Node(
+                plot_long_tail, inputs="model_input_ratings", outputs="long_tail_plot"
+            ),
+            Node(
+                plot_user_ages,
+                inputs=["indexed_users", _COLUMNS],
+                outputs="user_ages_plot",
+            ),
+            Node(
+                summarize_raw_tables,
+                inputs=["raw_books", "raw_ratings", "raw_users"],
+                outputs="raw_tables_summary",
+            ),
+            Node(
+                plot_model_comparison,
+                inputs=["submodel_metrics", "baseline_metrics", "params:evaluation"],
+                outputs="model_comparison_plot",
+            ),
+            Node(
+                plot_predicted_vs_actual,
+                inputs=["champion_test_predictions", _COLUMNS, "champion"],
+                outputs="predicted_vs_actual_plot",
+            ),
+            Node(
+                sample_recommendations,
+                inputs={
+                    "user_recommendations": "user_recommendations",
+                    "model_input_ratings": "model_input_ratings",
+                    "indexed_items": "indexed_items",
+                    "columns": _COLUMNS,
+                    "reporting": "params:reporting",
+                },
+                outputs="recommendation_sample",
+            ),
+        ],
+        tags="reporting",
+    )
