@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.metrics import (
     REGRESSION_METRICS,
+    CandidateFn,
     ranking_metric_names,
     ranking_metrics,
     regression_metrics,
@@ -287,20 +288,32 @@ def evaluate(
     evaluation: dict[str, Any],
 ) -> dict[str, float]:
     """Regression metrics (explicit kinds) and ranking metrics of a model on ``target``."""
-    k = int(evaluation.get("k", 10))
     metrics: dict[str, float] = {}
     if fitted.spec.kind != "implicit":
         predictions = fitted.predict(known_pairs(target, data.ratings)).cache()
         metrics.update(regression_metrics(predictions, data.rating_col))
         predictions.unpersist()
+    metrics.update(
+        evaluate_ranking(als_candidates(fitted.model), data, target, evaluation)
+    )
+    return metrics
+
+
+def evaluate_ranking(
+    candidates: CandidateFn,
+    data: TrainingData,
+    target: DataFrame,
+    evaluation: dict[str, Any],
+) -> dict[str, float]:
+    """Ranking metrics at k of any recommender on ``target``, seen items removed."""
+    k = int(evaluation.get("k", 10))
     relevant = relevant_items(
         target, data.rating_col, evaluation.get("relevance_threshold")
     )
     recommendations = top_k_unseen(
-        als_candidates(fitted.model), relevant.select(USER_IDX).distinct(), data.seen, k
+        candidates, relevant.select(USER_IDX).distinct(), data.seen, k
     )
-    metrics.update(ranking_metrics(recommendations, relevant, k))
-    return metrics
+    return ranking_metrics(recommendations, relevant, k)
 
 
 def evaluate_bias_baseline(

@@ -13,7 +13,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.metrics import ranking_metrics, top_k_unseen
 from book_recommender.models import fit_bias_model, popularity_candidates
 from book_recommender.training import (
     FittedModel,
@@ -21,10 +20,10 @@ from book_recommender.training import (
     better,
     evaluate,
     evaluate_bias_baseline,
+    evaluate_ranking,
     fit,
     model_grid,
     model_kind,
-    relevant_items,
     selection_metric,
     validation_splits,
 )
@@ -67,7 +66,6 @@ def evaluate_baselines(
     """The damped bias model's regression metrics and the popularity ranking's
     ranking metrics on test, under the protocol the ALS models are held to."""
     data = _data(train_ratings, implicit_interactions, columns)
-    k = int(evaluation.get("k", 10))
     biases = fit_bias_model(
         train_ratings, data.rating_col, float(als.get("bias_damping", 5.0))
     )
@@ -75,16 +73,9 @@ def evaluate_baselines(
         f"bias_baseline.{m}": v
         for m, v in evaluate_bias_baseline(biases, data, test_ratings).items()
     }
-    relevant = relevant_items(
-        test_ratings, data.rating_col, evaluation.get("relevance_threshold")
+    popularity = evaluate_ranking(
+        popularity_candidates(data.seen), data, test_ratings, evaluation
     )
-    recommendations = top_k_unseen(
-        popularity_candidates(data.seen),
-        relevant.select(USER_IDX).distinct(),
-        data.seen,
-        k,
-    )
-    popularity = ranking_metrics(recommendations, relevant, k)
     metrics.update({f"popularity.{m}": v for m, v in popularity.items()})
     logger.info("Baselines on test: %s", {m: round(v, 4) for m, v in metrics.items()})
     return metrics
@@ -213,10 +204,17 @@ def predict_test_ratings(
     return fitted.predict(test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]))
 
 
-def _signature(fitted: FittedModel, train: DataFrame):
+def _log_model(fitted: FittedModel, train: DataFrame) -> None:
+    """Logs the Spark model to the active run, with a signature inferred from
+    training input and the model's predictions for it."""
     sample = train.select(USER_IDX, ITEM_IDX).limit(200)
     predictions = fitted.predict(sample).select(PREDICTION).toPandas()
-    return infer_signature(sample.toPandas(), predictions)
+    mlflow.spark.log_model(
+        fitted.model,
+        artifact_path=MODEL_ARTIFACT,
+        signature=infer_signature(sample.toPandas(), predictions),
+        pip_requirements=PIP_REQUIREMENTS,
+    )
 
 
 def log_submodels(
@@ -245,12 +243,7 @@ def log_submodels(
                     },
                 }
             )
-            mlflow.spark.log_model(
-                fitted.model,
-                artifact_path=MODEL_ARTIFACT,
-                signature=_signature(fitted, train_ratings),
-                pip_requirements=PIP_REQUIREMENTS,
-            )
+            _log_model(fitted, train_ratings)
             runs[name] = run.info.run_id
     return runs
 
@@ -285,12 +278,7 @@ def register_champion(
     if fitted.clip is not None:
         tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
     mlflow.set_tags(tags)
-    mlflow.spark.log_model(
-        fitted.model,
-        artifact_path=MODEL_ARTIFACT,
-        signature=_signature(fitted, train_ratings),
-        pip_requirements=PIP_REQUIREMENTS,
-    )
+    _log_model(fitted, train_ratings)
     name, alias = registry["model_name"], registry.get("alias", "champion")
     version = mlflow.register_model(
         f"runs:/{parent.info.run_id}/{MODEL_ARTIFACT}", name
