@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import configure_project, settings
 from kedro.framework.startup import bootstrap_project
 
 from book_recommender.spark_session import build_spark_session
@@ -16,25 +17,28 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Sessions that name no environment run in conf/test (on top of conf/base).
+os.environ.setdefault("KEDRO_ENV", "test")
+
+
+def spark_settings(env: str = "test") -> dict:
+    """spark.yml of conf/base merged with conf/<env>, as `kedro run --env` sees it."""
+    configure_project("book_recommender")
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS
+    )
+    return dict(loader["spark"])
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    """The project's own session settings (spark.yml), made small and private."""
-    settings = yaml.safe_load((PROJECT_ROOT / "conf/base/spark.yml").read_text())
+    """The test environment's session settings, with private scratch folders."""
     scratch = tmp_path_factory.mktemp("spark")
-    settings.update(
-        {
-            "spark.master": "local[2]",
-            "spark.driver.memory": "2g",
-            "spark.sql.shuffle.partitions": "2",
-            "spark.default.parallelism": "2",
-            "spark.local.dir": str(scratch / "local"),
-            "spark.sql.warehouse.dir": str(scratch / "warehouse"),
-            "spark.checkpoint.dir": str(scratch / "checkpoints"),
-            "spark.ui.enabled": "false",
-        }
-    )
+    settings = spark_settings() | {
+        "spark.local.dir": str(scratch / "local"),
+        "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+        "spark.checkpoint.dir": str(scratch / "checkpoints"),
+    }
     session = build_spark_session(settings)
     yield session
     session.stop()

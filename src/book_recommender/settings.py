@@ -5,6 +5,8 @@ See https://docs.kedro.org/en/stable/configure/configuration_basics/
 
 from pathlib import Path
 
+from omegaconf.resolvers import oc
+
 from book_recommender.hooks import SparkHooks
 
 # The SparkSession is created once, by this hook, before any dataset needs it.
@@ -16,11 +18,17 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
     },
-    # An environment that overrides one parameter keeps its siblings from base.
-    "merge_strategy": {"parameters": "soft"},
+    # An environment holds only what differs from base: one overridden key keeps
+    # its siblings from base (parameters, globals.yml, mlflow.yml).
+    "merge_strategy": {"parameters": "soft", "globals": "soft", "mlflow": "soft"},
     # ${project_dir:} is the folder `kedro run` runs in (Kedro resolves relative
     # data paths against it too). mlflow.yml uses it to make the sqlite URI
     # absolute: MLflow caches stores by URI, so a relative one would follow the
     # first project a process used.
-    "custom_resolvers": {"project_dir": lambda: Path.cwd().as_posix()},
+    "custom_resolvers": {
+        "project_dir": lambda: Path.cwd().as_posix(),
+        # ${oc.env:NAME,default} in every config file, not only credentials: the
+        # movielens and cluster environments read folders and URLs from it.
+        "oc.env": oc.env,
+    },
 }
