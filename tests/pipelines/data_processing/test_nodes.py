@@ -152,6 +152,7 @@ def test_validate_users_drops_missing_and_duplicate_ids_and_parses_age(raw_users
         "read": 7,
         "kept": 5,
         "dropped": {"duplicate_user_id": 1, "missing_user_id": 1},
+        "rows_with": {"line_breaks_in_a_field": 0, "undecodable_bytes": 0},
     }
     ages = {r["User-ID"]: r["Age"] for r in users.collect()}
     assert ages == {"1": 34.0, "2": None, "3": None, "4": 244.0, "5": None}

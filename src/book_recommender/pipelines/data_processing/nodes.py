@@ -7,6 +7,8 @@ data set fits; the columns the pipeline adds are in ``book_recommender.columns``
 from __future__ import annotations
 
 import logging
+from functools import reduce
+from pathlib import Path
 from typing import Any
 
 from pyspark.ml.feature import StringIndexer
@@ -15,6 +17,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
+from book_recommender.download import (
+    DownloadError,
+    Expected,
+    download_file,
+    file_digest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +90,44 @@ def _blank(column: Column) -> Column:
     return column.isNull() | (column == "")
 
 
-def _count_reasons(df: DataFrame) -> dict[str, int]:
-    """Rows per drop reason in one pass; ``None`` (kept) is counted as ``kept``."""
-    counts = {
-        row[_REASON]: row["count"] for row in df.groupBy(_REASON).count().collect()
+def _text_flags(df: DataFrame) -> dict[str, Column]:
+    """Row flags for text that is read but suspicious, over every string column.
+
+    A line break inside a (quoted) field, and U+FFFD, which the reader puts where
+    bytes are not valid in the file's encoding (latin-1 text read as UTF-8).
+    """
+    text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+
+    def any_of(pattern: str) -> Column:
+        hits = [F.coalesce(F.col(c).rlike(pattern), F.lit(False)) for c in text]
+        return reduce(lambda a, b: a | b, hits, F.lit(False))
+
+    return {
+        "line_breaks_in_a_field": any_of("[\\r\\n]"),
+        "undecodable_bytes": any_of("\\x{FFFD}"),
     }
-    report = {"kept": int(counts.pop(None, 0))}
+
+
+def _count_reasons(
+    df: DataFrame, flags: dict[str, Column] | None = None
+) -> dict[str, Any]:
+    """Rows per drop reason in one pass; ``None`` (kept) is counted as ``kept``.
+
+    ``flags`` are counted over all rows read (kept or not) as ``rows_with``.
+    """
+    flags = flags or {}
+    aggregates = [F.count(F.lit(1)).alias("count")] + [
+        F.sum(flag.cast("int")).alias(name) for name, flag in flags.items()
+    ]
+    rows = df.groupBy(_REASON).agg(*aggregates).collect()
+    counts = {row[_REASON]: row["count"] for row in rows}
+    report: dict[str, Any] = {"kept": int(counts.pop(None, 0))}
     report["dropped"] = {str(k): int(v) for k, v in sorted(counts.items())}
     report["read"] = report["kept"] + sum(report["dropped"].values())
+    if flags:
+        report["rows_with"] = {
+            name: int(sum(row[name] or 0 for row in rows)) for name in flags
+        }
     return report
 
 
@@ -105,11 +143,86 @@ def _log_drops(table: str, report: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Raw files
+
+_FILES = {
+    "items_file": ["item_id", "item_info"],
+    "ratings_file": ["user_id", "item_id", "rating"],
+    "users_file": ["user_id"],
+}
+
+
+def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
+    """The three input files: downloaded if absent (or asked to), then described.
+
+    With ``download.remote_url`` set, a file missing from ``data.folder`` is
+    fetched from ``<remote_url>/<file name>`` (``download.overwrite: true``
+    fetches them all again); see ``book_recommender.download`` for the checks
+    that keep a bad download from replacing a good file. Returns, per file key,
+    the local path, size and SHA-256, which the validation reports carry.
+    Folders on object storage (``s3a://...``) are read by Spark as they are.
+    """
+    folder = str(_setting(params, "data", "folder"))
+    if "://" in folder:
+        return {key: {"path": _source(params, key)} for key in _FILES}
+    download = params.get("download") or {}
+    url = download.get("remote_url")
+    overwrite = bool(download.get("overwrite", False))
+    files = {key: Path(folder) / str(_setting(params, "data", key)) for key in _FILES}
+    wanted = [k for k, path in files.items() if overwrite or not path.exists()]
+    if wanted and not url:
+        missing = ", ".join(str(files[k]) for k in wanted)
+        raise DataValidationError(
+            f"Input file(s) not found: {missing}. Put them there, point "
+            f"data.folder (conf/<env>/globals.yml) at their folder, or set "
+            f"data_processing.download.remote_url to fetch them ({PARAMS_FILE})."
+        )
+    expected = download.get("expected") or {}
+    for key in wanted:
+        name = files[key].name
+        check = expected.get(name) or {}
+        spec = Expected(
+            header=[_column(columns, c) for c in _FILES[key]],
+            size=check.get("size"),
+            sha256=check.get("sha256"),
+            min_bytes=int(download.get("min_bytes", 1)),
+        )
+        source = f"{str(url).rstrip('/')}/{name}"
+        try:
+            download_file(
+                source,
+                files[key],
+                spec,
+                timeout=float(download.get("timeout_seconds", 60)),
+                retries=int(download.get("retries", 3)),
+                backoff=float(download.get("backoff_seconds", 2)),
+            )
+        except DownloadError as error:
+            kept = (
+                "The existing file was left as it was. " if files[key].exists() else ""
+            )
+            raise DownloadError(
+                f"{error}. {kept}Without network access to {url}, download "
+                f"{', '.join(p.name for p in files.values())} elsewhere and put them "
+                f"in {folder}/ by hand; the run then uses them as they are."
+            ) from error
+    described = {}
+    for key, path in files.items():
+        described[key] = file_digest(path)
+        if key in wanted:
+            described[key]["url"] = f"{str(url).rstrip('/')}/{path.name}"
+    return described
+
+
+# --------------------------------------------------------------------------------------
 # Validation
 
 
 def validate_ratings(
-    raw_ratings: DataFrame, columns: dict[str, str], params: dict[str, Any]
+    raw_ratings: DataFrame,
+    columns: dict[str, str],
+    params: dict[str, Any],
+    raw_files: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Keeps the ratings rows that parse; counts the others by reason.
 
@@ -134,7 +247,7 @@ def validate_ratings(
         .when(F.col(rating).isNull() | F.isnan(rating), "rating_not_numeric")
         .when((F.col(rating) < low) | (F.col(rating) > high), "rating_out_of_range"),
     )
-    report = _count_reasons(checked)
+    report = _with_file(_count_reasons(checked), raw_files, "ratings_file")
     _log_drops(_source(params, "ratings_file"), report)
     return checked.filter(F.col(_REASON).isNull()).drop(_REASON), report
 
@@ -147,8 +260,14 @@ def _validate_entities(
     file_key: str,
     id_key: str,
     required: list[str],
+    raw_files: dict[str, Any] | None = None,
+    flags: dict[str, Column] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Drops rows without an id and all but one row per id; counts both."""
+    """Drops rows without an id and all but one row per id; counts both.
+
+    Also counts, among the rows read, those with suspicious text and those
+    matching ``flags`` (row-level conditions, by name).
+    """
     _require_columns(raw, columns, params, file_key, required)
     key = _column(columns, id_key)
     trimmed = raw.withColumn(key, F.trim(F.col(key)))
@@ -163,13 +282,29 @@ def _validate_entities(
             F.col("_order") != F.col("_first"), f"duplicate_{id_key}"
         ),
     ).drop("_order", "_first")
-    report = _count_reasons(checked)
+    report = _with_file(
+        _count_reasons(checked, {**_text_flags(raw), **(flags or {})}),
+        raw_files,
+        file_key,
+    )
     _log_drops(_source(params, file_key), report)
     return checked.filter(F.col(_REASON).isNull()).drop(_REASON), report
 
 
+def _with_file(
+    report: dict[str, Any], raw_files: dict[str, Any] | None, file_key: str
+) -> dict[str, Any]:
+    """The report, with the size and digest of the file it was read from."""
+    if raw_files and file_key in raw_files:
+        report["file"] = raw_files[file_key]
+    return report
+
+
 def validate_users(
-    raw_users: DataFrame, columns: dict[str, str], params: dict[str, Any]
+    raw_users: DataFrame,
+    columns: dict[str, str],
+    params: dict[str, Any],
+    raw_files: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Users with an id, one row per id; the age column (if any) parsed to double.
 
@@ -183,6 +318,7 @@ def validate_users(
         file_key="users_file",
         id_key="user_id",
         required=["user_id"],
+        raw_files=raw_files,
     )
     age = columns.get("user_age")
     if age and age in users.columns:
@@ -191,16 +327,93 @@ def validate_users(
 
 
 def validate_items(
-    raw_items: DataFrame, columns: dict[str, str], params: dict[str, Any]
+    raw_items: DataFrame,
+    columns: dict[str, str],
+    params: dict[str, Any],
+    raw_files: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Items with an id and an info (title) column, one row per id."""
-    return _validate_entities(
+    """Items with an id and an info (title) column, one row per id.
+
+    With ``columns.item_year`` set, the year becomes an integer (null when it is
+    not one, counted as ``invalid_year``). Rows whose columns shifted one place
+    left (see ``repair_shifted_items``) are put back and counted as
+    ``shifted_columns_repaired``.
+    """
+    year = columns.get("item_year")
+    flags: dict[str, Column] = {}
+    if year and year in raw_items.columns:
+        raw_items, repaired = repair_shifted_items(raw_items, columns)
+        value = F.trim(F.col(year))
+        flags = {
+            "shifted_columns_repaired": repaired,
+            "invalid_year": value.isNotNull()
+            & (value != "")
+            & value.try_cast("int").isNull(),
+        }
+    items, report = _validate_entities(
         raw_items,
         columns,
         params,
         file_key="items_file",
         id_key="item_id",
         required=["item_id", "item_info"],
+        raw_files=raw_files,
+        flags=flags,
+    )
+    if flags:
+        items = items.withColumn(year, F.trim(F.col(year)).try_cast("int"))
+    return items.drop(_REPAIRED), report
+
+
+_REPAIRED = "_shifted_columns_repaired"
+
+
+def repair_shifted_items(
+    raw_items: DataFrame, columns: dict[str, str]
+) -> tuple[DataFrame, Column]:
+    """Puts back rows whose author was swallowed by the title.
+
+    Book-Crossing has rows whose title field reads ``DK Readers: ... Readers)\\";
+    James Buckley"`` followed by ``2000,DK Publishing Inc,http://...``: the year
+    sits in the author column, the publisher in the year column, and every later
+    column one place left (the last is empty). Such a row (year not a number,
+    author a number, title holding ``";``) is shifted back: author from the
+    title, then each column from its left-hand neighbour. Returns the frame and
+    the flag column that marks repaired rows.
+    """
+    title, author, year = (
+        columns.get("item_info"),
+        columns.get("item_author"),
+        columns.get("item_year"),
+    )
+    names = raw_items.columns
+    if not (title in names and author in names and year in names):
+        return raw_items.withColumn(_REPAIRED, F.lit(False)), F.col(_REPAIRED)
+    shifted = (
+        F.trim(F.col(year)).try_cast("int").isNull()
+        & F.trim(F.col(author)).rlike("^[0-9]{1,4}$")
+        & F.col(title).contains('";')
+    )
+    parts = F.split(F.col(title), '\\\\?";', 2)
+    clean = F.regexp_replace(parts.getItem(1), '[\\\\"]+$', "")
+    fixed = {
+        title: F.trim(F.regexp_replace(parts.getItem(0), "\\\\$", "")),
+        author: F.trim(clean),
+    }
+    later = names[names.index(author) :]
+    for column, previous in zip(later[1:], later[:-1], strict=True):
+        fixed[column] = F.col(previous)
+    return (
+        raw_items.select(
+            *[
+                F.when(shifted, fixed[c]).otherwise(F.col(c)).alias(c)
+                if c in fixed
+                else F.col(c)
+                for c in names
+            ],
+            shifted.alias(_REPAIRED),
+        ),
+        F.col(_REPAIRED),
     )
 
 

@@ -5,6 +5,7 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import (
     compute_statistics,
     count_join_losses,
+    fetch_raw_data,
     index_items,
     index_users,
     merge_ratings,
@@ -23,18 +24,24 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                fetch_raw_data,
+                inputs=[_COLUMNS, _PARAMS],
+                outputs="raw_files",
+                name="fetch_raw_data",
+            ),
+            Node(
                 validate_ratings,
-                inputs=["raw_ratings", _COLUMNS, _PARAMS],
+                inputs=["raw_ratings", _COLUMNS, _PARAMS, "raw_files"],
                 outputs=["validated_ratings", "ratings_validation_report"],
             ),
             Node(
                 validate_users,
-                inputs=["raw_users", _COLUMNS, _PARAMS],
+                inputs=["raw_users", _COLUMNS, _PARAMS, "raw_files"],
                 outputs=["validated_users", "users_validation_report"],
             ),
             Node(
                 validate_items,
-                inputs=["raw_books", _COLUMNS, _PARAMS],
+                inputs=["raw_books", _COLUMNS, _PARAMS, "raw_files"],
                 outputs=["validated_items", "items_validation_report"],
             ),
             Node(

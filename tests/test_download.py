@@ -1,0 +1,224 @@
+"""The raw-data download against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from kedro.framework.session import KedroSession
+
+from book_recommender.download import DownloadError
+from book_recommender.pipelines.data_processing.nodes import fetch_raw_data
+from tests.conftest import PROJECT_ROOT
+
+DEMO = PROJECT_ROOT / "data" / "01_raw"
+NAMES = ("Books.csv", "Ratings.csv", "Users.csv")
+COLUMNS = {
+    "user_id": "User-ID",
+    "item_id": "ISBN",
+    "item_info": "Book-Title",
+    "rating": "Book-Rating",
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """``/<mode>/<file>``: serves a demo CSV, or fails the way ``mode`` says."""
+
+    requests: list[str] = []
+    failures_left: dict[str, int] = {}
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status, body, content_type="text/csv", length=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        _, mode, name = self.path.split("/", 2)
+        self.requests.append(self.path)
+        body = (DEMO / name).read_bytes() if (DEMO / name).exists() else b""
+        if mode == "flaky" and self.failures_left.get(name, 0) > 0:
+            self.failures_left[name] -= 1
+            self._send(503, b"busy", "text/plain")
+        elif mode in {"good", "flaky"} and body:
+            self._send(200, body)
+        elif mode == "cut":
+            # Announces the whole file, sends half, then drops the connection.
+            self._send(200, body[: len(body) // 2], length=len(body))
+            self.close_connection = True
+        elif mode == "html":
+            self._send(200, b"<!DOCTYPE html><html><body>Not found</body></html>")
+        elif mode == "swapped":  # Users.csv served under every name
+            self._send(200, (DEMO / "Users.csv").read_bytes())
+        else:
+            self._send(404, b"The specified blob does not exist.", "text/plain")
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _params(folder: Path, url: str | None, **download) -> dict:
+    return {
+        "data": {
+            "folder": str(folder),
+            "items_file": "Books.csv",
+            "ratings_file": "Ratings.csv",
+            "users_file": "Users.csv",
+        },
+        "download": {
+            "remote_url": url,
+            "timeout_seconds": 5,
+            "retries": 1,
+            "backoff_seconds": 0.01,
+            **download,
+        },
+    }
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def previous(tmp_path):
+    """A folder holding an older, good copy of the files: a download must not harm it."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for name in NAMES:
+        (folder / name).write_bytes((DEMO / name).read_bytes()[:5000])
+    return folder, {name: _sha(folder / name) for name in NAMES}
+
+
+def _left_as_it_was(folder: Path, digests: dict[str, str]) -> None:
+    assert {name: _sha(folder / name) for name in NAMES} == digests
+    assert sorted(p.name for p in folder.iterdir()) == sorted(NAMES)  # no temp files
+
+
+def test_missing_files_arrive_intact(server, tmp_path):
+    folder = tmp_path / "raw"
+    described = fetch_raw_data(COLUMNS, _params(folder, f"{server}/good"))
+    for name in NAMES:
+        assert (folder / name).read_bytes() == (DEMO / name).read_bytes()
+    assert described["items_file"]["sha256"] == _sha(DEMO / "Books.csv")
+    assert described["items_file"]["url"] == f"{server}/good/Books.csv"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(NAMES)
+
+
+def test_present_files_are_not_downloaded_again(server, previous):
+    folder, digests = previous
+    _Handler.requests.clear()
+    fetch_raw_data(COLUMNS, _params(folder, f"{server}/good"))
+    assert _Handler.requests == []
+    _left_as_it_was(folder, digests)
+
+
+@pytest.mark.parametrize(
+    ("mode", "download", "says"),
+    [
+        ("cut", {}, "was cut off"),
+        ("missing", {}, "HTTP 404"),
+        ("html", {}, "returned an HTML page"),
+        ("swapped", {}, "does not look like the expected CSV"),
+        ("good", {"expected": {"Books.csv": {"sha256": "0" * 64}}}, "has SHA-256"),
+        ("good", {"expected": {"Books.csv": {"size": 123}}}, "but 123 were expected"),
+    ],
+)
+def test_a_bad_download_leaves_the_previous_files_untouched(
+    server, previous, mode, download, says
+):
+    folder, digests = previous
+    params = _params(folder, f"{server}/{mode}", overwrite=True, **download)
+    with pytest.raises(DownloadError) as error:
+        fetch_raw_data(COLUMNS, params)
+    message = str(error.value)
+    assert says in message
+    assert f"{server}/{mode}/Books.csv" in message  # names the file it fetched
+    assert "The existing file was left as it was" in message
+    _left_as_it_was(folder, digests)
+
+
+def test_a_cut_connection_is_retried_then_reported(server, previous):
+    folder, digests = previous
+    _Handler.requests.clear()
+    with pytest.raises(DownloadError, match="after 3 attempt"):
+        fetch_raw_data(
+            COLUMNS, _params(folder, f"{server}/cut", overwrite=True, retries=2)
+        )
+    assert _Handler.requests == ["/cut/Books.csv"] * 3
+    _left_as_it_was(folder, digests)
+
+
+def test_a_404_is_not_retried(server, previous):
+    folder, _ = previous
+    _Handler.requests.clear()
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch_raw_data(
+            COLUMNS, _params(folder, f"{server}/missing", overwrite=True, retries=3)
+        )
+    assert _Handler.requests == ["/missing/Books.csv"]
+
+
+def test_a_transient_server_error_is_retried(server, tmp_path):
+    _Handler.failures_left.update({"Books.csv": 1, "Users.csv": 1})
+    folder = tmp_path / "raw"
+    fetch_raw_data(COLUMNS, _params(folder, f"{server}/flaky", retries=1))
+    assert _sha(folder / "Books.csv") == _sha(DEMO / "Books.csv")
+
+
+def test_an_unreachable_host_says_how_to_place_the_files_by_hand(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = tmp_path / "raw"
+    with pytest.raises(DownloadError) as error:
+        fetch_raw_data(COLUMNS, _params(folder, f"http://127.0.0.1:{port}/data"))
+    message = str(error.value)
+    assert "refused" in message.lower()
+    assert f"put them in {folder}/ by hand" in message
+    assert "Books.csv, Ratings.csv, Users.csv" in message
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_without_a_url_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="remote_url") as error:
+        fetch_raw_data(COLUMNS, _params(tmp_path, None))
+    assert str(tmp_path / "Books.csv") in str(error.value)
+
+
+@pytest.mark.e2e
+def test_bookcrossing_env_downloads_then_processes(spark, server, project_copy):
+    """`kedro run --env bookcrossing --pipeline data_processing` on an empty folder."""
+    raw = project_copy / "data/01_raw/book-crossing"
+    assert not raw.exists() or not any(raw.iterdir())
+    params = {"data_processing": {"download": {"remote_url": f"{server}/good"}}}
+    with KedroSession.create(
+        project_path=project_copy, env="bookcrossing", runtime_params=params
+    ) as session:
+        session.run(pipeline_names=["data_processing"])
+    for name in NAMES:
+        assert _sha(raw / name) == _sha(DEMO / name)
+    stats = json.loads(
+        (
+            project_copy / "data/book-crossing/08_reporting/data_statistics.json"
+        ).read_text()
+    )
+    assert stats["rows"]["ratings"]["file"]["sha256"] == _sha(DEMO / "Ratings.csv")
+    assert stats["rows"]["ratings"]["read"] == 60_000
+    shutil.rmtree(project_copy / "data/book-crossing")
