@@ -72,13 +72,36 @@ def _barh(top: pd.DataFrame, title: str, xlabel: str, color: str) -> Figure:
     return fig
 
 
+def _not_available(title: str, why: str) -> Figure:
+    """A figure that says why it is empty, so every run saves the same files."""
+    fig = Figure(figsize=(9, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
+    return fig
+
+
+def _missing_column(df: DataFrame, columns: dict[str, str], key: str) -> str | None:
+    """Why the figure for config key ``columns.<key>`` cannot be drawn, if it can't."""
+    name = columns.get(key)
+    if not name:
+        return f"This data set has no such column (columns.{key} is not set)."
+    if name not in df.columns:
+        return f"Column '{name}' (columns.{key}) is not in the table."
+    return None
+
+
 def plot_top_authors(indexed_items: DataFrame, columns: dict[str, str]) -> Figure:
     """The 10 authors with the most books (distinct ISBNs) in the books table."""
+    title = f"Top {TOP_N} authors by number of books"
+    if why := _missing_column(indexed_items, columns, "item_author"):
+        return _not_available(title, why)
     author = columns["item_author"]
     top = _top(indexed_items.filter(F.col(author).isNotNull()), author, author)
     return _barh(
         top,
-        f"Top {TOP_N} authors by number of books",
+        title,
         "books (distinct ISBNs)",
         "#4C72B0",
     )
@@ -174,6 +197,8 @@ def plot_long_tail(model_input_ratings: DataFrame) -> Figure:
 
 def plot_user_ages(indexed_users: DataFrame, columns: dict[str, str]) -> Figure:
     """Users' ages, absurd ones (under 5, over 100) counted in the title."""
+    if why := _missing_column(indexed_users, columns, "user_age"):
+        return _not_available("User ages", why)
     age = columns["user_age"]
     ages = indexed_users.select(F.col(age).alias("age")).toPandas()["age"]
     known = ages.dropna()
