@@ -161,7 +161,9 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
     )
     assert drawn_rmse == pytest.approx(logged_rmse)
     baseline_line = next(
-        line for line in fig.axes[0].lines if line.get_label().startswith("bias baseline")
+        line
+        for line in fig.axes[0].lines
+        if line.get_label().startswith("bias baseline")
     ).get_ydata()[0]
     assert baseline_line == pytest.approx(first.data.metrics["bias_baseline.rmse"])
     logged_ndcg = sorted(

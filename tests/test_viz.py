@@ -1,0 +1,52 @@
+"""`kedro viz build` renders the project: every node of every pipeline is in its API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.framework.project import pipelines
+from kedro.framework.startup import bootstrap_project
+
+from tests.conftest import copy_project
+
+KEDRO = Path(sys.executable).with_name("kedro")
+
+
+@pytest.mark.e2e
+def test_viz_build_lists_every_node_of_every_pipeline(tmp_path):
+    project = copy_project(tmp_path)
+    result = subprocess.run(  # noqa: S603
+        [str(KEDRO), "viz", "build"],
+        cwd=project,
+        env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (project / "build/index.html").exists()
+
+    bootstrap_project(project)
+    registered = {name: p for name, p in pipelines.items() if name != "__default__"}
+    assert {"data_processing", "data_science", "scoring", "reporting"} <= set(
+        registered
+    )
+    api = project / "build/api"
+    everything = json.loads((api / "main").read_text())
+    assert {p["id"] for p in everything["pipelines"]} == {*registered, "__default__"}
+    for name, pipeline in registered.items():
+        drawn = json.loads((api / "pipelines" / name).read_text())
+        tasks = {n["full_name"] for n in drawn["nodes"] if n["type"] == "task"}
+        assert tasks == {node.name for node in pipeline.nodes}, name
+        for node in pipeline.nodes:  # inputs and outputs drawn as data nodes
+            data = {n["name"] for n in drawn["nodes"] if n["type"] != "task"}
+            wanted = {
+                d for d in node.inputs + node.outputs if not d.startswith("params:")
+            }
+            assert wanted <= data, node.name
