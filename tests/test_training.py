@@ -119,3 +119,30 @@ def test_each_model_kind_fits_and_evaluates(spark, ratings, kind):
         )
         assert predictions[0] >= 1.0 and predictions[1] <= 10.0  # clipped to the range
         assert fitted.model.rank == 4  # biases folded in
+
+
+def test_evaluate_computes_only_the_family_of_the_metric_asked_for(spark, ratings):
+    empty = ratings.limit(0).select(USER_IDX, ITEM_IDX)
+    data = TrainingData(ratings=ratings, implicit=empty, rating_col="r")
+    fitted = fit(ModelSpec("explicit", 2, 0.1), data, {"num_epochs": 3, "seed": 1})
+    target = ratings.limit(50)
+    everything = evaluate(fitted, data, target, {"k": 5})
+    rmse_only = evaluate(fitted, data, target, {"k": 5}, only="rmse")
+    ndcg_only = evaluate(fitted, data, target, {"k": 5}, only="ndcg_at_5")
+    assert set(rmse_only) == {"rmse", "mae", "r2", "explained_variance"}
+    assert set(ndcg_only) == {"precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5"}
+    assert set(everything) == set(rmse_only) | set(ndcg_only)
+    assert rmse_only["rmse"] == pytest.approx(everything["rmse"])
+    assert ndcg_only["ndcg_at_5"] == pytest.approx(everything["ndcg_at_5"])
+
+
+def test_num_blocks_defaults_to_the_cores_spark_has(spark, ratings):
+    empty = ratings.limit(0).select(USER_IDX, ITEM_IDX)
+    data = TrainingData(ratings=ratings, implicit=empty, rating_col="r")
+    spec = ModelSpec("explicit", 2, 0.1)
+    default = fit(spec, data, {"num_epochs": 2, "seed": 1}).model
+    assert default.userFactors.rdd.getNumPartitions() == (
+        spark.sparkContext.defaultParallelism
+    )
+    three = fit(spec, data, {"num_epochs": 2, "seed": 1, "num_blocks": 3}).model
+    assert three.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004
