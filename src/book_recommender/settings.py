@@ -7,10 +7,10 @@ from pathlib import Path
 
 from omegaconf.resolvers import oc
 
-from book_recommender.hooks import SparkHooks
+from book_recommender.hooks import NodeTimingHooks, SparkHooks
 
 # The SparkSession is created once, by this hook, before any dataset needs it.
-HOOKS = (SparkHooks(),)
+HOOKS = (SparkHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
