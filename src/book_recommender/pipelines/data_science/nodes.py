@@ -104,7 +104,9 @@ def tune_als(
         for fit_part, validation in splits:
             data = _data(fit_part, implicit_interactions, columns)
             fitted = fit(spec, data, als)
-            values.append(evaluate(fitted, data, validation, evaluation)[metric])
+            values.append(
+                evaluate(fitted, data, validation, evaluation, only=metric)[metric]
+            )
         mean = sum(values) / len(values)
         logger.info(
             "%s: validation %s = %.4f (%s)", spec.name, metric, mean, tuning["method"]
