@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY ?= 1
 
-.PHONY: demo test install install-test
+.PHONY: demo test install install-test install-bench bench-quality bench-scale
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +22,17 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not part of the tests): they print figures and write
+# data/08_reporting/benchmarks/*.{json,md}. See README, "Performance".
+MOVIELENS_DIR ?= ../shared/data/ml-100k
+SIZES ?= demo,100k,1.15M,5M
+
+install-bench: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+
+bench-quality: install-bench
+	MOVIELENS_DIR=$(MOVIELENS_DIR) $(BIN)/python benchmarks/movielens_quality.py
+
+bench-scale: install-bench
+	$(BIN)/python benchmarks/scale.py --sizes $(SIZES)

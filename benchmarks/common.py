@@ -1,0 +1,104 @@
+"""Shared by the benchmark scripts: where results go, what machine made them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PROJECT = Path(__file__).resolve().parents[1]
+RESULTS = PROJECT / "data" / "08_reporting" / "benchmarks"
+
+
+def machine() -> dict[str, Any]:
+    """Date and machine of a measurement, for the README's tables."""
+    java = subprocess.run(  # noqa: S603
+        ["java", "-version"],
+        capture_output=True,
+        text=True,
+        check=False,  # noqa: S607
+    ).stderr.splitlines()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "java": java[0] if java else "unknown",
+    }
+
+
+def write_results(name: str, results: dict[str, Any], table: str) -> tuple[Path, Path]:
+    """``<name>.json`` and ``<name>.md`` under data/08_reporting/benchmarks."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    as_json, as_md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    as_json.write_text(json.dumps(results, indent=2) + "\n")
+    as_md.write_text(table)
+    return as_json, as_md
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"  # noqa: PLR2004
+        if isinstance(value, int):
+            return f"{value:,}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class MemorySampler:
+    """Resident memory of a process and all its children (the JVM), sampled.
+
+    Samples are (Unix time, Python's RSS, its children's RSS) in bytes.
+    """
+
+    pid: int
+    interval: float = 0.25
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _tree(self) -> tuple[int, int]:
+        try:
+            root = psutil.Process(self.pid)
+            python = root.memory_info().rss
+            children = sum(
+                c.memory_info().rss
+                for c in root.children(recursive=True)
+                if c.is_running()
+            )
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return 0, 0
+        return python, children
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            python, children = self._tree()
+            self.samples.append((time.time(), python, children))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_gib(self, start: float = 0.0, end: float = float("inf")) -> float:
+        inside = [p + c for t, p, c in self.samples if start <= t <= end]
+        return round(max(inside, default=0) / 2**30, 2)

@@ -1,0 +1,375 @@
+"""Speed and memory of the whole workflow on generated Book-Crossing-shaped data.
+
+For each size: generate the data (demo generator's scale knob), run `kedro run`
+end to end in a scratch project while sampling the resident memory of the kedro
+process and its JVM from outside, split the run's time and peak memory by
+pipeline (node timings from ``NodeTimingHooks``), then time Spark ALS per iteration
+at rank 10 and 64 on the run's interaction matrix and the ``implicit`` library's
+ALS on the same matrix.
+
+    python benchmarks/scale.py                       # all four sizes
+    python benchmarks/scale.py --sizes demo,100k     # some of them
+
+Writes data/08_reporting/benchmarks/scale.{json,md}; results of sizes not run
+this time are kept from the previous file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import (
+    PROJECT,
+    RESULTS,
+    MemorySampler,
+    machine,
+    markdown_table,
+    write_results,
+)
+
+SIZES: dict[str, dict[str, int] | None] = {
+    "demo": None,  # the committed demo files (60k rating rows)
+    "100k": {"users": 25_000, "items": 24_000, "ratings": 100_000},
+    # The real data set's shape: ~278k users, ~271k books, 1.15M rating rows.
+    "1.15M": {"users": 278_000, "items": 271_000, "ratings": 1_150_000},
+    "5M": {"users": 1_200_000, "items": 1_180_000, "ratings": 5_000_000},
+}
+WORK = PROJECT / "data" / "benchmarks"
+PIPELINES = ("data_processing", "data_science", "scoring", "reporting")
+RANKS = (10, 64)
+ITERATIONS = (2, 7)  # per-iteration time = (t(7) - t(2)) / 5: fixed costs cancel
+# implicit's iterations take milliseconds on small data: time more of them.
+IMPLICIT_ITERATIONS = (2, 22)
+
+
+def generate(size: str) -> Path:
+    """The size's raw files, generated once and reused (a stamp records the knobs)."""
+    if SIZES[size] is None:
+        return PROJECT / "data" / "01_raw"
+    folder = WORK / size / "01_raw"
+    stamp = folder / "knobs.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == SIZES[size]:
+        return folder
+    knobs = SIZES[size]
+    started = time.monotonic()
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "book_recommender.demo_data", "--out", str(folder),
+         "--users", str(knobs["users"]), "--items", str(knobs["items"]),
+         "--ratings", str(knobs["ratings"])],
+        check=True,
+    )  # fmt: skip
+    stamp.write_text(json.dumps(knobs))
+    print(f"[{size}] generated in {time.monotonic() - started:.0f} s")  # noqa: T201
+    return folder
+
+
+def scratch_project(size: str, raw: Path) -> Path:
+    """A copy of the project's config whose `bench` env reads ``raw``."""
+    project = WORK / size / "project"
+    shutil.rmtree(project, ignore_errors=True)
+    (project / "src").mkdir(parents=True)
+    shutil.copy(PROJECT / "pyproject.toml", project)
+    shutil.copytree(
+        PROJECT / "conf", project / "conf", ignore=shutil.ignore_patterns("local")
+    )
+    (project / "conf" / "local").mkdir()
+    bench = project / "conf" / "bench"
+    bench.mkdir()
+    (bench / "globals.yml").write_text(
+        f"data:\n  root: {project / 'data'}\n  folder: {raw}\n"
+        f"experiment_name: bench-{size}\n"
+    )
+    return project
+
+
+def run_kedro(project: Path, params: str | None = None) -> dict[str, Any]:
+    """`kedro run --env bench`: wall time, peak memory, and both per pipeline."""
+    timings = project / "node_timings.jsonl"
+    env = os.environ | {
+        "BOOK_RECOMMENDER_NODE_TIMINGS": str(timings),
+        "KEDRO_DISABLE_TELEMETRY": "1",
+    }
+    log = (project / "run.log").open("w")
+    started = time.time()
+    process = subprocess.Popen(  # noqa: S603
+        [str(Path(sys.executable).with_name("kedro")), "run", "--env", "bench"]
+        + (["--params", params] if params else []),
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    with MemorySampler(process.pid) as memory:
+        code = process.wait()
+    ended = time.time()
+    log.close()
+    if code != 0:
+        raise SystemExit(f"kedro run failed ({code}); see {project / 'run.log'}")
+    events = [json.loads(line) for line in timings.read_text().splitlines()]
+    run_started = events[0]["at"]
+    result: dict[str, Any] = {
+        "wall_s": round(ended - started, 1),
+        "startup_s": round(run_started - started, 1),
+        "peak_gib": memory.peak_gib(),
+        "peak_python_gib": round(max(p for _, p, _ in memory.samples) / 2**30, 2),
+        "peak_jvm_gib": round(max(c for _, _, c in memory.samples) / 2**30, 2),
+        "pipelines": {},
+        "slowest_nodes": [],
+    }
+    # A node's span: from the previous node's last event to its own last event.
+    last: dict[str, dict] = {}
+    for event in events[1:]:
+        last[event["node"]] = event  # in order; later events win
+    spans, previous = [], run_started
+    for event in sorted(last.values(), key=lambda e: e["at"]):
+        spans.append((event, previous, event["at"]))
+        previous = event["at"]
+    for name in PIPELINES:
+        mine = [(s, e) for node, s, e in spans if name in node["tags"]]
+        result["pipelines"][name] = {
+            "seconds": round(sum(e - s for s, e in mine), 1),
+            "peak_gib": max((memory.peak_gib(s, e) for s, e in mine), default=0.0),
+        }
+    slowest = sorted(spans, key=lambda span: span[2] - span[1], reverse=True)[:5]
+    result["slowest_nodes"] = [
+        {"node": node["node"].split("__")[0], "seconds": round(e - s, 1)}
+        for node, s, e in slowest
+    ]
+    return result
+
+
+def interactions(project: Path):
+    """The run's model input as (user, item, strength) arrays, strength = rating + 1."""
+    import pandas as pd  # noqa: PLC0415
+
+    frame = pd.read_parquet(
+        project / "data" / "05_model_input" / "ratings.parquet",
+        columns=["_user_id", "_item_id", "Book-Rating"],
+    )
+    return (
+        frame["_user_id"].to_numpy(np.int32),
+        frame["_item_id"].to_numpy(np.int32),
+        (frame["Book-Rating"].to_numpy(np.float32) + 1.0),
+    )
+
+
+def time_spark_als(project: Path) -> dict[str, float]:
+    """Seconds per iteration of Spark's implicit ALS at each rank (local[2]), on
+    the same (user, item, rating + 1) triples as ``interactions``."""
+    from pyspark.ml.recommendation import ALS  # noqa: PLC0415
+
+    from book_recommender.spark_session import build_spark_session  # noqa: PLC0415
+
+    spark = build_spark_session(
+        {
+            "spark.master": "local[2]",
+            "spark.driver.memory": "8g",
+            "spark.driver.extraJavaOptions": "-Xss32m",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "8",
+            "spark.checkpoint.dir": str(project / "data" / "als_checkpoints"),
+        }
+    )
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    frame = (
+        spark.read.parquet(str(project / "data" / "05_model_input" / "ratings.parquet"))
+        .select(
+            F.col("_user_id").alias("user"),
+            F.col("_item_id").alias("item"),
+            (F.col("Book-Rating") + 1.0).cast("float").alias("strength"),
+        )
+        .cache()
+    )
+    frame.count()
+    per_iteration = {}
+    for rank in RANKS:
+        seconds = []
+        for iterations in ITERATIONS:
+            als = ALS(
+                userCol="user", itemCol="item", ratingCol="strength",
+                implicitPrefs=True, rank=rank, maxIter=iterations, regParam=0.1,
+                alpha=1.0, seed=42,
+            )  # fmt: skip
+            started = time.perf_counter()
+            model = als.fit(frame)
+            model.userFactors.count()  # the factors are computed lazily
+            seconds.append(time.perf_counter() - started)
+        per_iteration[f"rank{rank}"] = round(
+            (seconds[1] - seconds[0]) / (ITERATIONS[1] - ITERATIONS[0]), 3
+        )
+    spark.stop()
+    return per_iteration
+
+
+def time_implicit_library(users, items, strength) -> dict[str, float]:
+    """Seconds per iteration of ``implicit``'s CPU ALS on the same matrix, 2 threads."""
+    from implicit.cpu.als import AlternatingLeastSquares  # noqa: PLC0415
+    from scipy.sparse import csr_matrix  # noqa: PLC0415
+
+    matrix = csr_matrix((strength, (users, items)))
+    per_iteration = {}
+    for rank in RANKS:
+        seconds = []
+        for iterations in IMPLICIT_ITERATIONS:
+            model = AlternatingLeastSquares(
+                factors=rank, iterations=iterations, regularization=0.1,
+                alpha=1.0, num_threads=2, random_state=42,
+            )  # fmt: skip
+            started = time.perf_counter()
+            model.fit(matrix, show_progress=False)
+            seconds.append(time.perf_counter() - started)
+        per_iteration[f"rank{rank}"] = round(
+            (seconds[1] - seconds[0])
+            / (IMPLICIT_ITERATIONS[1] - IMPLICIT_ITERATIONS[0]),
+            4,
+        )
+    return per_iteration
+
+
+def retime_implicit(key: str, result: dict[str, Any]) -> None:
+    """Times ``implicit`` again on the model input a previous run left behind."""
+    project = WORK / result["size"] / "project"
+    users, items, strength = interactions(project)
+    result["implicit_als_s_per_iteration"] = time_implicit_library(
+        users, items, strength
+    )
+    result["spark_over_implicit"] = _ratios(
+        result["spark_als_s_per_iteration"], result["implicit_als_s_per_iteration"]
+    )
+    print(key, result["implicit_als_s_per_iteration"], flush=True)  # noqa: T201
+
+
+def _ratios(spark_als: dict, implicit_als: dict) -> dict[str, float | None]:
+    return {
+        r: round(spark_als[r] / implicit_als[r], 1)
+        if spark_als[r] and implicit_als[r] and implicit_als[r] > 0
+        else None
+        for r in spark_als
+    }
+
+
+def measure(
+    size: str, params: str | None = None, *, timings: bool = True
+) -> dict[str, Any]:
+    raw = generate(size)
+    project = scratch_project(size, raw)
+    print(f"[{size}] kedro run {params or ''}...", flush=True)  # noqa: T201
+    run = run_kedro(project, params)
+    stats = json.loads(
+        (project / "data" / "08_reporting" / "data_statistics.json").read_text()
+    )
+    spark_als = implicit_als = dict.fromkeys(f"rank{r}" for r in RANKS)
+    if timings:
+        users, items, strength = interactions(project)
+        spark_als = time_spark_als(project)
+        implicit_als = time_implicit_library(users, items, strength)
+    result = {
+        "size": size,
+        "kedro_params": params,
+        "machine": machine(),
+        "rating_rows": stats["rows"]["ratings"]["read"],
+        "model_input": {
+            k: stats["model_input"][k] for k in ("interactions", "users", "items")
+        },
+        "train_rows": stats["split"]["train_rows"],
+        "run": run,
+        "spark_als_s_per_iteration": spark_als,
+        "implicit_als_s_per_iteration": implicit_als,
+        "spark_over_implicit": _ratios(spark_als, implicit_als),
+    }
+    print(json.dumps(result, indent=2), flush=True)  # noqa: T201
+    return result
+
+
+def table(results: dict[str, Any]) -> str:
+    header = [
+        "size", "rating rows", "interactions", "users", "items", "end to end (s)",
+        "peak (GiB)", "data_processing (s)", "data_science (s)", "scoring (s)",
+        "reporting (s)", "ALS s/iter r10", "ALS s/iter r64",
+        "implicit s/iter r10", "implicit s/iter r64", "Spark/implicit r64",
+    ]  # fmt: skip
+    rows = []
+    order = {size: i for i, size in enumerate(SIZES)}
+    keys = sorted(results["sizes"], key=lambda k: (order[k.split()[0]], k))
+    for size in keys:
+        r = results["sizes"][size]
+        p = r["run"]["pipelines"]
+        rows.append(
+            [size, r["rating_rows"], r["model_input"]["interactions"],
+             r["model_input"]["users"], r["model_input"]["items"], r["run"]["wall_s"],
+             r["run"]["peak_gib"], *(p[name]["seconds"] for name in PIPELINES),
+             r["spark_als_s_per_iteration"]["rank10"],
+             r["spark_als_s_per_iteration"]["rank64"],
+             r["implicit_als_s_per_iteration"]["rank10"],
+             r["implicit_als_s_per_iteration"]["rank64"],
+             r["spark_over_implicit"]["rank64"]]
+        )  # fmt: skip
+    m = results["machine"]
+    caption = (
+        f"Measured {m['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB "
+        f"({m['platform']}, {m['java']}); Spark local[2].\n\n"
+    )
+    return caption + markdown_table(header, rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument(
+        "--params",
+        default=None,
+        help="passed to `kedro run --params` (e.g. als.num_blocks=10)",
+    )
+    parser.add_argument(
+        "--label",
+        default="",
+        help="stored as '<size> <label>', beside the plain results (e.g. 'before')",
+    )
+    parser.add_argument(
+        "--retime-implicit",
+        action="store_true",
+        help="only time `implicit` again on the sizes' previous runs",
+    )
+    parser.add_argument(
+        "--skip-als",
+        action="store_true",
+        help="only the kedro run (no ALS / implicit per-iteration timings)",
+    )
+    args = parser.parse_args(argv)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
+    previous = RESULTS / "scale.json"
+    results = json.loads(previous.read_text()) if previous.exists() else {"sizes": {}}
+    results["machine"] = machine()
+    if args.retime_implicit:
+        for key, result in results["sizes"].items():
+            if (
+                result["size"] in sizes
+                and result["spark_als_s_per_iteration"]["rank10"]
+            ):
+                retime_implicit(key, result)
+        write_results("scale", results, table(results))
+        print(table(results))  # noqa: T201
+        return
+    for size in sizes:
+        key = f"{size} {args.label}".strip()
+        results["sizes"][key] = measure(size, args.params, timings=not args.skip_als)
+        write_results("scale", results, table(results))
+    print(table(results))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
