@@ -154,25 +154,21 @@ def test_a_bad_download_leaves_the_previous_files_untouched(
     _left_as_it_was(folder, digests)
 
 
-def test_a_cut_connection_is_retried_then_reported(server, previous):
+@pytest.mark.parametrize(
+    ("mode", "says", "requests"),
+    [("cut", "after 3 attempt", 3), ("missing", "HTTP 404", 1)],
+)
+def test_transient_failures_are_retried_and_permanent_ones_are_not(
+    server, previous, mode, says, requests
+):
     folder, digests = previous
     _Handler.requests.clear()
-    with pytest.raises(DownloadError, match="after 3 attempt"):
+    with pytest.raises(DownloadError, match=says):
         fetch_raw_data(
-            COLUMNS, _params(folder, f"{server}/cut", overwrite=True, retries=2)
+            COLUMNS, _params(folder, f"{server}/{mode}", overwrite=True, retries=2)
         )
-    assert _Handler.requests == ["/cut/Books.csv"] * 3
+    assert _Handler.requests == [f"/{mode}/Books.csv"] * requests
     _left_as_it_was(folder, digests)
-
-
-def test_a_404_is_not_retried(server, previous):
-    folder, _ = previous
-    _Handler.requests.clear()
-    with pytest.raises(DownloadError, match="HTTP 404"):
-        fetch_raw_data(
-            COLUMNS, _params(folder, f"{server}/missing", overwrite=True, retries=3)
-        )
-    assert _Handler.requests == ["/missing/Books.csv"]
 
 
 def test_a_transient_server_error_is_retried(server, tmp_path):
