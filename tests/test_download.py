@@ -218,3 +218,10 @@ def test_bookcrossing_env_downloads_then_processes(spark, server, project_copy):
     assert stats["rows"]["ratings"]["file"]["sha256"] == _sha(DEMO / "Ratings.csv")
     assert stats["rows"]["ratings"]["read"] == 60_000
     shutil.rmtree(project_copy / "data/book-crossing")
+
+
+def test_overwrite_without_a_url_is_a_config_error(previous):
+    folder, digests = previous
+    with pytest.raises(ValueError, match="overwrite is true but .*remote_url"):
+        fetch_raw_data(COLUMNS, _params(folder, None, overwrite=True))
+    _left_as_it_was(folder, digests)

@@ -170,6 +170,11 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
     overwrite = bool(download.get("overwrite", False))
     files = {key: Path(folder) / str(_setting(params, "data", key)) for key in _FILES}
     wanted = [k for k, path in files.items() if overwrite or not path.exists()]
+    if overwrite and not url:
+        raise DataValidationError(
+            "data_processing.download.overwrite is true but "
+            f"data_processing.download.remote_url is not set ({PARAMS_FILE})."
+        )
     if wanted and not url:
         missing = ", ".join(str(files[k]) for k in wanted)
         raise DataValidationError(
