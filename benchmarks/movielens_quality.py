@@ -14,12 +14,14 @@ train by the same split (never on test), and the popularity and bias baselines. 
 follow on a user-stratified split (the current form of their split), for reference.
 
     MOVIELENS_DIR=../shared/data/ml-100k python benchmarks/movielens_quality.py
+    ... movielens_quality.py --splits user   # one split; the other kept from the last run
 
 Writes data/08_reporting/benchmarks/movielens_quality.{json,md}.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from common import PROJECT, machine, markdown_table, write_results
+from common import PROJECT, RESULTS, machine, markdown_table, write_results
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
@@ -350,12 +352,17 @@ def main() -> None:
             "spark.checkpoint.dir": str(checkpoints),
         }
     )
-    results: dict[str, Any] = {
-        "machine": machine(),
-        "source": str(folder),
-        "splits": {},
-    }
+    # `--splits user` runs only the user-stratified rows and keeps the item rows
+    # of the previous result file (and the other way round).
+    wanted = sys.argv[sys.argv.index("--splits") + 1] if "--splits" in sys.argv else ""
+    previous = RESULTS / "movielens_quality.json"
+    results: dict[str, Any] = {"splits": {}}
+    if wanted and previous.exists():
+        results = json.loads(previous.read_text())
+    results.update({"machine": machine(), "source": str(folder)})
     for split, by in (("by item (Recommenders)", ITEM_IDX), ("by user", USER_IDX)):
+        if wanted and not split.startswith(f"by {wanted}"):
+            continue
         print(f"Split {split} ...", flush=True)  # noqa: T201
         train, test = stratified_split(ratings, by)
         results["splits"][split] = run_split(spark, train, test, by)
