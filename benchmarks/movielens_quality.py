@@ -36,7 +36,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.metrics import RANK, ranking_metrics, top_k_unseen
+from book_recommender.metrics import (
+    RANK,
+    ranking_metrics,
+    regression_metrics,
+    top_k_unseen,
+)
 from book_recommender.models import (
     als_candidates,
     fit_bias_model,
@@ -146,8 +151,6 @@ def spark_map(recs: DataFrame, target: DataFrame) -> float:
 
 def regression(predictions: DataFrame) -> dict[str, float]:
     """RMSE, MAE, R2 and explained variance = 1 - Var(y - y_hat) / Var(y)."""
-    from book_recommender.metrics import regression_metrics  # noqa: PLC0415
-
     metrics = regression_metrics(predictions, RATING)
     metrics["spark_var"] = metrics.pop("explained_variance")
     row = predictions.agg(

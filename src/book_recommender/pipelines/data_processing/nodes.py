@@ -183,6 +183,7 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
             f"data_processing.download.remote_url to fetch them ({PARAMS_FILE})."
         )
     expected = download.get("expected") or {}
+    sources = {key: f"{str(url).rstrip('/')}/{files[key].name}" for key in wanted}
     for key in wanted:
         name = files[key].name
         check = expected.get(name) or {}
@@ -192,10 +193,9 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
             sha256=check.get("sha256"),
             min_bytes=int(download.get("min_bytes", 1)),
         )
-        source = f"{str(url).rstrip('/')}/{name}"
         try:
             download_file(
-                source,
+                sources[key],
                 files[key],
                 spec,
                 timeout=float(download.get("timeout_seconds", 60)),
@@ -215,7 +215,7 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
     for key, path in files.items():
         described[key] = file_digest(path)
         if key in wanted:
-            described[key]["url"] = f"{str(url).rstrip('/')}/{path.name}"
+            described[key]["url"] = sources[key]
     return described
 
 
@@ -347,10 +347,10 @@ def validate_items(
     year = columns.get("item_year")
     flags: dict[str, Column] = {}
     if year and year in raw_items.columns:
-        raw_items, repaired = repair_shifted_items(raw_items, columns)
+        raw_items = repair_shifted_items(raw_items, columns)
         value = F.trim(F.col(year))
         flags = {
-            "shifted_columns_repaired": repaired,
+            "shifted_columns_repaired": F.col(_REPAIRED),
             "invalid_year": value.isNotNull()
             & (value != "")
             & value.try_cast("int").isNull(),
@@ -373,9 +373,7 @@ def validate_items(
 _REPAIRED = "_shifted_columns_repaired"
 
 
-def repair_shifted_items(
-    raw_items: DataFrame, columns: dict[str, str]
-) -> tuple[DataFrame, Column]:
+def repair_shifted_items(raw_items: DataFrame, columns: dict[str, str]) -> DataFrame:
     """Puts back rows whose author was swallowed by the title.
 
     Book-Crossing has rows whose title field reads ``DK Readers: ... Readers)\\";
@@ -383,8 +381,8 @@ def repair_shifted_items(
     sits in the author column, the publisher in the year column, and every later
     column one place left (the last is empty). Such a row (year not a number,
     author a number, title holding ``";``) is shifted back: author from the
-    title, then each column from its left-hand neighbour. Returns the frame and
-    the flag column that marks repaired rows.
+    title, then each column from its left-hand neighbour. The boolean column
+    ``_REPAIRED`` marks the repaired rows.
     """
     title, author, year = (
         columns.get("item_info"),
@@ -393,7 +391,7 @@ def repair_shifted_items(
     )
     names = raw_items.columns
     if not (title in names and author in names and year in names):
-        return raw_items.withColumn(_REPAIRED, F.lit(False)), F.col(_REPAIRED)
+        return raw_items.withColumn(_REPAIRED, F.lit(False))
     shifted = (
         F.trim(F.col(year)).try_cast("int").isNull()
         & F.trim(F.col(author)).rlike("^[0-9]{1,4}$")
@@ -408,17 +406,14 @@ def repair_shifted_items(
     later = names[names.index(author) :]
     for column, previous in zip(later[1:], later[:-1], strict=True):
         fixed[column] = F.col(previous)
-    return (
-        raw_items.select(
-            *[
-                F.when(shifted, fixed[c]).otherwise(F.col(c)).alias(c)
-                if c in fixed
-                else F.col(c)
-                for c in names
-            ],
-            shifted.alias(_REPAIRED),
-        ),
-        F.col(_REPAIRED),
+    return raw_items.select(
+        *[
+            F.when(shifted, fixed[c]).otherwise(F.col(c)).alias(c)
+            if c in fixed
+            else F.col(c)
+            for c in names
+        ],
+        shifted.alias(_REPAIRED),
     )
 
 
