@@ -225,6 +225,8 @@ def test_kedro_run_tracks_every_submodel_and_registers_a_champion(trained):
     for run in subruns:
         assert SUBMODEL_METRICS <= set(run.data.metrics), run.info.run_name
         assert "validation_rmse" in run.data.metrics
+        assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
+        assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
         assert {"rank", "reg_param", "model_kind"} <= set(run.data.params)
         info = get_model_info(f"runs:/{run.info.run_id}/model")
         assert info.signature is not None
