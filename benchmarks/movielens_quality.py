@@ -35,7 +35,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
+from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import (
     RANK,
     ranking_metrics,
@@ -149,18 +149,6 @@ def spark_map(recs: DataFrame, target: DataFrame) -> float:
     return float(evaluator.evaluate(joined))
 
 
-def regression(predictions: DataFrame) -> dict[str, float]:
-    """RMSE, MAE, R2 and explained variance = 1 - Var(y - y_hat) / Var(y)."""
-    metrics = regression_metrics(predictions, RATING)
-    metrics["spark_var"] = metrics.pop("explained_variance")
-    row = predictions.agg(
-        F.var_pop(F.col(RATING) - F.col(PREDICTION)).alias("error"),
-        F.var_pop(RATING).alias("label"),
-    ).first()
-    metrics["explained_variance"] = 1.0 - row["error"] / row["label"]
-    return metrics
-
-
 def ranking(candidates, data: TrainingData, test: DataFrame) -> dict[str, float]:
     recs = recommendations(candidates, data, test)
     relevant = test.select(USER_IDX, ITEM_IDX)
@@ -173,7 +161,9 @@ def ranking(candidates, data: TrainingData, test: DataFrame) -> dict[str, float]
 def evaluate_model(fitted: FittedModel, data: TrainingData, test: DataFrame) -> dict:
     metrics = {}
     if fitted.spec.kind != "implicit":
-        metrics.update(regression(fitted.predict(known_pairs(test, data.ratings))))
+        metrics.update(
+            regression_metrics(fitted.predict(known_pairs(test, data.ratings)), RATING)
+        )
     metrics.update(ranking(als_candidates(fitted.model), data, test))
     return metrics
 
@@ -211,7 +201,7 @@ def tune(
         fitted = fit(spec, part, ALS_SETTINGS)
         if metric == "rmse":
             predictions = fitted.predict(known_pairs(validation, fit_part))
-            value = regression(predictions)["rmse"]
+            value = regression_metrics(predictions, RATING)["rmse"]
         else:
             value = ranking(als_candidates(fitted.model), part, validation)[metric]
         tried.append({"spec": spec.name, metric: value})
@@ -260,7 +250,7 @@ def run_split(
     biases = fit_bias_model(train, RATING, ALS_SETTINGS["bias_damping"])
     rows["bias baseline"] = {
         "params": f"damping {ALS_SETTINGS['bias_damping']:g}",
-        **regression(biases.predict(known_pairs(test, train))),
+        **regression_metrics(biases.predict(known_pairs(test, train)), RATING),
     }
     train.unpersist()
     test.unpersist()

@@ -146,8 +146,24 @@ def test_regression_metrics_by_hand(spark):
     assert metrics["mae"] == pytest.approx(np.abs(errors).mean())
     ss_res, ss_tot = (errors**2).sum(), ((labels - labels.mean()) ** 2).sum()
     assert metrics["r2"] == pytest.approx(1 - ss_res / ss_tot)
-    predictions = np.array([7.0, 6.5, 9.0, 5.5])
-    # Spark's "var": variance of the predictions around the mean label.
+    # The ratio (scikit-learn's explained_variance_score), not Spark's "var".
     assert metrics["explained_variance"] == pytest.approx(
-        ((predictions - labels.mean()) ** 2).mean()
+        1 - errors.var() / labels.var()
     )
+    # A constant offset costs R2 but not explained variance.
+    shifted = regression_metrics(
+        df.withColumn(PREDICTION, F.col(PREDICTION) + 2.0), "label"
+    )
+    assert shifted["explained_variance"] == pytest.approx(metrics["explained_variance"])
+    assert shifted["r2"] < metrics["r2"]
+
+
+def test_regression_metrics_of_constant_labels_and_no_rows(spark):
+    same = spark.createDataFrame(
+        [(5.0, 4.0), (5.0, 6.0)], f"label double, {PREDICTION} double"
+    )
+    metrics = regression_metrics(same, "label")
+    assert metrics["rmse"] == pytest.approx(1.0)
+    assert math.isnan(metrics["r2"]) and math.isnan(metrics["explained_variance"])
+    empty = regression_metrics(same.limit(0), "label")
+    assert all(math.isnan(v) for v in empty.values())

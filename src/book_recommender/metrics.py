@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -29,12 +28,6 @@ from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 RANK = "rank"
 SCORE = "score"
 REGRESSION_METRICS = ("rmse", "mae", "r2", "explained_variance")
-_SPARK_REGRESSION_NAMES = {
-    "rmse": "rmse",
-    "mae": "mae",
-    "r2": "r2",
-    "explained_variance": "var",
-}
 
 # (users, n) -> rows (USER_IDX, ITEM_IDX, SCORE): each user's n best items.
 CandidateFn = Callable[[DataFrame, int], DataFrame]
@@ -45,11 +38,33 @@ def ranking_metric_names(k: int) -> list[str]:
 
 
 def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, float]:
-    """RMSE, MAE, R2 and explained variance, as Spark's RegressionEvaluator defines them."""
-    evaluator = RegressionEvaluator(labelCol=label_col, predictionCol=PREDICTION)
+    """RMSE, MAE, R2 and explained variance of ``PREDICTION`` against ``label_col``.
+
+    R2 = 1 - SS_res / SS_tot, as Spark's ``RegressionEvaluator``; explained variance
+    = 1 - Var(label - prediction) / Var(label), the ratio scikit-learn and
+    Recommenders report. (Spark's ``var`` metric is instead the variance of the
+    predictions around the mean label, in squared rating units, and can exceed 1.)
+    One pass over ``predictions``; R2 and explained variance are NaN when every
+    label is the same, all four when there are no rows.
+    """
+    error = F.col(label_col) - F.col(PREDICTION)
+    row = predictions.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.avg(error * error).alias("mse"),
+        F.avg(F.abs(error)).alias("mae"),
+        F.var_pop(error).alias("error_variance"),
+        F.var_pop(label_col).alias("label_variance"),
+    ).first()
+    if not row["n"]:
+        return dict.fromkeys(REGRESSION_METRICS, math.nan)
+    variance = row["label_variance"]
     return {
-        name: float(evaluator.evaluate(predictions, {evaluator.metricName: spark_name}))
-        for name, spark_name in _SPARK_REGRESSION_NAMES.items()
+        "rmse": math.sqrt(row["mse"]),
+        "mae": float(row["mae"]),
+        "r2": 1.0 - row["mse"] / variance if variance else math.nan,
+        "explained_variance": (
+            1.0 - row["error_variance"] / variance if variance else math.nan
+        ),
     }
 
 
