@@ -167,3 +167,8 @@ def test_regression_metrics_of_constant_labels_and_no_rows(spark):
     assert math.isnan(metrics["r2"]) and math.isnan(metrics["explained_variance"])
     empty = regression_metrics(same.limit(0), "label")
     assert all(math.isnan(v) for v in empty.values())
+    # A row without a prediction counts neither as an error nor in Var(label).
+    unscored = same.unionByName(
+        spark.createDataFrame([(9.0, None)], f"label double, {PREDICTION} double")
+    )
+    assert regression_metrics(unscored, "label") == pytest.approx(metrics, nan_ok=True)

@@ -45,16 +45,21 @@ def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, floa
     Recommenders report. (Spark's ``var`` metric is instead the variance of the
     predictions around the mean label, in squared rating units, and can exceed 1.)
     One pass over ``predictions``; R2 and explained variance are NaN when every
-    label is the same, all four when there are no rows.
+    label is the same, all four when no row has both a label and a prediction.
     """
     error = F.col(label_col) - F.col(PREDICTION)
-    row = predictions.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.avg(error * error).alias("mse"),
-        F.avg(F.abs(error)).alias("mae"),
-        F.var_pop(error).alias("error_variance"),
-        F.var_pop(label_col).alias("label_variance"),
-    ).first()
+    # Only rows with both a label and a prediction count.
+    row = (
+        predictions.where(error.isNotNull())
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.avg(error * error).alias("mse"),
+            F.avg(F.abs(error)).alias("mae"),
+            F.var_pop(error).alias("error_variance"),
+            F.var_pop(label_col).alias("label_variance"),
+        )
+        .first()
+    )
     if not row["n"]:
         return dict.fromkeys(REGRESSION_METRICS, math.nan)
     variance = row["label_variance"]
