@@ -310,9 +310,8 @@ def evaluate(
     regression = only is None or only in REGRESSION_METRICS
     metrics: dict[str, float] = {}
     if fitted.spec.kind != "implicit" and regression:
-        predictions = fitted.predict(known_pairs(target, data.ratings)).cache()
+        predictions = fitted.predict(known_pairs(target, data.ratings))
         metrics.update(regression_metrics(predictions, data.rating_col))
-        predictions.unpersist()
     if only is None or only not in REGRESSION_METRICS:
         metrics.update(
             evaluate_ranking(als_candidates(fitted.model), data, target, evaluation)
