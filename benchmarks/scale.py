@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from common import (
     markdown_table,
     write_results,
 )
+
+from book_recommender.columns import ITEM_IDX, USER_IDX
 
 SIZES: dict[str, dict[str, int] | None] = {
     "demo": None,  # the committed demo files (60k rating rows)
@@ -147,19 +150,36 @@ def run_kedro(project: Path, params: str | None = None) -> dict[str, Any]:
     return result
 
 
+def _model_input(project: Path) -> Path:
+    return project / "data" / "05_model_input" / "ratings.parquet"
+
+
 def interactions(project: Path):
     """The run's model input as (user, item, strength) arrays, strength = rating + 1."""
     import pandas as pd  # noqa: PLC0415
 
     frame = pd.read_parquet(
-        project / "data" / "05_model_input" / "ratings.parquet",
-        columns=["_user_id", "_item_id", "Book-Rating"],
+        _model_input(project), columns=[USER_IDX, ITEM_IDX, "Book-Rating"]
     )
     return (
-        frame["_user_id"].to_numpy(np.int32),
-        frame["_item_id"].to_numpy(np.int32),
+        frame[USER_IDX].to_numpy(np.int32),
+        frame[ITEM_IDX].to_numpy(np.int32),
         (frame["Book-Rating"].to_numpy(np.float32) + 1.0),
     )
+
+
+def _seconds_per_iteration(
+    fit_seconds: Callable[[int, int], float], iterations: tuple[int, int], digits: int
+) -> dict[str, float]:
+    """``fit_seconds(rank, n)`` at both iteration counts, per rank: the difference
+    divided by the difference of the counts, so fixed costs cancel."""
+    per_iteration = {}
+    for rank in RANKS:
+        few, many = (fit_seconds(rank, n) for n in iterations)
+        per_iteration[f"rank{rank}"] = round(
+            (many - few) / (iterations[1] - iterations[0]), digits
+        )
+    return per_iteration
 
 
 def time_spark_als(project: Path) -> dict[str, float]:
@@ -183,31 +203,28 @@ def time_spark_als(project: Path) -> dict[str, float]:
     from pyspark.sql import functions as F  # noqa: PLC0415
 
     frame = (
-        spark.read.parquet(str(project / "data" / "05_model_input" / "ratings.parquet"))
+        spark.read.parquet(str(_model_input(project)))
         .select(
-            F.col("_user_id").alias("user"),
-            F.col("_item_id").alias("item"),
+            F.col(USER_IDX).alias("user"),
+            F.col(ITEM_IDX).alias("item"),
             (F.col("Book-Rating") + 1.0).cast("float").alias("strength"),
         )
         .cache()
     )
     frame.count()
-    per_iteration = {}
-    for rank in RANKS:
-        seconds = []
-        for iterations in ITERATIONS:
-            als = ALS(
-                userCol="user", itemCol="item", ratingCol="strength",
-                implicitPrefs=True, rank=rank, maxIter=iterations, regParam=0.1,
-                alpha=1.0, seed=42,
-            )  # fmt: skip
-            started = time.perf_counter()
-            model = als.fit(frame)
-            model.userFactors.count()  # the factors are computed lazily
-            seconds.append(time.perf_counter() - started)
-        per_iteration[f"rank{rank}"] = round(
-            (seconds[1] - seconds[0]) / (ITERATIONS[1] - ITERATIONS[0]), 3
-        )
+
+    def fit_seconds(rank: int, iterations: int) -> float:
+        als = ALS(
+            userCol="user", itemCol="item", ratingCol="strength",
+            implicitPrefs=True, rank=rank, maxIter=iterations, regParam=0.1,
+            alpha=1.0, seed=42,
+        )  # fmt: skip
+        started = time.perf_counter()
+        model = als.fit(frame)
+        model.userFactors.count()  # the factors are computed lazily
+        return time.perf_counter() - started
+
+    per_iteration = _seconds_per_iteration(fit_seconds, ITERATIONS, digits=3)
     spark.stop()
     return per_iteration
 
@@ -218,23 +235,17 @@ def time_implicit_library(users, items, strength) -> dict[str, float]:
     from scipy.sparse import csr_matrix  # noqa: PLC0415
 
     matrix = csr_matrix((strength, (users, items)))
-    per_iteration = {}
-    for rank in RANKS:
-        seconds = []
-        for iterations in IMPLICIT_ITERATIONS:
-            model = AlternatingLeastSquares(
-                factors=rank, iterations=iterations, regularization=0.1,
-                alpha=1.0, num_threads=2, random_state=42,
-            )  # fmt: skip
-            started = time.perf_counter()
-            model.fit(matrix, show_progress=False)
-            seconds.append(time.perf_counter() - started)
-        per_iteration[f"rank{rank}"] = round(
-            (seconds[1] - seconds[0])
-            / (IMPLICIT_ITERATIONS[1] - IMPLICIT_ITERATIONS[0]),
-            4,
-        )
-    return per_iteration
+
+    def fit_seconds(rank: int, iterations: int) -> float:
+        model = AlternatingLeastSquares(
+            factors=rank, iterations=iterations, regularization=0.1,
+            alpha=1.0, num_threads=2, random_state=42,
+        )  # fmt: skip
+        started = time.perf_counter()
+        model.fit(matrix, show_progress=False)
+        return time.perf_counter() - started
+
+    return _seconds_per_iteration(fit_seconds, IMPLICIT_ITERATIONS, digits=4)
 
 
 def retime_implicit(key: str, result: dict[str, Any]) -> None:
