@@ -114,13 +114,14 @@ def top_k_unseen(
     )
 
 
-def ranking_metrics(
+def per_user_ranking(
     recommendations: DataFrame, relevant: DataFrame, k: int
-) -> dict[str, float]:
-    """precision, recall, NDCG and MAP at ``k``, averaged over users with relevant items.
+) -> DataFrame:
+    """One row per user with relevant items: precision, recall, NDCG and AP at k.
 
     ``recommendations`` has (USER_IDX, ITEM_IDX, RANK) with ranks 1..k;
-    ``relevant`` has the (USER_IDX, ITEM_IDX) pairs that count as hits.
+    ``relevant`` has the (USER_IDX, ITEM_IDX) pairs that count as hits. A user
+    without recommendations scores 0.
     """
     relevant = relevant.select(USER_IDX, ITEM_IDX).distinct()
     n_relevant = relevant.groupBy(USER_IDX).agg(F.count(F.lit(1)).alias("n_rel"))
@@ -144,21 +145,34 @@ def ranking_metrics(
         F.array(*[F.lit(v) for v in ideal]),
         (F.least(F.col("n_rel"), F.lit(k)) + 1).cast("int"),
     )
-    per_user = n_relevant.join(per_user_hits, on=USER_IDX, how="left").fillna(
-        0, subset=["hits", "dcg", "ap_sum"]
+    return (
+        n_relevant.join(per_user_hits, on=USER_IDX, how="left")
+        .fillna(0, subset=["hits", "dcg", "ap_sum"])
+        .select(
+            USER_IDX,
+            (F.col("hits") / k).alias("precision"),
+            (F.col("hits") / F.col("n_rel")).alias("recall"),
+            (F.col("dcg") / idcg).alias("ndcg"),
+            (F.col("ap_sum") / F.least(F.col("n_rel"), F.lit(k))).alias("map"),
+        )
     )
-    row = per_user.agg(
-        F.avg(F.col("hits") / k).alias("precision"),
-        F.avg(F.col("hits") / F.col("n_rel")).alias("recall"),
-        F.avg(F.col("dcg") / idcg).alias("ndcg"),
-        F.avg(F.col("ap_sum") / F.least(F.col("n_rel"), F.lit(k))).alias("map"),
-        F.count(F.lit(1)).alias("users"),
-    ).first()
+
+
+RANKING_PARTS = ("precision", "recall", "ndcg", "map")
+
+
+def ranking_metrics(
+    recommendations: DataFrame, relevant: DataFrame, k: int
+) -> dict[str, float]:
+    """precision, recall, NDCG and MAP at ``k``, averaged over users with relevant items."""
+    row = (
+        per_user_ranking(recommendations, relevant, k)
+        .agg(
+            *[F.avg(part).alias(part) for part in RANKING_PARTS],
+            F.count(F.lit(1)).alias("users"),
+        )
+        .first()
+    )
     if not row["users"]:
         return dict.fromkeys(ranking_metric_names(k), 0.0)
-    return {
-        f"precision_at_{k}": float(row["precision"]),
-        f"recall_at_{k}": float(row["recall"]),
-        f"ndcg_at_{k}": float(row["ndcg"]),
-        f"map_at_{k}": float(row["map"]),
-    }
+    return {f"{part}_at_{k}": float(row[part]) for part in RANKING_PARTS}

@@ -11,6 +11,8 @@ biased model too, and scoring reproduces exactly what was evaluated.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from dataclasses import dataclass
 
 from pyspark.ml.recommendation import ALSModel
@@ -84,14 +86,53 @@ def fit_bias_model(ratings: DataFrame, rating_col: str, damping: float) -> BiasM
     )
 
 
+def als_model_from_factors(
+    users: DataFrame, items: DataFrame, rank: int, path: str
+) -> ALSModel:
+    """A genuine ``ALSModel`` with the given factors, written at ``path`` in
+    Spark's own ALSModel layout and loaded back.
+
+    ``users`` and ``items`` have (``id`` int, ``features`` array<float>) of length
+    ``rank``. The model reads USER_IDX / ITEM_IDX and drops pairs it has no
+    factors for, as the fitted ones do.
+    """
+    spark = users.sparkSession
+    metadata = {
+        "class": "org.apache.spark.ml.recommendation.ALSModel",
+        "timestamp": int(time.time() * 1000),
+        "sparkVersion": spark.version,
+        "uid": f"ALS_{uuid.uuid4().hex[:12]}",
+        "paramMap": {
+            "userCol": USER_IDX,
+            "itemCol": ITEM_IDX,
+            "coldStartStrategy": "drop",
+        },
+        "defaultParamMap": {
+            "blockSize": 4096,
+            "coldStartStrategy": "nan",
+            "itemCol": "item",
+            "predictionCol": PREDICTION,
+            "userCol": "user",
+        },
+        "rank": rank,
+    }
+    spark.createDataFrame([(json.dumps(metadata),)], "value string").coalesce(
+        1
+    ).write.mode("overwrite").text(path + "/metadata")
+    for name, factors in (("userFactors", users), ("itemFactors", items)):
+        factors.select(
+            F.col("id").cast("int").alias("id"),
+            F.col("features").cast("array<float>").alias("features"),
+        ).write.mode("overwrite").parquet(f"{path}/{name}")
+    return ALSModel.load(path)
+
+
 def fold_biases(als: ALSModel, biases: BiasModel, path: str) -> ALSModel:
     """An ALSModel (rank + 2) predicting ``als + mu + b_u + b_i``, saved at ``path``.
 
     Users and items the residual model has factors for keep them; a missing bias
-    counts as 0. The model is written with Spark's own ALSModel layout and loaded
-    back, so it is a genuine ALSModel on any file system Spark can write to.
+    counts as 0.
     """
-    spark = als.userFactors.sparkSession
     one = F.lit(1.0).cast("float")
     users = als.userFactors.join(
         biases.user_bias.withColumnRenamed(USER_IDX, "id"), on="id", how="left"
@@ -113,15 +154,50 @@ def fold_biases(als: ALSModel, biases: BiasModel, path: str) -> ALSModel:
             "features", F.array(one, F.coalesce(ITEM_BIAS, F.lit(0.0)).cast("float"))
         ).alias("features"),
     )
-    als.write().overwrite().save(path + "/_residual")
-    metadata = json.loads(spark.read.text(path + "/_residual/metadata").first()[0])
-    metadata["rank"] = als.rank + 2
-    spark.createDataFrame([(json.dumps(metadata),)], "value string").coalesce(
-        1
-    ).write.mode("overwrite").text(path + "/metadata")
-    users.write.mode("overwrite").parquet(path + "/userFactors")
-    items.write.mode("overwrite").parquet(path + "/itemFactors")
-    return ALSModel.load(path)
+    return als_model_from_factors(users, items, als.rank + 2, path)
+
+
+def bias_als_model(biases: BiasModel, path: str) -> ALSModel:
+    """The bias baseline ``mu + b_u + b_i`` as a rank-2 ALSModel.
+
+    Users and items with a bias (those with explicit training ratings) get
+    factors ``[mu + b_u, 1]`` and ``[1, b_i]``; served like any ALS model, the
+    others get the popular fallback.
+    """
+    one = F.lit(1.0).cast("float")
+    users = biases.user_bias.select(
+        F.col(USER_IDX).alias("id"),
+        F.array((F.lit(biases.mean) + F.col(USER_BIAS)).cast("float"), one).alias(
+            "features"
+        ),
+    )
+    items = biases.item_bias.select(
+        F.col(ITEM_IDX).alias("id"),
+        F.array(one, F.col(ITEM_BIAS).cast("float")).alias("features"),
+    )
+    return als_model_from_factors(users, items, 2, path)
+
+
+def popularity_scores(interactions: DataFrame) -> DataFrame:
+    """(ITEM_IDX, SCORE): how many interactions each item has."""
+    return interactions.groupBy(ITEM_IDX).agg(
+        F.count(F.lit(1)).cast("float").alias(SCORE)
+    )
+
+
+def popularity_als_model(interactions: DataFrame, path: str) -> ALSModel:
+    """The popularity baseline as a rank-1 ALSModel: every user who interacted
+    has the factor ``[1]``, every item its interaction count, so ``u . v`` ranks
+    books by popularity for everyone."""
+    users = (
+        interactions.select(F.col(USER_IDX).alias("id"))
+        .distinct()
+        .select("id", F.array(F.lit(1.0).cast("float")).alias("features"))
+    )
+    items = popularity_scores(interactions).select(
+        F.col(ITEM_IDX).alias("id"), F.array(SCORE).alias("features")
+    )
+    return als_model_from_factors(users, items, 1, path)
 
 
 def als_candidates(model: ALSModel) -> CandidateFn:
@@ -145,9 +221,7 @@ def als_candidates(model: ALSModel) -> CandidateFn:
 
 def popularity_candidates(interactions: DataFrame) -> CandidateFn:
     """Each user's n most popular items: the most interacted-with in ``interactions``."""
-    counts = interactions.groupBy(ITEM_IDX).agg(
-        F.count(F.lit(1)).cast("float").alias(SCORE)
-    )
+    counts = popularity_scores(interactions)
 
     def candidates(users: DataFrame, n: int) -> DataFrame:
         top = counts.orderBy(F.desc(SCORE), F.asc(ITEM_IDX)).limit(n)

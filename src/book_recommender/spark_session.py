@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ def build_spark_session(settings: Mapping[str, Any]) -> SparkSession:
     settings = {k: str(v) for k, v in settings.items()}
     log_level = settings.pop(LOG_LEVEL_KEY, "WARN")
     checkpoint_dir = settings.get(CHECKPOINT_DIR_KEY)
+    python = settings.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON")
+    # Python workers (the top-k ranking) run the interpreter the project is
+    # installed in, not whatever python3 comes first on PATH. PySpark reads the
+    # variable, not the setting, for the workers it starts.
+    os.environ["PYSPARK_PYTHON"] = python or sys.executable
     builder = SparkSession.builder
     for key, value in settings.items():
         builder = builder.config(key, value)

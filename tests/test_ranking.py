@@ -1,0 +1,129 @@
+"""The served top-k: same lists as the recommendForUserSubset path, seen items
+out, ties by item id, cold users on the popular fallback, bounded blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.metrics import RANK, SCORE, top_k_unseen
+from book_recommender.models import (
+    als_candidates,
+    als_model_from_factors,
+    popularity_scores,
+)
+from book_recommender.ranking import COLD_START, top_k_rows, top_k_served
+
+N_USERS, N_ITEMS, RANK_ = 40, 60, 5
+
+
+@pytest.fixture(scope="module")
+def random_model(spark, tmp_path_factory):
+    """Random factors (seeded) for users 0..39 and items 0..59 but item 7."""
+    rng = np.random.default_rng(7)
+    users = [
+        (u, rng.normal(size=RANK_).astype(np.float32).tolist()) for u in range(N_USERS)
+    ]
+    items = [
+        (i, rng.normal(size=RANK_).astype(np.float32).tolist())
+        for i in range(N_ITEMS)
+        if i != 7  # an item without factors is never recommended by the model
+    ]
+    schema = "id int, features array<float>"
+    return als_model_from_factors(
+        spark.createDataFrame(users, schema),
+        spark.createDataFrame(items, schema),
+        RANK_,
+        str(tmp_path_factory.mktemp("random_model") / "model"),
+    )
+
+
+@pytest.fixture(scope="module")
+def seen(spark):
+    rng = np.random.default_rng(11)
+    pairs = {
+        (int(u), int(i))
+        for u, i in zip(
+            rng.integers(0, N_USERS + 5, 600),
+            rng.integers(0, N_ITEMS, 600),
+            strict=True,
+        )
+    }
+    return spark.createDataFrame(sorted(pairs), f"{USER_IDX} int, {ITEM_IDX} int")
+
+
+def _lists(frame):
+    rows = frame.orderBy(USER_IDX, RANK).collect()
+    lists: dict[int, list[int]] = {}
+    for row in rows:
+        lists.setdefault(row[USER_IDX], []).append(row[ITEM_IDX])
+    return lists
+
+
+def test_same_lists_as_recommend_for_user_subset(spark, random_model, seen):
+    users = spark.range(N_USERS).select(F.col("id").cast("int").alias(USER_IDX))
+    k = 10
+    new = top_k_served(random_model, users, seen, popularity_scores(seen), k)
+    old = top_k_unseen(als_candidates(random_model), users, seen, k)
+    new_lists, old_lists = _lists(new), _lists(old)
+    assert new_lists == old_lists
+    assert len(new_lists) == N_USERS
+    assert all(len(items) == k for items in new_lists.values())
+    # Seen items are out, and the item without factors is never recommended.
+    pairs = {(r[USER_IDX], r[ITEM_IDX]) for r in seen.collect()}
+    assert not any((u, i) in pairs for u, items in new_lists.items() for i in items)
+    assert not any(7 in items for items in new_lists.values())
+    # Scores are the model's dot products, in descending order.
+    joined = new.join(
+        old.withColumnRenamed(SCORE, "old_score"), on=[USER_IDX, ITEM_IDX]
+    ).collect()
+    assert len(joined) == N_USERS * k
+    assert all(r[SCORE] == pytest.approx(r["old_score"], abs=1e-5) for r in joined)
+    assert new.filter(F.col(COLD_START)).count() == 0
+
+
+def test_small_blocks_give_the_same_lists(spark, random_model, seen):
+    users = spark.range(N_USERS).select(F.col("id").cast("int").alias(USER_IDX))
+    default = top_k_served(random_model, users, seen, popularity_scores(seen), 5)
+    # 2 users per block: many blocks per task, the buffer reused.
+    tiny = top_k_served(
+        random_model, users, seen, popularity_scores(seen), 5, block_cells=2 * N_ITEMS
+    )
+    assert _lists(tiny) == _lists(default)
+
+
+def test_users_without_factors_get_the_unseen_popular_items(spark, random_model):
+    seen = spark.createDataFrame(
+        [(100, 1), (101, 1), (102, 1), (100, 2), (101, 2), (103, 3), (100, 4)],
+        f"{USER_IDX} int, {ITEM_IDX} int",
+    )
+    users = spark.createDataFrame([(100,), (104,)], f"{USER_IDX} int")
+    served = top_k_served(random_model, users, seen, popularity_scores(seen), 3)
+    lists = _lists(served)
+    # Counts: item 1 x3, item 2 x2, items 3 and 4 x1 (tie: lower id first).
+    assert lists == {100: [3], 104: [1, 2, 3]}  # user 100 has seen 1, 2 and 4
+    assert served.filter(~F.col(COLD_START)).count() == 0
+
+
+def test_top_k_rows_breaks_ties_by_column_and_skips_minus_infinity():
+    scores = np.array(
+        [
+            [1.0, 3.0, 3.0, 2.0, -np.inf],
+            [-np.inf, -np.inf, 0.5, -np.inf, -np.inf],
+        ],
+        dtype=np.float32,
+    )
+    rows, cols, rank = top_k_rows(scores, 3)
+    assert rows.tolist() == [0, 0, 0, 1]
+    assert cols.tolist() == [1, 2, 3, 2]
+    assert rank.tolist() == [0, 1, 2, 0]
+
+
+def test_top_k_rows_is_exact_on_wide_random_rows():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(20, 20_000)).astype(np.float32)
+    rows, cols, _ = top_k_rows(scores, 10)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    assert cols.reshape(20, 10).tolist() == expected.tolist()
