@@ -11,9 +11,18 @@ from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node
 
+from book_recommender.params import check_parameters
 from book_recommender.spark_session import build_spark_session
 
 TIMINGS_ENV = "BOOK_RECOMMENDER_NODE_TIMINGS"
+
+
+class ParameterCheckHooks:
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        """Checks the typed settings (base, the environment, ``--params``) before
+        Spark starts or any node reads data."""
+        check_parameters(context.params, context.env)
 
 
 class SparkHooks:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from omegaconf.resolvers import oc
 
-from book_recommender.hooks import NodeTimingHooks, SparkHooks
+from book_recommender.hooks import NodeTimingHooks, ParameterCheckHooks, SparkHooks
 
-# The SparkSession is created once, by this hook, before any dataset needs it.
-HOOKS = (SparkHooks(), NodeTimingHooks())
+# The SparkSession is created once, by SparkHooks, before any dataset needs it.
+# Pluggy calls the hooks last registered first: settings are checked before Spark
+# starts.
+HOOKS = (SparkHooks(), NodeTimingHooks(), ParameterCheckHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -1,0 +1,184 @@
+"""Typed settings of the data_science pipeline, checked before any node runs.
+
+The YAML in ``conf/base/parameters_data_science.yml`` holds every default;
+these models say what a value may be. ``ParameterCheckHooks`` validates the
+merged parameters (base, the environment, ``--params``) with them before the
+first node of a run, so a typo or a contradiction fails in seconds with the key
+named, not after data_processing has run for minutes.
+
+A grid axis is a list of numbers, a single number, or a string of numbers
+separated by spaces or semicolons. The string form exists for the command line:
+``kedro run --params`` splits on commas, so ``als.ranking.alpha=[1,5]`` cannot
+be passed there, but ``"als.ranking.alpha=1 5 20"`` can.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+PARAMS_FILE = "parameters_data_science.yml"
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the pipelines cannot use."""
+
+
+def _axis(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[\s;]+", value.strip()) if p]
+        try:
+            return [float(p) for p in parts]
+        except ValueError:
+            return value  # pydantic reports it
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+def _no_bools(values: list[Any]) -> list[Any]:
+    if any(isinstance(v, bool) for v in values):
+        raise ValueError("grid values must be numbers, not true/false")
+    return values
+
+
+RankAxis = Annotated[
+    list[Annotated[int, Field(ge=1)]],
+    BeforeValidator(_no_bools),
+    BeforeValidator(_axis),
+    Field(min_length=1),
+]
+NonNegativeAxis = Annotated[
+    list[Annotated[float, Field(ge=0)]],
+    BeforeValidator(_no_bools),
+    BeforeValidator(_axis),
+    Field(min_length=1),
+]
+PositiveAxis = Annotated[
+    list[Annotated[float, Field(gt=0)]],
+    BeforeValidator(_no_bools),
+    BeforeValidator(_axis),
+    Field(min_length=1),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RankingFamily(_Strict):
+    """Implicit ALS on every interaction (the implicit zeros included)."""
+
+    enabled: bool
+    rank: RankAxis
+    reg_param: NonNegativeAxis
+    alpha: PositiveAxis
+    num_epochs: int = Field(ge=1)
+    nonnegative: bool
+    implicit_strength: float = Field(gt=0)
+
+
+class RatingFamily(_Strict):
+    """Rating predictors: biased ALS, or the tutorial's explicit ALS."""
+
+    enabled: bool
+    kind: Literal["biased", "explicit"]
+    rank: RankAxis
+    reg_param: NonNegativeAxis
+    num_epochs: int = Field(ge=1)
+    nonnegative: bool  # explicit ALS only: biased residuals are never non-negative
+    bias_damping: float = Field(ge=0)  # biased ALS and the bias baseline
+
+
+class AlsParams(_Strict):
+    seed: int
+    num_blocks: int | None = Field(ge=1)
+    ranking: RankingFamily
+    rating: RatingFamily
+
+
+class TuningParams(_Strict):
+    method: Literal["TrainValidationSplit", "CrossValidator"]
+    train_ratio: float = Field(gt=0, lt=1)
+    num_folds: int = Field(ge=2)
+    seed: int
+    parallelism: int = Field(ge=1)  # candidates fitted and evaluated at once
+
+
+class EvaluationParams(_Strict):
+    k: int = Field(ge=1)
+    relevance_threshold: float | None
+    # The recommender champion's metric at k, and the rating champion's metric.
+    ranking_metric: Literal["ndcg", "precision", "recall", "map"]
+    rating_metric: Literal["rmse", "mae"]
+
+    @property
+    def ranking_key(self) -> str:
+        return f"{self.ranking_metric}_at_{self.k}"
+
+
+class RegistryParams(_Strict):
+    model_name: str = Field(min_length=1)
+    alias: str = Field(min_length=1)  # the recommender champion; scoring uses it
+    rating_alias: str = Field(min_length=1)  # the rating champion
+
+
+SECTIONS: dict[str, type[_Strict]] = {
+    "als": AlsParams,
+    "tuning": TuningParams,
+    "evaluation": EvaluationParams,
+    "registry": RegistryParams,
+}
+
+
+def _where(error: dict[str, Any], section: str) -> str:
+    where = section
+    for part in error["loc"]:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return where
+
+
+def parse(section: str, value: Any, env: str | None = None) -> Any:
+    """``value`` (the ``section`` of the parameters) as its typed model.
+
+    Raises a ``ConfigurationError`` that names every offending key, what was
+    found and where the defaults live.
+    """
+    model = SECTIONS[section]
+    if isinstance(value, model):
+        return value
+    try:
+        parsed = model.model_validate(value)
+    except ValidationError as error:
+        lines = [
+            f"{_where(e, section)}: {e['msg']} (found {e['input']!r})"
+            if e["type"] != "missing"
+            else f"{_where(e, section)}: missing"
+            for e in error.errors()
+        ]
+        raise ConfigurationError(
+            f"Invalid {section} settings:\n  "
+            + "\n  ".join(lines)
+            + f"\nDefaults: conf/base/{PARAMS_FILE}"
+            + (f", overridden by conf/{env}/" if env and env != "base" else "")
+            + "; --params overrides them too."
+        ) from None
+    _check_combinations(section, parsed)
+    return parsed
+
+
+def _check_combinations(section: str, parsed: Any) -> None:
+    if section == "als" and not (parsed.ranking.enabled or parsed.rating.enabled):
+        raise ConfigurationError(
+            "als.ranking.enabled and als.rating.enabled are both false: enable at "
+            f"least one model family (conf/base/{PARAMS_FILE})."
+        )
+
+
+def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None:
+    """Validates every typed section present in ``parameters``."""
+    for section in SECTIONS:
+        if section in parameters:
+            parse(section, parameters[section], env)

@@ -1,0 +1,93 @@
+"""Typed data_science settings: what they accept, and errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from book_recommender.params import ConfigurationError, check_parameters, parse
+from tests.conftest import PROJECT_ROOT
+
+BASE = yaml.safe_load(
+    (PROJECT_ROOT / "conf/base/parameters_data_science.yml").read_text()
+)
+
+
+def _with(section: str, path: str, value):
+    params = copy.deepcopy(BASE[section])
+    *parents, last = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def test_base_settings_parse():
+    als = parse("als", BASE["als"])
+    assert als.ranking.alpha == sorted(als.ranking.alpha)
+    assert max(als.ranking.alpha) >= 20  # noqa: PLR2004
+    assert parse("evaluation", BASE["evaluation"]).ranking_key == "ndcg_at_10"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([1, 5], [1.0, 5.0]),
+        (8, [8.0]),
+        ("1 5 20", [1.0, 5.0, 20.0]),
+        ("0.5;2", [0.5, 2.0]),
+    ],
+)
+def test_a_grid_axis_is_a_list_a_number_or_a_string_of_numbers(value, expected):
+    als = parse("als", _with("als", "ranking.alpha", value))
+    assert als.ranking.alpha == expected
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "value", "named", "found"),
+    [
+        ("als", "ranking.rank", [], "als.ranking.rank", "[]"),
+        ("als", "ranking.rank", "ten", "als.ranking.rank", "'ten'"),
+        ("als", "rating.rank", [4, 0], "als.rating.rank[1]", "0"),
+        ("als", "rating.reg_param", [-1], "als.rating.reg_param[0]", "-1"),
+        ("als", "ranking.alpha", [True], "als.ranking.alpha", "[True]"),
+        ("als", "rating.kind", "implicit", "als.rating.kind", "'implicit'"),
+        ("tuning", "method", "Bogus", "tuning.method", "'Bogus'"),
+        ("tuning", "train_ratio", 1.5, "tuning.train_ratio", "1.5"),
+        ("evaluation", "k", 0, "evaluation.k", "0"),
+        ("evaluation", "ranking_metric", "rmse", "evaluation.ranking_metric", "'rmse'"),
+    ],
+)
+def test_a_bad_value_names_its_key_and_what_was_found(
+    section, path, value, named, found
+):
+    with pytest.raises(ConfigurationError) as error:
+        parse(section, _with(section, path, value))
+    message = str(error.value)
+    assert f"{named}: " in message and f"(found {found})" in message
+    assert "conf/base/parameters_data_science.yml" in message
+
+
+def test_old_and_unknown_keys_are_refused_by_name():
+    als = {**BASE["als"], "implicit_prefs": True, "biased": True}
+    with pytest.raises(ConfigurationError) as error:
+        parse("als", als)
+    assert "als.implicit_prefs" in str(error.value)
+    assert "als.biased" in str(error.value)
+
+
+def test_the_environment_in_force_is_named():
+    with pytest.raises(ConfigurationError, match="overridden by conf/movielens/"):
+        check_parameters({"evaluation": {**BASE["evaluation"], "k": 0}}, "movielens")
+
+
+def test_both_families_disabled_is_a_contradiction():
+    als = _with("als", "ranking.enabled", False)
+    als["rating"]["enabled"] = False
+    with pytest.raises(
+        ConfigurationError, match=r"als.ranking.enabled and als.rating.enabled"
+    ):
+        parse("als", als)
