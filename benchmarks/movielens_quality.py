@@ -47,6 +47,7 @@ from book_recommender.models import (
     fit_bias_model,
     popularity_candidates,
 )
+from book_recommender.params import parse
 from book_recommender.spark_session import build_spark_session
 from book_recommender.training import (
     FittedModel,
@@ -84,13 +85,27 @@ IMPLICIT_GRIDS = [
         "alpha": [0.5, 1, 2],
     }
 ]
-ALS_SETTINGS = {
-    "num_epochs": 20,
-    "seed": SEED,
-    "bias_damping": 5.0,
-    "nonnegative": False,
-    "num_blocks": None,  # one per core, as the project's default
-}
+# The project's typed settings; the grids above replace its grid axes.
+_FAMILY = {"enabled": True, "rank": [10], "reg_param": [0.1], "num_epochs": 20}
+ALS_SETTINGS = parse(
+    "als",
+    {
+        "seed": SEED,
+        "num_blocks": None,  # one per core, as the project's default
+        "ranking": {
+            **_FAMILY,
+            "alpha": [1.0],
+            "nonnegative": False,
+            "implicit_strength": 1.0,
+        },
+        "rating": {
+            **_FAMILY,
+            "kind": "biased",
+            "nonnegative": False,
+            "bias_damping": 5.0,
+        },
+    },
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -247,9 +262,9 @@ def run_split(
         "params": "most interactions in train",
         **ranking(popularity_candidates(train.select(USER_IDX, ITEM_IDX)), data, test),
     }
-    biases = fit_bias_model(train, RATING, ALS_SETTINGS["bias_damping"])
+    biases = fit_bias_model(train, RATING, ALS_SETTINGS.rating.bias_damping)
     rows["bias baseline"] = {
-        "params": f"damping {ALS_SETTINGS['bias_damping']:g}",
+        "params": f"damping {ALS_SETTINGS.rating.bias_damping:g}",
         **regression_metrics(biases.predict(known_pairs(test, train)), RATING),
     }
     train.unpersist()

@@ -281,11 +281,11 @@ def measure(
         (project / "data" / "08_reporting" / "data_statistics.json").read_text()
     )
     # Each grid point's fit and test evaluation (mostly the top-k ranking), timed
-    # by train_submodels.
+    # by train_candidates.
     submodels = [
         {"name": m["name"], **{f"{k}_s": v for k, v in m["seconds"].items()}}
         for m in json.loads(
-            (project / "data" / "08_reporting" / "submodel_metrics.json").read_text()
+            (project / "data" / "08_reporting" / "candidate_metrics.json").read_text()
         )
     ]
     spark_als = implicit_als = dict.fromkeys(f"rank{r}" for r in RANKS)

@@ -147,7 +147,8 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     project = copy_project(tmp_path)
     result = subprocess.run(  # noqa: S603
         [str(BIN / "kedro"), "run", "--env", "cluster",
-         "--params", "als.rank=[8],als.reg_param=[0.3]"],
+         "--params", "als.ranking.rank=8,als.ranking.reg_param=1,als.ranking.alpha=5,"
+                     "als.rating.rank=4,als.rating.reg_param=1"],
         cwd=project,
         env=os.environ | {
             "SPARK_MASTER_URL": cluster["master"],

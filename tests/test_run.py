@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import mlflow
 import nbformat
@@ -16,15 +17,17 @@ from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 
+from book_recommender.params import ConfigurationError
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
 from tests.conftest import copy_project
 
 EXPERIMENT = "aisample-recommendation"
 MODEL = f"{EXPERIMENT}-alsmodel"
-SUBMODEL_METRICS = {
-    "rmse", "mae", "r2", "explained_variance",
-    "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10",
+RANKING_METRICS = {
+    "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "cold_user_share",
+    "warm.ndcg_at_10", "warm.precision_at_10", "validation_ndcg_at_10",
 }  # fmt: skip
+RATING_METRICS = {"rmse", "mae", "r2", "explained_variance", "validation_rmse"}
 
 
 def _run(project, pipeline=None, params=None):
@@ -95,7 +98,8 @@ def test_scoring_writes_k_unseen_books_per_user_to_delta(spark, trained):
     user = personal["User-ID"].iloc[0]
     mine = recs[recs["User-ID"] == user].merge(books, on="ISBN", suffixes=("", "_csv"))
     assert len(mine) == k and (mine["Book-Title"] == mine["Book-Title_csv"]).all()
-    assert recs["model_version"].unique().tolist() == [1]
+    champion = MlflowClient().get_model_version_by_alias(MODEL, "champion")
+    assert recs["model_version"].unique().tolist() == [int(champion.version)]
 
     # The table is readable without Spark, by the deltalake package.
     assert len(DeltaTable(str(table)).to_pandas()) == len(recs)
@@ -121,7 +125,7 @@ def test_scoring_an_unknown_alias_or_version_names_what_exists(
         _run(project, "scoring", {"scoring": override})
     message = str(error.value)
     assert f"'{MODEL}' has no {asked}" in message
-    assert "versions [1]" in message and "champion" in message
+    assert "versions [1, 2]" in message and "champion" in message
 
 
 FIGURES = [
@@ -151,28 +155,27 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
         and sample.count("\n") == 5
     )
 
-    # The grid chart's bars are the sub-models' test metrics as logged in MLflow.
-    submodels = json.loads((reporting / "submodel_metrics.json").read_text())
-    baselines = json.loads((reporting / "baseline_metrics.json").read_text())
-    fig = plot_model_comparison(submodels, baselines, {"k": 10})
-    logged_rmse = sorted(r.data.metrics["rmse"] for r in children[first.info.run_id])
-    drawn_rmse = sorted(
-        p.get_height() for p in fig.axes[0].patches if p.get_height() > 0
-    )
-    assert drawn_rmse == pytest.approx(logged_rmse)
-    baseline_line = next(
-        line
-        for line in fig.axes[0].lines
-        if line.get_label().startswith("bias baseline")
-    ).get_ydata()[0]
-    assert baseline_line == pytest.approx(first.data.metrics["bias_baseline.rmse"])
-    logged_ndcg = sorted(
-        r.data.metrics["ndcg_at_10"] for r in children[first.info.run_id]
-    )
-    drawn_ndcg = sorted(
-        p.get_height() for p in fig.axes[1].patches if p.get_height() > 0
-    )
-    assert drawn_ndcg == pytest.approx(logged_ndcg)
+    # The chart's bars are the candidates' test metrics as logged in MLflow.
+    candidates = json.loads((reporting / "candidate_metrics.json").read_text())
+    champions = json.loads((reporting / "champions.json").read_text())
+    evaluation = yaml.safe_load(
+        (project / "conf/base/parameters_data_science.yml").read_text()
+    )["evaluation"]
+    fig = plot_model_comparison(candidates, champions, evaluation)
+    subruns = children[first.info.run_id]
+    for ax, metric, baseline in (
+        (fig.axes[0], "ndcg_at_10", "popularity"),
+        (fig.axes[1], "rmse", "bias_baseline"),
+    ):
+        logged = sorted(
+            r.data.metrics[metric] for r in subruns if metric in r.data.metrics
+        )
+        drawn = sorted(p.get_width() for p in ax.patches)
+        assert drawn == pytest.approx(logged, abs=1e-6), metric
+        line = next(
+            line for line in ax.lines if line.get_label().startswith(baseline[:4])
+        ).get_xdata()[0]
+        assert line == pytest.approx(first.data.metrics[f"{baseline}.{metric}"])
 
 
 @pytest.mark.e2e
@@ -208,86 +211,113 @@ def test_notebook_runs_top_to_bottom(spark, trained):
     assert f"First recommendation for user {user}: {title}" in printed
 
 
+def _candidate_count(params: dict) -> int:
+    ranking, rating = params["als"]["ranking"], params["als"]["rating"]
+    return (
+        2
+        + len(ranking["rank"]) * len(ranking["reg_param"]) * len(ranking["alpha"])
+        + len(rating["rank"]) * len(rating["reg_param"])
+    )
+
+
 @pytest.mark.e2e
-def test_kedro_run_tracks_every_submodel_and_registers_a_champion(trained):
+def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
+    spark, trained
+):
     """Runs last: it registers further versions."""
     project_copy, client = trained
     params = yaml.safe_load(
         (project_copy / "conf/base/parameters_data_science.yml").read_text()
     )
-    grid_size = len(params["als"]["rank"]) * len(params["als"]["reg_param"])
 
     parents, children = _parents_and_children(client)
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     subruns = children[parent.info.run_id]
-    assert len(subruns) == grid_size
+    assert len(subruns) == _candidate_count(params)
     for run in subruns:
-        assert SUBMODEL_METRICS <= set(run.data.metrics), run.info.run_name
-        assert "validation_rmse" in run.data.metrics
+        family = run.data.params["family"]
+        expected = RANKING_METRICS | (RATING_METRICS if family == "rating" else set())
+        assert expected <= set(run.data.metrics), run.info.run_name
         assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
         assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
-        assert {"rank", "reg_param", "model_kind"} <= set(run.data.params)
+        assert {"model_kind", "family"} <= set(run.data.params)
         info = get_model_info(f"runs:/{run.info.run_id}/model")
         assert info.signature is not None
         assert [c.name for c in info.signature.inputs.inputs] == [
             "_user_id",
             "_item_id",
         ]
+    kinds = {r.data.params["model_kind"] for r in subruns}
+    assert kinds == {"popularity", "implicit", "bias", "biased"}
 
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert int(champion.version) == 1
-    assert champion.run_id == parent.info.run_id
     metrics = parent.data.metrics
-    assert {
-        "data.users",
-        "data.sparsity",
-        "bias_baseline.rmse",
-        "popularity.ndcg_at_10",
-    } <= set(metrics)
-    # The planted structure of the demo data: biased ALS must beat the bias baseline.
-    assert metrics["champion.rmse"] < metrics["bias_baseline.rmse"]
-    assert champion.tags["beats_baseline.rmse"] == "true"
-    # An explicit rating model ranks below popularity (as on the real data); the
-    # run must say so rather than hide it.
-    assert (
-        champion.tags["beats_baseline.ndcg_at_10"]
-        == str(
-            metrics["champion.ndcg_at_10"] > metrics["popularity.ndcg_at_10"]
-        ).lower()
+    assert {"data.users", "data.sparsity", "bias_baseline.rmse"} <= set(metrics)
+    # The recommender champion: chosen on validation NDCG, at least 3x the
+    # bestseller list on test, and says so.
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.run_id == parent.info.run_id
+    assert champion.tags["role"] == "recommender"
+    assert champion.tags["kind"] == parent.data.tags["champion.kind"]
+    assert metrics["champion.ndcg_at_10"] >= 3 * metrics["popularity.ndcg_at_10"]
+    assert champion.tags["beats_baseline.ndcg_at_10"] == "true"
+    assert parent.data.tags["champion.beats_baseline.ndcg_at_10"] == "true"
+    # The rating champion: no worse than the bias baseline on test RMSE.
+    rating = client.get_model_version_by_alias(MODEL, "rating")
+    assert rating.tags["role"] == "rating" and rating.tags["prediction_clip"] == "1,10"
+    assert metrics["rating_champion.rmse"] <= metrics["bias_baseline.rmse"]
+    assert parent.data.tags["rating_champion.kind"] in {"biased", "bias"}
+    # Scoring served the alias `champion`.
+    table = _read_delta(
+        spark, project_copy / "data/07_model_output/user_recommendations", 0
     )
+    versions = [r[0] for r in table.select("model_version").distinct().collect()]
+    assert versions == [int(champion.version)]
 
-    # Implicit ALS tuned by cross-validation, switched by parameters alone.
+    # Tuned by cross-validation, grids set from the command line's string form.
     _run(
         project_copy,
         "data_science",
         {
             "als": {
-                "implicit_prefs": True,
-                "biased": False,
-                "rank": [8],
-                "reg_param": [0.1],
+                "ranking": {"rank": "8", "reg_param": "0.1", "alpha": "1 20"},
+                "rating": {"rank": 4, "reg_param": [1.0]},
             },
             "tuning": {"method": "CrossValidator", "num_folds": 2},
         },
     )
     parents, children = _parents_and_children(client)
-    implicit_run = client.get_run(parents[-1].info.run_id)
-    assert len(children[implicit_run.info.run_id]) == 1
-    assert implicit_run.data.params["tuning.method"] == "CrossValidator"
+    cv_run = client.get_run(parents[-1].info.run_id)
+    assert len(children[cv_run.info.run_id]) == 2 + 2 + 1  # noqa: PLR2004
+    assert cv_run.data.params["tuning.method"] == "CrossValidator"
     champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert int(champion.version) == 2
-    implicit_metrics = implicit_run.data.metrics
-    assert (
-        implicit_metrics["champion.ndcg_at_10"]
-        > implicit_metrics["popularity.ndcg_at_10"]
-    )
-    assert "champion.rmse" not in implicit_metrics  # no rating predictions to score
+    assert champion.run_id == cv_run.info.run_id
 
-    # A failing run is marked FAILED and leaves the champion where it was.
-    with pytest.raises(Exception, match="tuning.method is 'Bogus'"):
-        _run(project_copy, "data_science", {"tuning": {"method": "Bogus"}})
+    # A run that fails half-way is marked FAILED and leaves both aliases.
+    before = {
+        alias: client.get_model_version_by_alias(MODEL, alias).version
+        for alias in ("champion", "rating")
+    }
+    with pytest.raises(Exception, match="nope"):
+        _run(project_copy, "data_science", {"columns": {"rating": "nope"}})
     parents, _ = _parents_and_children(client)
     assert parents[-1].info.status == "FAILED"
-    assert int(client.get_model_version_by_alias(MODEL, "champion").version) == 2
-    assert len(client.search_model_versions(f"name='{MODEL}'")) == 2
+    for alias, version in before.items():
+        assert client.get_model_version_by_alias(MODEL, alias).version == version
+
+
+@pytest.mark.e2e
+def test_a_contradiction_fails_before_any_data_is_read(project_copy):
+    """The old switches together (implicit and biased) fail at start-up, naming
+    both keys; nothing is written, no MLflow run is opened."""
+    started = time.perf_counter()
+    with pytest.raises(ConfigurationError) as error:
+        _run(project_copy, None, {"als": {"implicit_prefs": True, "biased": True}})
+    seconds = time.perf_counter() - started
+    message = str(error.value)
+    assert "als.implicit_prefs" in message and "als.biased" in message
+    assert not (project_copy / "data/05_model_input").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
+    print(f"failed after {seconds:.1f} s")  # noqa: T201

@@ -1,4 +1,4 @@
-"""Configuration checks, validation splits and model kinds of training.py."""
+"""Candidates, validation splits and the model kinds of training.py."""
 
 from __future__ import annotations
 
@@ -6,56 +6,58 @@ import pytest
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.models import fit_bias_model
+from book_recommender.params import parse
 from book_recommender.training import (
-    ConfigurationError,
     ModelSpec,
     TrainingData,
+    candidates,
     evaluate,
     fit,
-    model_grid,
-    model_kind,
-    selection_metric,
     validation_splits,
 )
+from tests.test_params import BASE
 
-ALS_BASE = {"rank": [2, 4], "reg_param": [0.1, 0.5], "num_epochs": 3, "seed": 1}
-
-
-def test_grid_is_rank_by_reg_param_and_alpha_for_implicit():
-    assert [(s.rank, s.reg_param) for s in model_grid(ALS_BASE)] == [
-        (2, 0.1), (2, 0.5), (4, 0.1), (4, 0.5),
-    ]  # fmt: skip
-    implicit = model_grid({**ALS_BASE, "implicit_prefs": True, "alpha": [1, 10]})
-    assert len(implicit) == 8 and {s.alpha for s in implicit} == {1.0, 10.0}
-    assert (
-        model_grid({**ALS_BASE, "rank": 8})[0].rank == 8
-    )  # a scalar is a 1-point axis
-
-
-@pytest.mark.parametrize(
-    ("als", "message"),
-    [
-        ({**ALS_BASE, "rank": []}, "als.rank"),
-        ({**ALS_BASE, "rank": ["ten"]}, "als.rank"),
-        ({**ALS_BASE, "rank": [0]}, "als.rank"),
-        ({**ALS_BASE, "reg_param": [-1]}, "als.reg_param"),
-        ({**ALS_BASE, "implicit_prefs": True, "biased": True}, "at most one"),
-    ],
+ALS = parse(
+    "als",
+    {
+        **BASE["als"],
+        "ranking": {
+            **BASE["als"]["ranking"],
+            "rank": [2, 4],
+            "reg_param": [0.1],
+            "alpha": [1, 10],
+            "num_epochs": 3,
+        },
+        "rating": {
+            **BASE["als"]["rating"],
+            "rank": [2],
+            "reg_param": [0.1, 0.5],
+            "num_epochs": 3,
+        },
+    },
 )
-def test_bad_als_settings_name_the_key(als, message):
-    with pytest.raises(ConfigurationError, match=message):
-        model_grid(als)
+EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": 5})
 
 
-def test_selection_metric_defaults_and_checks():
-    assert selection_metric({"k": 10}, "biased") == "rmse"
-    assert selection_metric({"k": 5}, "implicit") == "ndcg_at_5"
-    assert (
-        selection_metric({"k": 10, "select_by": "map_at_10"}, "explicit") == "map_at_10"
+def test_candidates_are_both_grids_each_after_its_baseline():
+    names = [s.name for s in candidates(ALS)]
+    assert names == [
+        "popularity",
+        "implicit_rank2_reg0.1_alpha1",
+        "implicit_rank2_reg0.1_alpha10",
+        "implicit_rank4_reg0.1_alpha1",
+        "implicit_rank4_reg0.1_alpha10",
+        "bias_baseline",
+        "biased_rank2_reg0.1",
+        "biased_rank2_reg0.5",
+    ]
+    families = {s.name: s.family for s in candidates(ALS)}
+    assert families["popularity"] == "ranking" and families["bias_baseline"] == "rating"
+    no_rating = ALS.model_copy(
+        update={"rating": ALS.rating.model_copy(update={"enabled": False})}
     )
-    with pytest.raises(ConfigurationError, match="select_by"):
-        selection_metric({"k": 10, "select_by": "rmse"}, "implicit")
-    assert model_kind({"implicit_prefs": True}) == "implicit"
+    assert {s.family for s in candidates(no_rating)} == {"ranking"}
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +71,13 @@ def ratings(spark):
     return spark.createDataFrame(rows, f"{USER_IDX} int, {ITEM_IDX} int, r float")
 
 
+def _tuning(**overrides):
+    return parse("tuning", {**BASE["tuning"], **overrides})
+
+
 def test_train_validation_split_is_disjoint_and_complete(ratings):
     [(fit_part, validation)] = validation_splits(
-        ratings, {"method": "TrainValidationSplit", "train_ratio": 0.75}
+        ratings, _tuning(method="TrainValidationSplit", train_ratio=0.75)
     )
     assert fit_part.count() + validation.count() == ratings.count()
     assert fit_part.join(validation, on=[USER_IDX, ITEM_IDX]).count() == 0
@@ -79,7 +85,7 @@ def test_train_validation_split_is_disjoint_and_complete(ratings):
 
 
 def test_cross_validator_folds_cover_each_row_once(ratings):
-    splits = validation_splits(ratings, {"method": "CrossValidator", "num_folds": 3})
+    splits = validation_splits(ratings, _tuning(method="CrossValidator", num_folds=3))
     assert len(splits) == 3
     validations = splits[0][1].unionByName(splits[1][1]).unionByName(splits[2][1])
     assert (
@@ -90,59 +96,85 @@ def test_cross_validator_folds_cover_each_row_once(ratings):
         assert fit_part.count() + validation.count() == ratings.count()
 
 
-def test_unknown_tuning_method_is_a_clear_error(ratings):
-    with pytest.raises(
-        ConfigurationError, match=r"tuning.method is 'GridSearch'.*TrainValidationSplit"
-    ):
-        validation_splits(ratings, {"method": "GridSearch"})
-
-
-@pytest.mark.parametrize("kind", ["explicit", "biased", "implicit"])
-def test_each_model_kind_fits_and_evaluates(spark, ratings, kind):
+@pytest.fixture(scope="module")
+def data(spark, ratings):
     implicit = spark.createDataFrame(
-        [(0, 0), (1, 3)], f"{USER_IDX} int, {ITEM_IDX} int"
+        [(0, 0), (1, 3), (40, 5)], f"{USER_IDX} int, {ITEM_IDX} int"
     )
-    data = TrainingData(ratings=ratings, implicit=implicit, rating_col="r")
-    spec = ModelSpec(
-        kind, rank=2, reg_param=0.1, alpha=1.0 if kind == "implicit" else None
+    return TrainingData(ratings=ratings, implicit=implicit, rating_col="r")
+
+
+RANKING_METRICS = {"precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5"}
+REGRESSION_METRICS = {"rmse", "mae", "r2", "explained_variance"}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec("implicit", 2, 0.1, 1.0),
+        ModelSpec("explicit", 2, 0.1),
+        ModelSpec("biased", 2, 0.1),
+        ModelSpec("popularity"),
+        ModelSpec("bias"),
+    ],
+    ids=lambda s: s.kind,
+)
+def test_each_model_kind_fits_and_evaluates_as_served(spark, ratings, data, spec):
+    fitted = fit(spec, data, ALS)
+    # Two target users: one the rating models know, one (41) nobody knows.
+    target = ratings.filter(F.col(USER_IDX) == 3).unionByName(
+        spark.createDataFrame([(41, 2, 5.0)], ratings.schema)
     )
-    fitted = fit(spec, data, {"num_epochs": 3, "seed": 1})
-    target = ratings.limit(50)
-    metrics = evaluate(fitted, data, target, {"k": 5})
+    metrics = evaluate(fitted, data, target, EVALUATION)
+    expected = RANKING_METRICS | {f"warm.{m}" for m in RANKING_METRICS}
+    expected |= {"cold_user_share"}
+    if spec.family == "rating":
+        expected |= REGRESSION_METRICS
+    assert set(metrics) == expected
     assert 0.0 <= metrics["ndcg_at_5"] <= 1.0
-    assert ("rmse" in metrics) == (kind != "implicit")
-    if kind == "biased":
-        predictions = (
-            fitted.predict(ratings)
-            .agg(F.min("prediction"), F.max("prediction"))
-            .first()
+    assert metrics["cold_user_share"] == pytest.approx(0.5)  # user 41
+    if spec.kind in ("biased", "bias", "explicit"):
+        predictions = fitted.predict(ratings).agg(
+            F.min("prediction"), F.max("prediction")
         )
-        assert predictions[0] >= 1.0 and predictions[1] <= 10.0  # clipped to the range
+        low, high = predictions.first()
+        assert low >= 1.0 and high <= 10.0  # clipped to the training range
+    if spec.kind == "biased":
         assert fitted.model.rank == 4  # biases folded in
 
 
-def test_evaluate_computes_only_the_family_of_the_metric_asked_for(spark, ratings):
-    empty = ratings.limit(0).select(USER_IDX, ITEM_IDX)
-    data = TrainingData(ratings=ratings, implicit=empty, rating_col="r")
-    fitted = fit(ModelSpec("explicit", 2, 0.1), data, {"num_epochs": 3, "seed": 1})
-    target = ratings.limit(50)
-    everything = evaluate(fitted, data, target, {"k": 5})
-    rmse_only = evaluate(fitted, data, target, {"k": 5}, only="rmse")
-    ndcg_only = evaluate(fitted, data, target, {"k": 5}, only="ndcg_at_5")
-    assert set(rmse_only) == {"rmse", "mae", "r2", "explained_variance"}
-    assert set(ndcg_only) == {"precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5"}
-    assert set(everything) == set(rmse_only) | set(ndcg_only)
-    assert rmse_only["rmse"] == pytest.approx(everything["rmse"])
-    assert ndcg_only["ndcg_at_5"] == pytest.approx(everything["ndcg_at_5"])
+def test_the_popularity_model_scores_each_item_by_its_interactions(data):
+    fitted = fit(ModelSpec("popularity"), data, ALS)
+    counts = {
+        r[ITEM_IDX]: r["count"] for r in data.seen.groupBy(ITEM_IDX).count().collect()
+    }
+    pairs = data.ratings.select(USER_IDX, ITEM_IDX).limit(30)
+    for row in fitted.model.transform(pairs).collect():
+        assert row["prediction"] == pytest.approx(counts[row[ITEM_IDX]])
+    # Every user who interacted has a factor, also one known from implicit rows only.
+    users = {r["id"] for r in fitted.model.userFactors.collect()}
+    assert 40 in users
 
 
-def test_num_blocks_defaults_to_the_cores_spark_has(spark, ratings):
-    empty = ratings.limit(0).select(USER_IDX, ITEM_IDX)
-    data = TrainingData(ratings=ratings, implicit=empty, rating_col="r")
+def test_the_bias_model_predicts_the_damped_biases(data):
+    fitted = fit(ModelSpec("bias"), data, ALS)
+    biases = fit_bias_model(data.ratings, "r", ALS.rating.bias_damping)
+    expected = {
+        (r[USER_IDX], r[ITEM_IDX]): r["prediction"]
+        for r in biases.predict(data.ratings).collect()
+    }
+    got = fitted.predict(data.ratings).collect()
+    assert len(got) == len(expected)
+    for row in got:
+        want = min(max(expected[(row[USER_IDX], row[ITEM_IDX])], 1.0), 10.0)
+        assert row["prediction"] == pytest.approx(want, abs=1e-4)
+
+
+def test_num_blocks_defaults_to_the_cores_spark_has(spark, data):
     spec = ModelSpec("explicit", 2, 0.1)
-    default = fit(spec, data, {"num_epochs": 2, "seed": 1}).model
+    default = fit(spec, data, ALS).model
     assert default.userFactors.rdd.getNumPartitions() == (
         spark.sparkContext.defaultParallelism
     )
-    three = fit(spec, data, {"num_epochs": 2, "seed": 1, "num_blocks": 3}).model
+    three = fit(spec, data, ALS.model_copy(update={"num_blocks": 3})).model
     assert three.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004

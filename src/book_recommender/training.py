@@ -1,13 +1,21 @@
-"""Fitting and evaluating ALS recommenders; used by the data_science nodes.
+"""Fitting and evaluating the candidates; used by the data_science nodes.
 
-Three kinds of model, all stored as a Spark ``ALSModel``:
+Two families of candidates answer two questions, and every candidate is stored
+as a Spark ``ALSModel``, so the registry and scoring serve each of them alike:
 
-- ``explicit``: the tutorial's ALS on explicit ratings;
-- ``biased``: the damped bias model ``mu + b_u + b_i``, ALS on its residuals, the
-  biases folded into the factors (see ``models.fold_biases``), predictions
-  clipped to the training ratings' range;
-- ``implicit``: ALS with ``implicitPrefs`` on interaction strengths, the
-  explicit ratings and the implicit zeros alike.
+- the ranking family (which books will this reader pick up?): ``implicit`` ALS
+  on interaction strengths, the explicit ratings and the implicit zeros alike,
+  and the ``popularity`` baseline (rank 1: every user ``[1]``, every item its
+  interaction count);
+- the rating family (how would this reader rate this book?): ``biased`` ALS (the
+  damped bias model ``mu + b_u + b_i``, ALS on its residuals, the biases folded
+  into the factors, see ``models.fold_biases``) or the tutorial's ``explicit``
+  ALS, and the ``bias`` baseline (rank 2: ``[mu + b_u, 1] . [1, b_i]``).
+  Rating predictions are clipped to the training ratings' range.
+
+Every candidate is evaluated as it would be served (``ranking.top_k_served``):
+users without factors get the popular fallback, so all candidates are ranked on
+the same users; the metrics of users with factors are reported beside them.
 """
 
 from __future__ import annotations
@@ -23,29 +31,34 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.metrics import (
-    REGRESSION_METRICS,
-    CandidateFn,
+    RANKING_PARTS,
+    per_user_ranking,
     ranking_metric_names,
-    ranking_metrics,
     regression_metrics,
-    top_k_unseen,
 )
 from book_recommender.models import (
-    BiasModel,
-    als_candidates,
+    bias_als_model,
     fit_bias_model,
     fold_biases,
+    popularity_als_model,
+    popularity_scores,
 )
+from book_recommender.params import (
+    AlsParams,
+    ConfigurationError,
+    EvaluationParams,
+    TuningParams,
+)
+from book_recommender.ranking import COLD_START, top_k_served
 
-PARAMS_FILE = "conf/base/parameters_data_science.yml"
 STRENGTH = "_strength"
 RESIDUAL = "_residual"
-TUNING_METHODS = ("TrainValidationSplit", "CrossValidator")
 LOWER_IS_BETTER = {"rmse", "mae"}
+RANKING_KINDS = ("implicit", "popularity")
+BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
+WARM = "warm"  # prefix of the metrics over users the model has factors for
 
-
-class ConfigurationError(ValueError):
-    """A data_science setting has a value the pipeline cannot use."""
+__all__ = ["ConfigurationError"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +78,33 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One grid point: the model kind and its hyperparameters."""
+    """One candidate: a model kind and, for ALS, its hyperparameters."""
 
-    kind: str
-    rank: int
-    reg_param: float
+    kind: str  # implicit | popularity | biased | explicit | bias
+    rank: int | None = None
+    reg_param: float | None = None
     alpha: float | None = None
 
     @property
+    def family(self) -> str:
+        return "ranking" if self.kind in RANKING_KINDS else "rating"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind in BASELINE_NAMES
+
+    @property
     def name(self) -> str:
+        if self.is_baseline:
+            return BASELINE_NAMES[self.kind]
         alpha = f"_alpha{self.alpha:g}" if self.alpha is not None else ""
         return f"{self.kind}_rank{self.rank}_reg{self.reg_param:g}{alpha}"
 
     def as_params(self) -> dict[str, Any]:
-        params = {
-            "model_kind": self.kind,
-            "rank": self.rank,
-            "reg_param": self.reg_param,
-        }
-        if self.alpha is not None:
-            params["alpha"] = self.alpha
+        params: dict[str, Any] = {"model_kind": self.kind, "family": self.family}
+        for key in ("rank", "reg_param", "alpha"):
+            if getattr(self, key) is not None:
+                params[key] = getattr(self, key)
         return params
 
 
@@ -105,66 +125,31 @@ class FittedModel:
 
 
 # --------------------------------------------------------------------------------------
-# Configuration
+# Candidates
 
 
-def model_kind(als: dict[str, Any]) -> str:
-    implicit = bool(als.get("implicit_prefs", False))
-    biased = bool(als.get("biased", False))
-    if implicit and biased:
-        raise ConfigurationError(
-            "als.implicit_prefs and als.biased are both true; biased ALS models explicit "
-            f"ratings, so set at most one of them ({PARAMS_FILE})."
-        )
-    return "implicit" if implicit else "biased" if biased else "explicit"
+def candidates(als: AlsParams) -> list[ModelSpec]:
+    """Popularity, then the ranking grid (rank x regParam x alpha); the bias
+    baseline, then the rating grid (rank x regParam), for the enabled families.
 
-
-def _as_list(value: Any, key: str) -> list[float]:
-    values = value if isinstance(value, list) else [value]
-    if not values or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in values
-    ):
-        raise ConfigurationError(
-            f"{key} must be a number or a non-empty list of numbers; found {value!r} ({PARAMS_FILE})."
-        )
-    return values
-
-
-def model_grid(als: dict[str, Any]) -> list[ModelSpec]:
-    """The rank x regParam (x alpha, for implicit models) grid."""
-    kind = model_kind(als)
-    ranks = _as_list(als.get("rank"), "als.rank")
-    regs = _as_list(als.get("reg_param"), "als.reg_param")
-    if any(r < 1 or int(r) != r for r in ranks):
-        raise ConfigurationError(
-            f"als.rank values must be whole numbers >= 1; found {ranks}."
-        )
-    if any(r < 0 for r in regs):
-        raise ConfigurationError(f"als.reg_param values must be >= 0; found {regs}.")
-    alphas: list[float | None] = [None]
-    if kind == "implicit":
-        alphas = _as_list(als.get("alpha", 1.0), "als.alpha")
-    return [
-        ModelSpec(kind, int(rank), float(reg), None if alpha is None else float(alpha))
-        for rank, reg, alpha in itertools.product(ranks, regs, alphas)
-    ]
-
-
-def selection_metric(evaluation: dict[str, Any], kind: str) -> str:
-    """The metric that picks the champion: the configured one or the kind's default."""
-    k = int(evaluation.get("k", 10))
-    chosen = evaluation.get("select_by") or (
-        "rmse" if kind != "implicit" else f"ndcg_at_{k}"
-    )
-    allowed = list(ranking_metric_names(k))
-    if kind != "implicit":
-        allowed = [*REGRESSION_METRICS, *allowed]
-    if chosen not in allowed or chosen == "explained_variance":
-        raise ConfigurationError(
-            f"evaluation.select_by is {chosen!r}; for {kind} models use one of "
-            f"{[m for m in allowed if m != 'explained_variance']} ({PARAMS_FILE})."
-        )
-    return chosen
+    Each baseline comes before its family, so a model that only ties with it is
+    not chosen over it."""
+    specs = [ModelSpec("popularity")]
+    ranking, rating = als.ranking, als.rating
+    if ranking.enabled:
+        specs += [
+            ModelSpec("implicit", rank, reg, alpha)
+            for rank, reg, alpha in itertools.product(
+                ranking.rank, ranking.reg_param, ranking.alpha
+            )
+        ]
+    if rating.enabled:
+        specs.append(ModelSpec("bias"))
+        specs += [
+            ModelSpec(rating.kind, rank, reg)
+            for rank, reg in itertools.product(rating.rank, rating.reg_param)
+        ]
+    return specs
 
 
 def better(metric: str, candidate: float, best: float) -> bool:
@@ -175,32 +160,48 @@ def better(metric: str, candidate: float, best: float) -> bool:
 # Fitting
 
 
-def fit(spec: ModelSpec, data: TrainingData, als: dict[str, Any]) -> FittedModel:
-    """Fits one grid point on ``data``.
+def _workdir(data: TrainingData) -> str:
+    spark = data.ratings.sparkSession
+    folder = spark.sparkContext.getCheckpointDir() or spark.conf.get(
+        "spark.local.dir", "/tmp"
+    )
+    return f"{folder}/candidates/{uuid.uuid4().hex}"
+
+
+def _rating_range(data: TrainingData) -> tuple[float, float]:
+    bounds = data.ratings.agg(F.min(data.rating_col), F.max(data.rating_col)).first()
+    return float(bounds[0]), float(bounds[1])
+
+
+def fit(spec: ModelSpec, data: TrainingData, als: AlsParams) -> FittedModel:
+    """Fits one candidate on ``data``.
 
     ALS splits users and items into ``als.num_blocks`` blocks each (null: Spark's
     default parallelism, i.e. the cores it has). Spark's own default of 10 makes
-    every iteration and every top-k cross join run 10 x 10 tiny tasks on a small
-    machine: on MovieLens 100k with 2 cores, 2 blocks fit 4x faster and rank 2x
-    faster than 10 (benchmarks/, README "Performance").
+    every iteration run 10 x 10 tiny tasks on a small machine.
     """
-    blocks = int(
-        als.get("num_blocks")
-        or data.ratings.sparkSession.sparkContext.defaultParallelism
-    )
+    if spec.kind == "popularity":
+        model = popularity_als_model(data.seen, _workdir(data))
+        return FittedModel(spec, model, clip=None)
+    if spec.kind == "bias":
+        biases = fit_bias_model(data.ratings, data.rating_col, als.rating.bias_damping)
+        model = bias_als_model(biases, _workdir(data))
+        return FittedModel(spec, model, clip=_rating_range(data))
+    blocks = als.num_blocks or data.ratings.sparkSession.sparkContext.defaultParallelism
+    family = als.ranking if spec.kind == "implicit" else als.rating
     common = {
         "userCol": USER_IDX,
         "itemCol": ITEM_IDX,
         "rank": spec.rank,
         "regParam": spec.reg_param,
-        "maxIter": int(als.get("num_epochs", 10)),
-        "coldStartStrategy": als.get("cold_start_strategy", "drop"),
-        "seed": int(als.get("seed", 42)),
+        "maxIter": family.num_epochs,
+        "coldStartStrategy": "drop",
+        "seed": als.seed,
         "numUserBlocks": blocks,
         "numItemBlocks": blocks,
     }
     if spec.kind == "implicit":
-        strength = float(als.get("implicit_strength", 1.0))
+        strength = als.ranking.implicit_strength
         interactions = data.ratings.select(
             USER_IDX, ITEM_IDX, F.col(data.rating_col).cast("float").alias(STRENGTH)
         ).unionByName(
@@ -212,67 +213,44 @@ def fit(spec: ModelSpec, data: TrainingData, als: dict[str, Any]) -> FittedModel
             ratingCol=STRENGTH,
             implicitPrefs=True,
             alpha=float(spec.alpha),
-            nonnegative=bool(als.get("nonnegative", True)),
+            nonnegative=als.ranking.nonnegative,
             **common,
         ).fit(interactions)
         return FittedModel(spec, model, clip=None)
     if spec.kind == "explicit":
         model = ALS(
-            ratingCol=data.rating_col,
-            nonnegative=bool(als.get("nonnegative", True)),
-            **common,
+            ratingCol=data.rating_col, nonnegative=als.rating.nonnegative, **common
         ).fit(data.ratings)
-        return FittedModel(spec, model, clip=None)
+        return FittedModel(spec, model, clip=_rating_range(data))
     # biased: residuals can be negative, so the residual model is never non-negative.
-    biases = fit_bias_model(
-        data.ratings, data.rating_col, float(als.get("bias_damping", 5.0))
-    )
+    biases = fit_bias_model(data.ratings, data.rating_col, als.rating.bias_damping)
     residual = ALS(ratingCol=RESIDUAL, nonnegative=False, **common).fit(
         biases.residuals(data.ratings, data.rating_col, RESIDUAL)
     )
-    spark = data.ratings.sparkSession
-    folder = spark.sparkContext.getCheckpointDir() or spark.conf.get(
-        "spark.local.dir", "/tmp"
-    )
-    model = fold_biases(residual, biases, f"{folder}/biased_als/{uuid.uuid4().hex}")
-    bounds = data.ratings.agg(F.min(data.rating_col), F.max(data.rating_col)).first()
-    return FittedModel(spec, model, clip=(float(bounds[0]), float(bounds[1])))
+    model = fold_biases(residual, biases, _workdir(data))
+    return FittedModel(spec, model, clip=_rating_range(data))
 
 
 def validation_splits(
-    ratings: DataFrame, tuning: dict[str, Any]
+    ratings: DataFrame, tuning: TuningParams
 ) -> list[tuple[DataFrame, DataFrame]]:
     """(fit, validation) pairs carved from the training ratings, never from test.
 
     TrainValidationSplit: one random split by ``train_ratio``; CrossValidator:
     ``num_folds`` random folds, each the validation set once (as Spark's classes).
     """
-    method = tuning.get("method")
-    seed = int(tuning.get("seed", 42))
-    if method == "TrainValidationSplit":
-        ratio = float(tuning.get("train_ratio", 0.8))
-        if not 0 < ratio < 1:
-            raise ConfigurationError(
-                f"tuning.train_ratio must lie in (0, 1); found {ratio}."
-            )
-        fit_part, validation = ratings.randomSplit([ratio, 1 - ratio], seed=seed)
-        return [(fit_part, validation)]
-    if method == "CrossValidator":
-        folds = int(tuning.get("num_folds", 5))
-        if folds < 2:
-            raise ConfigurationError(f"tuning.num_folds must be >= 2; found {folds}.")
-        parts = ratings.randomSplit([1.0] * folds, seed=seed)
-        splits = []
-        for i, validation in enumerate(parts):
-            rest = [p for j, p in enumerate(parts) if j != i]
-            fit_part = rest[0]
-            for part in rest[1:]:
-                fit_part = fit_part.unionByName(part)
-            splits.append((fit_part, validation))
-        return splits
-    raise ConfigurationError(
-        f"tuning.method is {method!r}; use one of {list(TUNING_METHODS)} ({PARAMS_FILE})."
-    )
+    if tuning.method == "TrainValidationSplit":
+        ratio = tuning.train_ratio
+        return [tuple(ratings.randomSplit([ratio, 1 - ratio], seed=tuning.seed))]
+    parts = ratings.randomSplit([1.0] * tuning.num_folds, seed=tuning.seed)
+    splits = []
+    for i, validation in enumerate(parts):
+        rest = [p for j, p in enumerate(parts) if j != i]
+        fit_part = rest[0]
+        for part in rest[1:]:
+            fit_part = fit_part.unionByName(part)
+        splits.append((fit_part, validation))
+    return splits
 
 
 # --------------------------------------------------------------------------------------
@@ -298,46 +276,69 @@ def evaluate(
     fitted: FittedModel,
     data: TrainingData,
     target: DataFrame,
-    evaluation: dict[str, Any],
-    only: str | None = None,
+    evaluation: EvaluationParams,
+    block_cells: int | None = None,
 ) -> dict[str, float]:
-    """Regression metrics (explicit kinds) and ranking metrics of a model on ``target``.
-
-    With ``only`` (a metric name), just the family that metric belongs to is
-    computed: tuning needs one number per grid point, and the top-k ranking a
-    regression metric does not need is most of an evaluation's cost.
-    """
-    regression = only is None or only in REGRESSION_METRICS
-    metrics: dict[str, float] = {}
-    if fitted.spec.kind != "implicit" and regression:
+    """A candidate's metrics on ``target``: ranking metrics as served (and
+    ``warm.*`` over users it has factors for, with ``cold_user_share``), and
+    for the rating family the regression metrics on pairs it knows."""
+    metrics = evaluate_ranking(fitted.model, data, target, evaluation, block_cells)
+    if fitted.spec.family == "rating":
         predictions = fitted.predict(known_pairs(target, data.ratings))
         metrics.update(regression_metrics(predictions, data.rating_col))
-    if only is None or only not in REGRESSION_METRICS:
-        metrics.update(
-            evaluate_ranking(als_candidates(fitted.model), data, target, evaluation)
-        )
     return metrics
 
 
 def evaluate_ranking(
-    candidates: CandidateFn,
+    model: ALSModel,
     data: TrainingData,
     target: DataFrame,
-    evaluation: dict[str, Any],
+    evaluation: EvaluationParams,
+    block_cells: int | None = None,
 ) -> dict[str, float]:
-    """Ranking metrics at k of any recommender on ``target``, seen items removed."""
-    k = int(evaluation.get("k", 10))
+    """Ranking metrics at k of the lists ``model`` serves, seen items removed."""
+    k = evaluation.k
     relevant = relevant_items(
-        target, data.rating_col, evaluation.get("relevance_threshold")
+        target, data.rating_col, evaluation.relevance_threshold
+    ).cache()
+    served = top_k_served(
+        model,
+        relevant.select(USER_IDX).distinct(),
+        data.seen,
+        popularity_scores(data.seen),
+        k,
+        **({"block_cells": block_cells} if block_cells else {}),
+    ).cache()  # read twice below
+    cold = served.groupBy(USER_IDX).agg(F.max(COLD_START).alias(COLD_START))
+    per_user = per_user_ranking(served, relevant, k).join(cold, on=USER_IDX, how="left")
+    warm = F.col(COLD_START) == F.lit(False)
+    row = per_user.agg(
+        *[F.avg(part).alias(part) for part in RANKING_PARTS],
+        *[
+            F.avg(F.when(warm, F.col(part))).alias(f"warm_{part}")
+            for part in RANKING_PARTS
+        ],
+        F.avg(F.coalesce(F.col(COLD_START), F.lit(False)).cast("double")).alias(
+            "cold_share"
+        ),
+    ).first()
+    served.unpersist()
+    relevant.unpersist()
+
+    def value(column: str) -> float:
+        return float(row[column]) if row[column] is not None else 0.0
+
+    metrics = {f"{part}_at_{k}": value(part) for part in RANKING_PARTS}
+    metrics.update(
+        {f"{WARM}.{part}_at_{k}": value(f"warm_{part}") for part in RANKING_PARTS}
     )
-    recommendations = top_k_unseen(
-        candidates, relevant.select(USER_IDX).distinct(), data.seen, k
-    )
-    return ranking_metrics(recommendations, relevant, k)
+    metrics["cold_user_share"] = value("cold_share")
+    return metrics
 
 
-def evaluate_bias_baseline(
-    biases: BiasModel, data: TrainingData, target: DataFrame
-) -> dict[str, float]:
-    predictions = biases.predict(known_pairs(target, data.ratings))
-    return regression_metrics(predictions, data.rating_col)
+def metric_names(k: int, family: str) -> list[str]:
+    names = [*ranking_metric_names(k), "cold_user_share"]
+    names += [f"{WARM}.{m}" for m in ranking_metric_names(k)]
+    if family == "rating":
+        names += ["rmse", "mae", "r2", "explained_variance"]
+    return names

@@ -33,26 +33,31 @@ def create_pipeline(**kwargs) -> Pipeline:
                 validate_ratings,
                 inputs=["raw_ratings", _COLUMNS, _PARAMS, "raw_files"],
                 outputs=["validated_ratings", "ratings_validation_report"],
+                name="validate_ratings",
             ),
             Node(
                 validate_users,
                 inputs=["raw_users", _COLUMNS, _PARAMS, "raw_files"],
                 outputs=["validated_users", "users_validation_report"],
+                name="validate_users",
             ),
             Node(
                 validate_items,
                 inputs=["raw_books", _COLUMNS, _PARAMS, "raw_files"],
                 outputs=["validated_items", "items_validation_report"],
+                name="validate_items",
             ),
             Node(
                 index_users,
                 inputs=["validated_users", _COLUMNS],
                 outputs="indexed_users",
+                name="index_users",
             ),
             Node(
                 index_items,
                 inputs=["validated_items", _COLUMNS],
                 outputs="indexed_items",
+                name="index_items",
             ),
             Node(
                 merge_ratings,
@@ -63,6 +68,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "columns": _COLUMNS,
                 },
                 outputs="merged_ratings",
+                name="merge_ratings",
             ),
             Node(
                 count_join_losses,
@@ -73,16 +79,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "columns": _COLUMNS,
                 },
                 outputs="join_report",
+                name="count_join_losses",
             ),
             Node(
                 prepare_model_input,
                 inputs=["merged_ratings", _COLUMNS, _PARAMS],
                 outputs="model_input_ratings",
+                name="prepare_model_input",
             ),
             Node(
                 split_ratings,
                 inputs=["model_input_ratings", _COLUMNS, _PARAMS],
                 outputs=["train_ratings", "test_ratings"],
+                name="split_ratings",
             ),
             Node(
                 compute_statistics,
@@ -98,6 +107,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params": _PARAMS,
                 },
                 outputs="data_statistics",
+                name="compute_statistics",
             ),
         ],
         tags="data_processing",

@@ -1,11 +1,14 @@
-"""Nodes of the data_science pipeline: tune ALS, evaluate it against baselines on
-test, track every sub-model in MLflow and register the champion."""
+"""Nodes of the data_science pipeline: tune every candidate of both families on
+validation data, evaluate them all on test, pick two champions (one to recommend,
+one to predict ratings), track everything in MLflow and register both."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import mlflow
 from mlflow.models import infer_signature
@@ -14,18 +17,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.models import fit_bias_model, popularity_candidates
+from book_recommender.params import parse
 from book_recommender.training import (
     FittedModel,
+    ModelSpec,
     TrainingData,
     better,
+    candidates,
     evaluate,
-    evaluate_bias_baseline,
-    evaluate_ranking,
     fit,
-    model_grid,
-    model_kind,
-    selection_metric,
     validation_splits,
 )
 
@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 # Logging a Spark model is much faster with explicit requirements than with
 # MLflow's inference of them.
 PIP_REQUIREMENTS = ["pyspark==4.2.0"]
-MODEL_ARTIFACT = "model"
+# Artifacts of the parent run: the recommender champion, the rating champion.
+MODEL_ARTIFACTS = {"recommender": "model", "rating": "rating_model"}
+BASELINE_OF = {"recommender": "popularity", "rating": "bias_baseline"}
+T = TypeVar("T")
 
 
 def select_implicit_interactions(
@@ -42,7 +45,7 @@ def select_implicit_interactions(
 ) -> DataFrame:
     """The implicit interactions (e.g. rating 0): never in train or test, but a
     user has seen these books, and implicit models learn from them."""
-    implicit_value = ratings.get("implicit_value")
+    implicit_value = ratings["implicit_value"]
     if implicit_value is None:
         return model_input_ratings.limit(0).select(USER_IDX, ITEM_IDX)
     return model_input_ratings.filter(
@@ -56,33 +59,23 @@ def _data(
     return TrainingData(ratings=train, implicit=implicit, rating_col=columns["rating"])
 
 
-def evaluate_baselines(
-    train_ratings: DataFrame,
-    implicit_interactions: DataFrame,
-    test_ratings: DataFrame,
-    columns: dict[str, str],
-    als: dict[str, Any],
-    evaluation: dict[str, Any],
-) -> dict[str, float]:
-    """The damped bias model's regression metrics and the popularity ranking's
-    ranking metrics on test, under the protocol the ALS models are held to."""
-    data = _data(train_ratings, implicit_interactions, columns)
-    biases = fit_bias_model(
-        train_ratings, data.rating_col, float(als.get("bias_damping", 5.0))
-    )
-    metrics = {
-        f"bias_baseline.{m}": v
-        for m, v in evaluate_bias_baseline(biases, data, test_ratings).items()
-    }
-    popularity = evaluate_ranking(
-        popularity_candidates(data.seen), data, test_ratings, evaluation
-    )
-    metrics.update({f"popularity.{m}": v for m, v in popularity.items()})
-    logger.info("Baselines on test: %s", {m: round(v, 4) for m, v in metrics.items()})
-    return metrics
+def _rounded(metrics: dict[str, float]) -> dict[str, float]:
+    return {m: round(v, 4) for m, v in metrics.items()}
 
 
-def tune_als(
+def _in_parallel(
+    work: Callable[[ModelSpec], T], specs: list[ModelSpec], n: int
+) -> list[T]:
+    """``work`` for every spec, ``n`` at a time (as Spark's tuning ``parallelism``):
+    on small data a fit or an evaluation is many short Spark jobs that leave the
+    cores idle between them. Results keep the order of ``specs``."""
+    if n == 1:
+        return [work(spec) for spec in specs]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(work, specs))
+
+
+def tune_candidates(
     train_ratings: DataFrame,
     implicit_interactions: DataFrame,
     columns: dict[str, str],
@@ -90,52 +83,60 @@ def tune_als(
     tuning: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Each grid point's selection metric on validation data carved from train.
+    """Every candidate's metrics on validation data carved from train.
 
-    TrainValidationSplit fits every grid point once on ``train_ratio`` of the
+    TrainValidationSplit fits every candidate once on ``train_ratio`` of the
     training ratings; CrossValidator fits it ``num_folds`` times and averages.
     """
-    grid = model_grid(als)
-    metric = selection_metric(evaluation, model_kind(als))
+    als, tuning, evaluation = (
+        parse("als", als),
+        parse("tuning", tuning),
+        parse("evaluation", evaluation),
+    )
     train_ratings = train_ratings.cache()
-    splits = validation_splits(train_ratings, tuning)
-    results = []
-    for spec in grid:
-        values = []
-        for fit_part, validation in splits:
-            data = _data(fit_part, implicit_interactions, columns)
-            fitted = fit(spec, data, als)
-            values.append(
-                evaluate(fitted, data, validation, evaluation, only=metric)[metric]
-            )
-        mean = sum(values) / len(values)
+    splits = [
+        (_data(fit_part.cache(), implicit_interactions, columns), validation.cache())
+        for fit_part, validation in validation_splits(train_ratings, tuning)
+    ]
+
+    def validate(spec: ModelSpec) -> dict[str, Any]:
+        folds = [
+            evaluate(fit(spec, data, als), data, validation, evaluation)
+            for data, validation in splits
+        ]
+        mean = {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
         logger.info(
-            "%s: validation %s = %.4f (%s)", spec.name, metric, mean, tuning["method"]
+            "%s: validation %s = %.4f%s (%s)",
+            spec.name,
+            evaluation.ranking_key,
+            mean[evaluation.ranking_key],
+            f", {evaluation.rating_metric} = {mean[evaluation.rating_metric]:.4f}"
+            if spec.family == "rating"
+            else "",
+            tuning.method,
         )
-        results.append(
-            {
-                "name": spec.name,
-                "params": spec.as_params(),
-                "validation": {metric: mean},
-            }
-        )
-    return results
+        return {"name": spec.name, "params": spec.as_params(), "validation": mean}
+
+    return _in_parallel(validate, candidates(als), tuning.parallelism)
 
 
-def train_submodels(
+def train_candidates(
     train_ratings: DataFrame,
     implicit_interactions: DataFrame,
     test_ratings: DataFrame,
     columns: dict[str, str],
     als: dict[str, Any],
+    tuning: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> tuple[list[FittedModel], list[dict[str, Any]]]:
-    """Every grid point fitted on the whole training set and evaluated on test,
-    with the seconds its fit and its evaluation took (the top-k ranking grows with
-    users x items, the fit with the number of ratings)."""
+    """Every candidate fitted on the whole training set and evaluated on test,
+    with the seconds its fit and its evaluation took (wall time, so with
+    ``tuning.parallelism`` > 1 they include waiting for the other candidates)."""
+    als, evaluation = parse("als", als), parse("evaluation", evaluation)
     data = _data(train_ratings.cache(), implicit_interactions, columns)
-    models, metrics = [], []
-    for spec in model_grid(als):
+    test_ratings = test_ratings.cache()
+
+    def train(spec: ModelSpec) -> tuple[FittedModel, dict[str, Any]]:
         started = time.perf_counter()
         fitted = fit(spec, data, als)
         fitted_at = time.perf_counter()
@@ -147,181 +148,250 @@ def train_submodels(
         logger.info(
             "%s on test: %s (fit %.1f s, evaluation %.1f s)",
             spec.name,
-            {m: round(v, 4) for m, v in test_metrics.items()},
+            _rounded(test_metrics),
             seconds["fit"],
             seconds["evaluation"],
         )
-        models.append(fitted)
-        metrics.append(
-            {
-                "name": spec.name,
-                "params": spec.as_params(),
-                "metrics": test_metrics,
-                "seconds": seconds,
-            }
-        )
-    return models, metrics
+        metrics = {
+            "name": spec.name,
+            "params": spec.as_params(),
+            "metrics": test_metrics,
+            "seconds": seconds,
+        }
+        return fitted, metrics
+
+    trained = _in_parallel(train, candidates(als), parse("tuning", tuning).parallelism)
+    return [model for model, _ in trained], [metrics for _, metrics in trained]
 
 
-def select_champion(
-    tuning_results: list[dict[str, Any]],
-    submodel_metrics: list[dict[str, Any]],
-    baseline_metrics: dict[str, float],
-    als: dict[str, Any],
-    evaluation: dict[str, Any],
+def _champion(
+    role: str,
+    pool: list[dict[str, Any]],
+    metric: str,
+    test: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
-    """The grid point with the best validation metric, and how it fares on test
-    against the baselines. A champion that loses to a baseline is reported loudly."""
-    kind = model_kind(als)
-    metric = selection_metric(evaluation, kind)
-    best = tuning_results[0]
-    for result in tuning_results[1:]:
+    best = pool[0]
+    for result in pool[1:]:
         if better(metric, result["validation"][metric], best["validation"][metric]):
             best = result
-    test = next(m["metrics"] for m in submodel_metrics if m["name"] == best["name"])
-    k = int(evaluation.get("k", 10))
-    comparisons = {f"ndcg_at_{k}": f"popularity.ndcg_at_{k}"}
-    if kind != "implicit":
-        comparisons["rmse"] = "bias_baseline.rmse"
-    beats = {}
-    for name, baseline in comparisons.items():
-        beats[name] = better(name, test[name], baseline_metrics[baseline])
-        any_beats = any(
-            better(name, m["metrics"][name], baseline_metrics[baseline])
-            for m in submodel_metrics
+    baseline = BASELINE_OF[role]
+    mine, theirs = test[best["name"]][metric], test[baseline][metric]
+    beats = best["name"] != baseline and better(metric, mine, theirs)
+    if best["name"] == baseline:
+        logger.warning(
+            "The %s champion is the %s baseline: no model beat it on validation %s "
+            "(%.4f). It is registered and served as it is.",
+            role,
+            baseline.replace("_", " "),
+            metric,
+            best["validation"][metric],
         )
-        if not beats[name]:
-            logger.warning(
-                "The champion %s does NOT beat the %s baseline on test: %s %.4f vs %.4f.%s",
-                best["name"],
-                baseline.split(".")[0],
-                name,
-                test[name],
-                baseline_metrics[baseline],
-                "" if any_beats else " No sub-model of the grid beats it either.",
-            )
+    elif not beats:
+        logger.warning(
+            "The %s champion %s does NOT beat the %s baseline on test: %s %.4f vs %.4f.",
+            role,
+            best["name"],
+            baseline.replace("_", " "),
+            metric,
+            mine,
+            theirs,
+        )
     return {
+        "role": role,
         "name": best["name"],
-        "kind": kind,
+        "kind": best["params"]["model_kind"],
         "selected_by": f"validation_{metric}",
         "validation_value": best["validation"][metric],
         "params": best["params"],
-        "test_metrics": test,
-        "beats_baseline": beats,
+        "test_metrics": test[best["name"]],
+        "baseline": baseline,
+        "beats_baseline": {metric: beats},
     }
 
 
+def select_champions(
+    tuning_results: list[dict[str, Any]],
+    candidate_metrics: list[dict[str, Any]],
+    evaluation: dict[str, Any],
+) -> dict[str, Any]:
+    """The recommender champion: the best validation ranking metric among all
+    candidates, popularity included. The rating champion: the best validation
+    rating metric among the rating family, the bias baseline included.
+
+    A champion that is its baseline, or loses to it on test, is said loudly.
+    """
+    evaluation = parse("evaluation", evaluation)
+    test = {m["name"]: m["metrics"] for m in candidate_metrics}
+    champions = {
+        "recommender": _champion(
+            "recommender", tuning_results, evaluation.ranking_key, test
+        )
+    }
+    rating = [r for r in tuning_results if r["params"]["family"] == "rating"]
+    if rating:
+        champions["rating"] = _champion(
+            "rating", rating, evaluation.rating_metric, test
+        )
+    for role, champion in champions.items():
+        logger.info(
+            "%s champion: %s (%s %.4f); on test %s",
+            role.capitalize(),
+            champion["name"],
+            champion["selected_by"],
+            champion["validation_value"],
+            _rounded(champion["test_metrics"]),
+        )
+    return champions
+
+
 def predict_test_ratings(
-    submodels: list[FittedModel],
-    champion: dict[str, Any],
+    candidate_models: list[FittedModel],
+    champions: dict[str, Any],
     test_ratings: DataFrame,
     columns: dict[str, str],
 ) -> DataFrame:
-    """The champion's predictions for the test ratings it can score (for the report)."""
-    fitted = next(m for m in submodels if m.spec.name == champion["name"])
+    """The rating champion's predictions (else the recommender champion's scores)
+    for the test ratings it can score, for the report."""
+    name = champions.get("rating", champions["recommender"])["name"]
+    fitted = next(m for m in candidate_models if m.spec.name == name)
     return fitted.predict(test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]))
 
 
-def _log_model(fitted: FittedModel, train: DataFrame) -> None:
+def _log_model(fitted: FittedModel, train: DataFrame, artifact_path: str) -> None:
     """Logs the Spark model to the active run, with a signature inferred from
     training input and the model's predictions for it."""
     sample = train.select(USER_IDX, ITEM_IDX).limit(200)
     predictions = fitted.predict(sample).select(PREDICTION).toPandas()
     mlflow.spark.log_model(
         fitted.model,
-        artifact_path=MODEL_ARTIFACT,
+        artifact_path=artifact_path,
         signature=infer_signature(sample.toPandas(), predictions),
         pip_requirements=PIP_REQUIREMENTS,
     )
 
 
-def log_submodels(
-    submodels: list[FittedModel],
-    submodel_metrics: list[dict[str, Any]],
+def log_candidates(
+    candidate_models: list[FittedModel],
+    candidate_metrics: list[dict[str, Any]],
     tuning_results: list[dict[str, Any]],
     train_ratings: DataFrame,
     als: dict[str, Any],
 ) -> dict[str, str]:
-    """One nested MLflow run per grid point: its params, validation and test
-    metrics, and the model with a signature. Returns run ids by sub-model name."""
+    """One nested MLflow run per candidate: its params, validation and test
+    metrics, the seconds it took, and the model with a signature. Returns run
+    ids by candidate name."""
+    als = parse("als", als)
     runs = {}
     validation = {r["name"]: r for r in tuning_results}
-    for fitted, metrics in zip(submodels, submodel_metrics, strict=True):
-        name = fitted.spec.name
-        with mlflow.start_run(run_name=name, nested=True) as run:
-            mlflow.log_params(
-                {**fitted.spec.as_params(), "num_epochs": als.get("num_epochs")}
-            )
+    for fitted, metrics in zip(candidate_models, candidate_metrics, strict=True):
+        spec: ModelSpec = fitted.spec
+        params = dict(spec.as_params())
+        if not spec.is_baseline:
+            family = als.ranking if spec.family == "ranking" else als.rating
+            params["num_epochs"] = family.num_epochs
+        with mlflow.start_run(run_name=spec.name, nested=True) as run:
+            mlflow.log_params(params)
             mlflow.log_metrics(
                 {
                     **metrics["metrics"],
                     **{
                         f"validation_{m}": v
-                        for m, v in validation[name]["validation"].items()
+                        for m, v in validation[spec.name]["validation"].items()
                     },
                     **{f"{step}_seconds": v for step, v in metrics["seconds"].items()},
                 }
             )
-            _log_model(fitted, train_ratings)
-            runs[name] = run.info.run_id
+            mlflow.set_tag("family", spec.family)
+            _log_model(fitted, train_ratings, "model")
+            runs[spec.name] = run.info.run_id
     return runs
 
 
-def register_champion(
-    submodels: list[FittedModel],
-    champion: dict[str, Any],
-    submodel_runs: dict[str, str],
+def register_champions(
+    candidate_models: list[FittedModel],
+    champions: dict[str, Any],
+    candidate_runs: dict[str, str],
     train_ratings: DataFrame,
     registry: dict[str, Any],
 ) -> dict[str, Any]:
-    """Logs the champion to the parent run, registers it and moves the alias.
+    """Logs each champion to the parent run, registers it with its tags and
+    moves the aliases (``registry.alias`` to the recommender champion, which
+    scoring serves; ``registry.rating_alias`` to the rating champion).
 
-    The alias moves last, after every earlier step succeeded, so a failed run
-    leaves the previous champion where it was.
+    The aliases move last, after every earlier step succeeded, so a failed run
+    leaves the previous champions where they were.
     """
-    fitted = next(m for m in submodels if m.spec.name == champion["name"])
+    registry = parse("registry", registry)
     parent = mlflow.active_run()
     if parent is None:
         raise RuntimeError(
             "No active MLflow run: run the pipeline with kedro-mlflow enabled."
         )
-    tags = {
-        "champion.name": champion["name"],
-        "champion.source_run": submodel_runs[champion["name"]],
-        "champion.selected_by": champion["selected_by"],
-        **{
-            f"beats_baseline.{m}": str(b).lower()
-            for m, b in champion["beats_baseline"].items()
-        },
-    }
-    if fitted.clip is not None:
-        tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
-    mlflow.set_tags(tags)
-    _log_model(fitted, train_ratings)
-    name, alias = registry["model_name"], registry.get("alias", "champion")
-    version = mlflow.register_model(
-        f"runs:/{parent.info.run_id}/{MODEL_ARTIFACT}", name
-    )
     client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, alias, version.version)
-    logger.info(
-        "Registered %s version %s as '%s' (%s)",
-        name,
-        version.version,
-        alias,
-        champion["name"],
-    )
-    return {"model_name": name, "version": int(version.version), "alias": alias, **tags}
+    aliases = {"recommender": registry.alias, "rating": registry.rating_alias}
+    registered, moves = {}, []
+    for role, champion in champions.items():
+        fitted = next(m for m in candidate_models if m.spec.name == champion["name"])
+        prefix = "champion" if role == "recommender" else "rating_champion"
+        tags = {
+            f"{prefix}.name": champion["name"],
+            f"{prefix}.kind": champion["kind"],
+            f"{prefix}.source_run": candidate_runs[champion["name"]],
+            f"{prefix}.selected_by": champion["selected_by"],
+            **{
+                f"{prefix}.beats_baseline.{m}": str(b).lower()
+                for m, b in champion["beats_baseline"].items()
+            },
+        }
+        mlflow.set_tags(tags)
+        version_tags = {
+            "role": role,
+            "name": champion["name"],
+            "kind": champion["kind"],
+            "source_run": candidate_runs[champion["name"]],
+            "selected_by": champion["selected_by"],
+            **{
+                f"beats_baseline.{m}": str(b).lower()
+                for m, b in champion["beats_baseline"].items()
+            },
+        }
+        if fitted.clip is not None:
+            version_tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
+        _log_model(fitted, train_ratings, MODEL_ARTIFACTS[role])
+        version = mlflow.register_model(
+            f"runs:/{parent.info.run_id}/{MODEL_ARTIFACTS[role]}", registry.model_name
+        )
+        for key, value in version_tags.items():
+            client.set_model_version_tag(
+                registry.model_name, version.version, key, value
+            )
+        moves.append((aliases[role], version.version))
+        registered[role] = {
+            "version": int(version.version),
+            "alias": aliases[role],
+            **version_tags,
+        }
+    for alias, version in moves:
+        client.set_registered_model_alias(registry.model_name, alias, version)
+        logger.info(
+            "Registered %s version %s as '%s'", registry.model_name, version, alias
+        )
+    recommender = registered["recommender"]
+    return {
+        "model_name": registry.model_name,
+        "version": recommender["version"],
+        "alias": recommender["alias"],
+        "champions": registered,
+    }
 
 
 def collect_run_metrics(
     data_statistics: dict[str, Any],
-    baseline_metrics: dict[str, float],
-    champion: dict[str, Any],
+    candidate_metrics: list[dict[str, Any]],
+    champions: dict[str, Any],
 ) -> dict[str, dict[str, float]]:
-    """The parent run's metrics: data statistics, baselines and the champion on test."""
+    """The parent run's metrics: data statistics, the baselines and both
+    champions on test (``champion.*``: the recommender, ``rating_champion.*``)."""
     model_input = data_statistics["model_input"]
     split = data_statistics["split"]
     values = {
@@ -340,6 +410,14 @@ def collect_run_metrics(
     for table, report in data_statistics["rows"].items():
         for reason, count in report["dropped"].items():
             values[f"data.dropped.{table}.{reason}"] = float(count)
-    values.update(baseline_metrics)
-    values.update({f"champion.{m}": v for m, v in champion["test_metrics"].items()})
+    for candidate in candidate_metrics:
+        if candidate["name"] in BASELINE_OF.values():
+            values.update(
+                {f"{candidate['name']}.{m}": v for m, v in candidate["metrics"].items()}
+            )
+    prefixes = {"recommender": "champion", "rating": "rating_champion"}
+    for role, champion in champions.items():
+        values.update(
+            {f"{prefixes[role]}.{m}": v for m, v in champion["test_metrics"].items()}
+        )
     return {key: {"value": value, "step": 0} for key, value in values.items()}

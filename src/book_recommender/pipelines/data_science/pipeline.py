@@ -1,17 +1,17 @@
-"""data_science: tune ALS, evaluate against baselines, track in MLflow, register."""
+"""data_science: tune both model families and the baselines, evaluate them on test,
+pick a recommender and a rating champion, track in MLflow, register both."""
 
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     collect_run_metrics,
-    evaluate_baselines,
-    log_submodels,
+    log_candidates,
     predict_test_ratings,
-    register_champion,
-    select_champion,
+    register_champions,
+    select_champions,
     select_implicit_interactions,
-    train_submodels,
-    tune_als,
+    train_candidates,
+    tune_candidates,
 )
 
 _COLUMNS = "params:columns"
@@ -34,81 +34,79 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:data_processing.ratings",
                 ],
                 outputs="implicit_interactions",
+                name="select_implicit_interactions",
             ),
             Node(
-                evaluate_baselines,
-                inputs={
-                    **training,
-                    "test_ratings": "test_ratings",
-                    "evaluation": "params:evaluation",
-                },
-                outputs="baseline_metrics",
-            ),
-            Node(
-                tune_als,
+                tune_candidates,
                 inputs={
                     **training,
                     "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },
                 outputs="tuning_results",
+                name="tune_candidates",
             ),
             Node(
-                train_submodels,
+                train_candidates,
                 inputs={
                     **training,
                     "test_ratings": "test_ratings",
+                    "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },
-                outputs=["als_submodels", "submodel_metrics"],
+                outputs=["candidate_models", "candidate_metrics"],
+                name="train_candidates",
             ),
             Node(
-                select_champion,
+                select_champions,
                 inputs={
                     "tuning_results": "tuning_results",
-                    "submodel_metrics": "submodel_metrics",
-                    "baseline_metrics": "baseline_metrics",
-                    "als": "params:als",
+                    "candidate_metrics": "candidate_metrics",
                     "evaluation": "params:evaluation",
                 },
-                outputs="champion",
+                outputs="champions",
+                name="select_champions",
             ),
             Node(
-                log_submodels,
+                log_candidates,
                 inputs={
-                    "submodels": "als_submodels",
-                    "submodel_metrics": "submodel_metrics",
+                    "candidate_models": "candidate_models",
+                    "candidate_metrics": "candidate_metrics",
                     "tuning_results": "tuning_results",
                     "train_ratings": "train_ratings",
                     "als": "params:als",
                 },
-                outputs="submodel_runs",
+                outputs="candidate_runs",
+                name="log_candidates",
             ),
             Node(
                 predict_test_ratings,
                 inputs={
-                    "submodels": "als_submodels",
-                    "champion": "champion",
+                    "candidate_models": "candidate_models",
+                    "champions": "champions",
                     "test_ratings": "test_ratings",
                     "columns": _COLUMNS,
                 },
                 outputs="champion_test_predictions",
+                name="predict_test_ratings",
             ),
             Node(
                 collect_run_metrics,
-                inputs=["data_statistics", "baseline_metrics", "champion"],
+                inputs=["data_statistics", "candidate_metrics", "champions"],
                 outputs="run_metrics",
+                name="collect_run_metrics",
             ),
             Node(
-                register_champion,
+                register_champions,
                 inputs={
-                    "submodels": "als_submodels",
-                    "champion": "champion",
-                    "submodel_runs": "submodel_runs",
+                    "candidate_models": "candidate_models",
+                    "champions": "champions",
+                    "candidate_runs": "candidate_runs",
                     "train_ratings": "train_ratings",
                     "registry": "params:registry",
                 },
                 outputs="registered_model",
+                name="register_champions",
             ),
         ],
         tags="data_science",

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX  # noqa: E402
+from book_recommender.params import parse  # noqa: E402
 
 TOP_N = 10
 LABEL_WIDTH = 42
@@ -216,58 +217,69 @@ def plot_user_ages(indexed_users: DataFrame, columns: dict[str, str]) -> Figure:
     return fig
 
 
+FAMILY_COLORS = {"ranking": "#4C72B0", "rating": "#DD8452"}
+
+
 def plot_model_comparison(
-    submodel_metrics: list[dict[str, Any]],
-    baseline_metrics: dict[str, float],
+    candidate_metrics: list[dict[str, Any]],
+    champions: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> Figure:
-    """Every sub-model's RMSE and NDCG@k on test, baselines as dashed lines."""
-    k = int(evaluation.get("k", 10))
-    rows = [{**m["params"], **m["metrics"]} for m in submodel_metrics]
-    table = pd.DataFrame(rows)
-    panels = (
-        [("rmse", "bias_baseline.rmse", "RMSE on test (lower is better)")]
-        if "rmse" in table
-        else []
+    """Every candidate on test: the ranking metric of all of them against the
+    popularity baseline, RMSE of the rating family against the bias baseline.
+    Champions are starred; baselines are the dashed lines."""
+    ranking_key = parse("evaluation", evaluation).ranking_key
+    table = pd.DataFrame(
+        [
+            {"name": m["name"], "family": m["params"]["family"], **m["metrics"]}
+            for m in candidate_metrics
+        ]
     )
-    panels.append(
-        (
-            f"ndcg_at_{k}",
-            f"popularity.ndcg_at_{k}",
-            f"NDCG@{k} on test (higher is better)",
-        )
-    )
-    fig = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
+    stars = {c["name"]: role for role, c in champions.items()}
+    table["label"] = [
+        f"{n}  \N{BLACK STAR} {stars[n]}" if n in stars else n for n in table["name"]
+    ]
+    panels = [(ranking_key, "popularity", f"{ranking_key} on test (higher is better)")]
+    if "rmse" in table and table["rmse"].notna().any():
+        panels.append(("rmse", "bias_baseline", "RMSE on test (lower is better)"))
+    height = 1.2 + 0.32 * len(table)
+    fig = Figure(figsize=(6.5 * len(panels), height), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    # One bar per grid point: rank on the x axis, the other axes as the hue.
-    others = [c for c in ("reg_param", "alpha") if c in table]
-    table["setting"] = table[others].apply(
-        lambda row: ", ".join(f"{c}={row[c]:g}" for c in others), axis=1
-    )
-    palette = sns.color_palette("deep", table["setting"].nunique())
     for ax, (metric, baseline, title) in zip(axes, panels, strict=True):
-        sns.barplot(
-            data=table, x="rank", y=metric, hue="setting", ax=ax, palette=palette
+        rows = table[table[metric].notna()]
+        bars = ax.barh(
+            rows["label"],
+            rows[metric],
+            color=[FAMILY_COLORS[f] for f in rows["family"]],
         )
-        for container in ax.containers:
-            ax.bar_label(container, fmt="%.3f", fontsize=8, padding=2)
-        value = baseline_metrics[baseline]
-        name = baseline.split(".")[0].replace("_", " ")
-        ax.axhline(value, color="#C44E52", linestyle="--", label=f"{name} {value:.3f}")
+        ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
+        value = float(table.loc[table["name"] == baseline, metric].iloc[0])
+        ax.axvline(
+            value,
+            color="#C44E52",
+            linestyle="--",
+            label=f"{baseline.replace('_', ' ')} {value:.3f}",
+        )
+        ax.invert_yaxis()
         ax.set_title(title)
-        ax.set_ylabel(metric)
-        ax.set_ylim(0, max(table[metric].max(), value) * 1.18)
-        ax.legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"{table['model_kind'].iloc[0]} ALS grid against its baselines")
+        ax.set_xlabel(metric)
+        ax.set_xlim(0, max(rows[metric].max(), value) * 1.2)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(
+        "Candidates on test: ranking family (blue) and rating family (orange) "
+        "against their baselines"
+    )
     return fig
 
 
 def plot_predicted_vs_actual(
     champion_test_predictions: DataFrame,
     columns: dict[str, str],
-    champion: dict[str, Any],
+    champions: dict[str, Any],
 ) -> Figure:
-    """The champion's predictions on test, one box per actual rating value."""
+    """The rating champion's predictions on test, one box per actual rating value
+    (the recommender champion's scores when no rating family was trained)."""
+    champion = champions.get("rating", champions["recommender"])
     rating = columns["rating"]
     data = champion_test_predictions.select(rating, PREDICTION).toPandas()
     order = sorted(data[rating].unique())
@@ -278,9 +290,7 @@ def plot_predicted_vs_actual(
     ax = fig.subplots()
     sns.boxplot(data=data, x=rating, y=PREDICTION, ax=ax, color="#8DA0CB", fliersize=1)
     ax.set_xlabel("actual rating on test")
-    ax.set_ylabel(
-        "predicted " + ("rating" if champion["kind"] != "implicit" else "score")
-    )
+    ax.set_ylabel("predicted " + ("rating" if "rating" in champions else "score"))
     ax.set_title(
         f"Champion {champion['name']}: predicted vs actual ({len(data):,} test ratings)"
     )

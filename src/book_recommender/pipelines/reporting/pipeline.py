@@ -30,16 +30,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 plot_top_authors,
                 inputs=["indexed_items", _COLUMNS],
                 outputs="top_authors_plot",
+                name="plot_top_authors",
             ),
             Node(
                 plot_most_rated_books,
                 inputs=ratings_and_items,
                 outputs="most_rated_books_plot",
+                name="plot_most_rated_books",
             ),
             Node(
                 plot_most_popular_items,
                 inputs=ratings_and_items,
                 outputs="most_popular_items_plot",
+                name="plot_most_popular_items",
             ),
             Node(
                 plot_rating_distribution,
@@ -49,29 +52,37 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:data_processing.ratings",
                 ],
                 outputs="rating_distribution_plot",
+                name="plot_rating_distribution",
             ),
             Node(
-                plot_long_tail, inputs="model_input_ratings", outputs="long_tail_plot"
+                plot_long_tail,
+                inputs="model_input_ratings",
+                outputs="long_tail_plot",
+                name="plot_long_tail",
             ),
             Node(
                 plot_user_ages,
                 inputs=["indexed_users", _COLUMNS],
                 outputs="user_ages_plot",
+                name="plot_user_ages",
             ),
             Node(
                 summarize_raw_tables,
                 inputs=["raw_books", "raw_ratings", "raw_users"],
                 outputs="raw_tables_summary",
+                name="summarize_raw_tables",
             ),
             Node(
                 plot_model_comparison,
-                inputs=["submodel_metrics", "baseline_metrics", "params:evaluation"],
+                inputs=["candidate_metrics", "champions", "params:evaluation"],
                 outputs="model_comparison_plot",
+                name="plot_model_comparison",
             ),
             Node(
                 plot_predicted_vs_actual,
-                inputs=["champion_test_predictions", _COLUMNS, "champion"],
+                inputs=["champion_test_predictions", _COLUMNS, "champions"],
                 outputs="predicted_vs_actual_plot",
+                name="plot_predicted_vs_actual",
             ),
             Node(
                 sample_recommendations,
@@ -83,6 +94,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "reporting": "params:reporting",
                 },
                 outputs="recommendation_sample",
+                name="sample_recommendations",
             ),
         ],
         tags="reporting",

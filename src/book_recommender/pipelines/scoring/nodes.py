@@ -14,13 +14,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.metrics import RANK, SCORE, top_k_unseen
-from book_recommender.models import als_candidates, popularity_candidates
+from book_recommender.metrics import RANK, SCORE
+from book_recommender.models import popularity_scores
+from book_recommender.ranking import COLD_START, top_k_served
 
 logger = logging.getLogger(__name__)
 
 PARAMS_FILE = "conf/base/parameters_scoring.yml"
-COLD_START = "cold_start"
 MODEL_VERSION = "model_version"
 
 
@@ -118,23 +118,14 @@ def recommend_for_users(
     seen = model_input_ratings.select(USER_IDX, ITEM_IDX)
     if not scoring.get("exclude_rated", True):
         seen = seen.limit(0)
-    modelled = users.join(
-        model.userFactors.select(F.col("id").alias(USER_IDX)),
-        on=USER_IDX,
-        how="left_semi",
-    )
-    cold = users.join(modelled, on=USER_IDX, how="left_anti")
-    personal = top_k_unseen(als_candidates(model), modelled, seen, k)
+    served = top_k_served(model, users, seen, popularity_scores(model_input_ratings), k)
     clip = model_info.get("clip")
+    score = F.col(SCORE)
     if clip:
-        personal = personal.withColumn(
-            SCORE, F.least(F.greatest(SCORE, F.lit(clip[0])), F.lit(clip[1]))
-        )
-    popular = top_k_unseen(popularity_candidates(model_input_ratings), cold, seen, k)
-    recommendations = personal.withColumn(COLD_START, F.lit(False)).unionByName(
-        popular.withColumn(SCORE, F.lit(None).cast("float")).withColumn(
-            COLD_START, F.lit(True)
-        )
+        score = F.least(F.greatest(score, F.lit(clip[0])), F.lit(clip[1]))
+    # A cold-start row's score is a popularity count, not the model's: none.
+    recommendations = served.withColumn(
+        SCORE, F.when(F.col(COLD_START), F.lit(None)).otherwise(score)
     )
     user, item = columns["user_id"], columns["item_id"]
     item_columns = [

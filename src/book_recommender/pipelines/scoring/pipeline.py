@@ -12,6 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 load_registered_model,
                 inputs=["registered_model", "params:scoring"],
                 outputs=["scoring_model", "scoring_model_info"],
+                name="load_registered_model",
             ),
             Node(
                 recommend_for_users,
@@ -25,11 +26,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "scoring": "params:scoring",
                 },
                 outputs="user_recommendations",
+                name="recommend_for_users",
             ),
             Node(
                 summarize_recommendations,
                 inputs=["user_recommendations", "scoring_model_info"],
                 outputs="scoring_metrics",
+                name="summarize_recommendations",
             ),
         ],
         tags="scoring",

@@ -1,0 +1,126 @@
+"""Champion selection on frames where the answer is known."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pyspark.sql import functions as F
+
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.pipelines.data_science.nodes import (
+    select_champions,
+    train_candidates,
+    tune_candidates,
+)
+from book_recommender.pipelines.scoring.nodes import recommend_for_users
+from tests.test_params import BASE
+
+COLUMNS = {
+    "user_id": "User-ID",
+    "item_id": "ISBN",
+    "item_info": "Book-Title",
+    "rating": "Book-Rating",
+    "item_author": None,
+}
+BESTSELLERS = 10
+USERS = 30
+K = 5
+SMALL_GRID = {
+    **BASE["als"],
+    "ranking": {
+        **BASE["als"]["ranking"],
+        "rank": [2],
+        "reg_param": [0.1],
+        "alpha": [1.0, 20.0],
+        "num_epochs": 5,
+    },
+    "rating": {
+        **BASE["als"]["rating"],
+        "rank": [2],
+        "reg_param": [1.0],
+        "num_epochs": 5,
+    },
+}
+EVALUATION = {**BASE["evaluation"], "k": K}
+
+
+@pytest.fixture(scope="module")
+def everyone_reads_the_bestsellers(spark):
+    """Every user has read all ten bestsellers (rated 6-10) and one book nobody
+    else has (train); their test book is another book nobody else has read.
+
+    Whatever part of train is held out for validation, the best a recommender
+    can do is to put the held-out bestsellers first, which is exactly what
+    the popularity ranking does: no model can beat it."""
+    schema = f"{USER_IDX} int, {ITEM_IDX} int, `Book-Rating` float"
+    train = [
+        (u, i, float(6 + (u + i) % 5)) for u in range(USERS) for i in range(BESTSELLERS)
+    ] + [(u, 100 + u, 7.0) for u in range(USERS)]
+    test = [(u, 200 + u, 8.0) for u in range(USERS)]
+    implicit = spark.createDataFrame([], f"{USER_IDX} int, {ITEM_IDX} int")
+    return (
+        spark.createDataFrame(train, schema),
+        spark.createDataFrame(test, schema),
+        implicit,
+    )
+
+
+def test_popularity_wins_and_scoring_still_writes_a_complete_table(
+    spark, everyone_reads_the_bestsellers, caplog
+):
+    train, test, implicit = everyone_reads_the_bestsellers
+    tuning = tune_candidates(
+        train, implicit, COLUMNS, SMALL_GRID, BASE["tuning"], EVALUATION
+    )
+    models, metrics = train_candidates(
+        train, implicit, test, COLUMNS, SMALL_GRID, BASE["tuning"], EVALUATION
+    )
+    names = [m["name"] for m in metrics]
+    assert names[0] == "popularity" and "bias_baseline" in names
+    assert {m["params"]["family"] for m in metrics} == {"ranking", "rating"}
+    validation = {r["name"]: r["validation"]["ndcg_at_5"] for r in tuning}
+    assert validation["popularity"] == max(validation.values())
+
+    with caplog.at_level(logging.WARNING):
+        champions = select_champions(tuning, metrics, EVALUATION)
+    recommender = champions["recommender"]
+    assert recommender["name"] == "popularity"
+    assert recommender["beats_baseline"] == {"ndcg_at_5": False}
+    assert "The recommender champion is the popularity baseline" in caplog.text
+    assert champions["rating"]["params"]["family"] == "rating"
+
+    # Scoring serves the popularity champion like any ALS model: k unseen books
+    # for every user, the bestsellers they have not read first.
+    model = next(m.model for m in models if m.spec.name == "popularity")
+    ratings = train.unionByName(test)
+    users = (
+        ratings.select(USER_IDX)
+        .distinct()
+        .withColumn("User-ID", F.col(USER_IDX).cast("string"))
+    )
+    items = (
+        ratings.select(ITEM_IDX)
+        .distinct()
+        .select(
+            ITEM_IDX,
+            F.col(ITEM_IDX).cast("string").alias("ISBN"),
+            F.concat(F.lit("Book "), F.col(ITEM_IDX)).alias("Book-Title"),
+        )
+    )
+    table = recommend_for_users(
+        model,
+        {"model_version": 1, "clip": None},
+        ratings,
+        users,
+        items,
+        COLUMNS,
+        {"k": K, "exclude_rated": True},
+    ).toPandas()
+    assert set(table["User-ID"]) == {str(u) for u in range(USERS)}
+    assert (table.groupby("User-ID").size() == K).all()
+    assert not table["cold_start"].any()
+    seen = {(u, i) for u, i, _ in train.unionByName(test).collect()}
+    assert not any(
+        (u, i) in seen for u, i in zip(table[USER_IDX], table[ITEM_IDX], strict=True)
+    )
