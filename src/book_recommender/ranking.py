@@ -66,23 +66,30 @@ def _item_table(
     return ids, matrix, np.where(known, 0.0, -np.inf).astype(np.float32), popular
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_k_rows(
+    scores: np.ndarray, k: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's ``k`` largest finite scores, by score descending then column.
 
     Returns (row, column, rank starting at 0) arrays, rows ascending. Exact: the
     k-th largest of a column sample is a lower bound of the row's k-th largest, so
-    every entry of the true top k passes the filter.
+    every entry of the true top k passes the filter. ``mask``, a reused boolean
+    buffer of the same shape, saves allocating (and page-faulting) one per call.
     """
     n_rows, n_cols = scores.shape
     stride = max(1, n_cols // _SAMPLED_COLUMNS)
     sample = scores[:, ::stride]
+    if mask is None:
+        mask = np.empty(scores.shape, dtype=bool)
     if sample.shape[1] > k:
         bound = np.partition(sample, sample.shape[1] - k, axis=1)[
             :, sample.shape[1] - k
         ]
-        rows, cols = np.nonzero(scores >= bound[:, None])
+        np.greater_equal(scores, bound[:, None], out=mask)
     else:
-        rows, cols = np.nonzero(np.isfinite(scores))
+        np.isfinite(scores, out=mask)
+    # One flat scan of the mask: far faster than a 2-D np.nonzero.
+    rows, cols = np.divmod(np.flatnonzero(mask), n_cols)
     values = scores[rows, cols]
     finite = np.isfinite(values)
     rows, cols, values = rows[finite], cols[finite], values[finite]
@@ -105,6 +112,7 @@ def _score_blocks(
 ) -> Iterator[pd.DataFrame]:
     block = max(1, block_cells // max(len(ids), 1))
     buffer = np.empty((block, len(ids)), dtype=np.float32)
+    mask = np.empty((block, len(ids)), dtype=bool)
     for batch in batches:
         # Users with factors first, so their scores are one contiguous product.
         ordered = batch.iloc[batch[_FEATURES].isna().to_numpy().argsort(kind="stable")]
@@ -126,7 +134,7 @@ def _score_blocks(
                 cols = np.searchsorted(ids, items).clip(0, len(ids) - 1)
                 present = ids[cols] == items
                 scores[where[present], cols[present]] = -np.inf
-            rows, cols, rank = top_k_rows(scores, k)
+            rows, cols, rank = top_k_rows(scores, k, mask[: len(part)])
             yield pd.DataFrame(
                 {
                     USER_IDX: part[USER_IDX].to_numpy(np.int32)[rows],

@@ -358,13 +358,13 @@ def register_champions(
         if fitted.clip is not None:
             version_tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
         _log_model(fitted, train_ratings, MODEL_ARTIFACTS[role])
+        # The tags come with the version, never after it: a version without
+        # them (e.g. without its prediction clip) would be served wrongly.
         version = mlflow.register_model(
-            f"runs:/{parent.info.run_id}/{MODEL_ARTIFACTS[role]}", registry.model_name
+            f"runs:/{parent.info.run_id}/{MODEL_ARTIFACTS[role]}",
+            registry.model_name,
+            tags=version_tags,
         )
-        for key, value in version_tags.items():
-            client.set_model_version_tag(
-                registry.model_name, version.version, key, value
-            )
         moves.append((aliases[role], version.version))
         registered[role] = {
             "version": int(version.version),
