@@ -33,7 +33,6 @@ from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.metrics import (
     RANKING_PARTS,
     per_user_ranking,
-    ranking_metric_names,
     regression_metrics,
 )
 from book_recommender.models import (
@@ -43,12 +42,7 @@ from book_recommender.models import (
     popularity_als_model,
     popularity_scores,
 )
-from book_recommender.params import (
-    AlsParams,
-    ConfigurationError,
-    EvaluationParams,
-    TuningParams,
-)
+from book_recommender.params import AlsParams, EvaluationParams, TuningParams
 from book_recommender.ranking import COLD_START, top_k_served
 
 STRENGTH = "_strength"
@@ -57,8 +51,6 @@ LOWER_IS_BETTER = {"rmse", "mae"}
 RANKING_KINDS = ("implicit", "popularity")
 BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
 WARM = "warm"  # prefix of the metrics over users the model has factors for
-
-__all__ = ["ConfigurationError"]
 
 
 @dataclass(frozen=True)
@@ -277,12 +269,11 @@ def evaluate(
     data: TrainingData,
     target: DataFrame,
     evaluation: EvaluationParams,
-    block_cells: int | None = None,
 ) -> dict[str, float]:
     """A candidate's metrics on ``target``: ranking metrics as served (and
     ``warm.*`` over users it has factors for, with ``cold_user_share``), and
     for the rating family the regression metrics on pairs it knows."""
-    metrics = evaluate_ranking(fitted.model, data, target, evaluation, block_cells)
+    metrics = evaluate_ranking(fitted.model, data, target, evaluation)
     if fitted.spec.family == "rating":
         predictions = fitted.predict(known_pairs(target, data.ratings))
         metrics.update(regression_metrics(predictions, data.rating_col))
@@ -294,7 +285,6 @@ def evaluate_ranking(
     data: TrainingData,
     target: DataFrame,
     evaluation: EvaluationParams,
-    block_cells: int | None = None,
 ) -> dict[str, float]:
     """Ranking metrics at k of the lists ``model`` serves, seen items removed."""
     k = evaluation.k
@@ -307,7 +297,6 @@ def evaluate_ranking(
         data.seen,
         popularity_scores(data.seen),
         k,
-        **({"block_cells": block_cells} if block_cells else {}),
     ).cache()  # read twice below
     cold = served.groupBy(USER_IDX).agg(F.max(COLD_START).alias(COLD_START))
     per_user = per_user_ranking(served, relevant, k).join(cold, on=USER_IDX, how="left")
@@ -334,11 +323,3 @@ def evaluate_ranking(
     )
     metrics["cold_user_share"] = value("cold_share")
     return metrics
-
-
-def metric_names(k: int, family: str) -> list[str]:
-    names = [*ranking_metric_names(k), "cold_user_share"]
-    names += [f"{WARM}.{m}" for m in ranking_metric_names(k)]
-    if family == "rating":
-        names += ["rmse", "mae", "r2", "explained_variance"]
-    return names

@@ -292,7 +292,8 @@ def plot_predicted_vs_actual(
     ax.set_xlabel("actual rating on test")
     ax.set_ylabel("predicted " + ("rating" if "rating" in champions else "score"))
     ax.set_title(
-        f"Champion {champion['name']}: predicted vs actual ({len(data):,} test ratings)"
+        f"{'Rating' if 'rating' in champions else 'Recommender'} champion "
+        f"{champion['name']}: predicted vs actual ({len(data):,} test ratings)"
     )
     return fig
 
