@@ -37,6 +37,8 @@ PIP_REQUIREMENTS = ["pyspark==4.2.0"]
 # Artifacts of the parent run: the recommender champion, the rating champion.
 MODEL_ARTIFACTS = {"recommender": "model", "rating": "rating_model"}
 BASELINE_OF = {"recommender": "popularity", "rating": "bias_baseline"}
+# Prefix of each champion's tags and metrics in the parent run.
+RUN_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
 T = TypeVar("T")
 
 
@@ -332,18 +334,6 @@ def register_champions(
     registered, moves = {}, []
     for role, champion in champions.items():
         fitted = next(m for m in candidate_models if m.spec.name == champion["name"])
-        prefix = "champion" if role == "recommender" else "rating_champion"
-        tags = {
-            f"{prefix}.name": champion["name"],
-            f"{prefix}.kind": champion["kind"],
-            f"{prefix}.source_run": candidate_runs[champion["name"]],
-            f"{prefix}.selected_by": champion["selected_by"],
-            **{
-                f"{prefix}.beats_baseline.{m}": str(b).lower()
-                for m, b in champion["beats_baseline"].items()
-            },
-        }
-        mlflow.set_tags(tags)
         version_tags = {
             "role": role,
             "name": champion["name"],
@@ -355,6 +345,14 @@ def register_champions(
                 for m, b in champion["beats_baseline"].items()
             },
         }
+        # The parent run shows the same, under the champion's prefix.
+        mlflow.set_tags(
+            {
+                f"{RUN_PREFIX[role]}.{key}": value
+                for key, value in version_tags.items()
+                if key != "role"
+            }
+        )
         if fitted.clip is not None:
             version_tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
         _log_model(fitted, train_ratings, MODEL_ARTIFACTS[role])
@@ -415,9 +413,8 @@ def collect_run_metrics(
             values.update(
                 {f"{candidate['name']}.{m}": v for m, v in candidate["metrics"].items()}
             )
-    prefixes = {"recommender": "champion", "rating": "rating_champion"}
     for role, champion in champions.items():
         values.update(
-            {f"{prefixes[role]}.{m}": v for m, v in champion["test_metrics"].items()}
+            {f"{RUN_PREFIX[role]}.{m}": v for m, v in champion["test_metrics"].items()}
         )
     return {key: {"value": value, "step": 0} for key, value in values.items()}
