@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pyspark
 import pytest
 from deltalake import DeltaTable
@@ -141,14 +142,10 @@ def cluster(tmp_path_factory):
     assert all(p.poll() is not None for p in services.processes)
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_path):
-    project = copy_project(tmp_path)
-    result = subprocess.run(  # noqa: S603
-        [str(BIN / "kedro"), "run", "--env", "cluster",
-         "--params", "als.ranking.rank=8,als.ranking.reg_param=1,als.ranking.alpha=5,"
-                     "als.rating.rank=4,als.rating.reg_param=1"],
+def _kedro_run(project: Path, cluster: dict, *args: str) -> subprocess.CompletedProcess:
+    """`kedro run --env cluster ARGS` in ``project``, against the cluster."""
+    return subprocess.run(  # noqa: S603
+        [str(BIN / "kedro"), "run", "--env", "cluster", *args],
         cwd=project,
         env=os.environ | {
             "SPARK_MASTER_URL": cluster["master"],
@@ -161,6 +158,17 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
         text=True,
         timeout=1500,
         check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_path):
+    project = copy_project(tmp_path)
+    result = _kedro_run(
+        project, cluster, "--params",
+        "als.ranking.rank=8,als.ranking.reg_param=1,als.ranking.alpha=5,"
+        "als.rating.rank=4,als.rating.reg_param=1",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
@@ -188,3 +196,19 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     assert users == client.get_run(parent).data.metrics["scoring.users"]
     assert len(recs) == 10 * users
     assert set(recs["model_version"]) == {1}
+
+    # Another machine that never trained (no data/ but the raw files) scores
+    # from the registry alone, and writes the same lists.
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = copy_project(tmp_path / "elsewhere")
+    scoring = _kedro_run(elsewhere, cluster, "--pipeline", "scoring")
+    assert scoring.returncode == 0, scoring.stdout[-4000:] + scoring.stderr[-4000:]
+    assert not (elsewhere / "data/05_model_input").exists()
+    again = DeltaTable(
+        str(elsewhere / "data/07_model_output/user_recommendations")
+    ).to_pandas()
+    columns = ["User-ID", "rank", "ISBN", "cold_start", "model_version"]
+    pd.testing.assert_frame_equal(
+        again[columns].sort_values(["User-ID", "rank"], ignore_index=True),
+        recs[columns].sort_values(["User-ID", "rank"], ignore_index=True),
+    )

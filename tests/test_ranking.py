@@ -4,6 +4,7 @@ out, ties by item id, cold users on the popular fallback, bounded blocks."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
@@ -14,7 +15,9 @@ from book_recommender.models import (
     als_model_from_factors,
     popularity_scores,
 )
-from book_recommender.ranking import COLD_START, top_k_rows, top_k_served
+from book_recommender.ranking import COLD_START, top_k_served
+from book_recommender.registry import export_bundle
+from book_recommender.topk import top_k_rows
 
 N_USERS, N_ITEMS, RANK_ = 40, 60, 5
 
@@ -127,3 +130,29 @@ def test_top_k_rows_is_exact_on_wide_random_rows():
     rows, cols, _ = top_k_rows(scores, 10)
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     assert cols.reshape(20, 10).tolist() == expected.tolist()
+
+
+def test_the_registered_bundle_serves_the_lists_evaluation_measured(
+    spark, random_model, seen
+):
+    """Scoring and the served model rank from the exported bundle; evaluation
+    ranks from the Spark model. Same lists, for warm and cold users alike."""
+    users = seen.select(USER_IDX).distinct()  # users 40..44 have no factors
+    served = _lists(top_k_served(random_model, users, seen, popularity_scores(seen), 6))
+    raw = users.select(USER_IDX, F.concat(F.lit("u"), USER_IDX).alias("User-ID"))
+    items = (
+        seen.select(ITEM_IDX)
+        .distinct()
+        .union(random_model.itemFactors.select("id"))
+        .distinct()
+        .select(ITEM_IDX, F.concat(F.lit("i"), ITEM_IDX).alias("ISBN"))
+    )
+    columns = {"user_id": "User-ID", "item_id": "ISBN", "item_info": "ISBN"}
+    bundle = export_bundle(random_model, seen, raw, items, columns, 6, None)
+    ranked = pd.concat(list(bundle.top_k(np.arange(len(bundle.users)), 6, 3 * N_ITEMS)))
+    by_user: dict[int, list[int]] = {}
+    for row in ranked.sort_values(["request", RANK]).itertuples():
+        user = int(bundle.users["user_idx"].iloc[row.request])
+        by_user.setdefault(user, []).append(int(bundle.table.ids[row.position]))
+    assert by_user == served
+    assert any(u >= N_USERS for u in by_user)  # cold users were compared too

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import nbformat
@@ -128,6 +135,14 @@ def test_scoring_an_unknown_alias_or_version_names_what_exists(
     assert "versions [1, 2]" in message and "champion" in message
 
 
+@pytest.mark.e2e
+def test_scoring_refuses_a_version_that_is_not_a_recommender(trained):
+    project, _ = trained
+    with pytest.raises(Exception) as error:
+        _run(project, "scoring", {"scoring": {"model_alias": "rating"}})
+    assert "is a 'rating' model, not a recommender" in str(error.value)
+
+
 FIGURES = [
     "top_authors", "most_rated_books", "most_popular_items", "rating_distribution",
     "long_tail", "user_ages", "model_comparison", "predicted_vs_actual",
@@ -209,6 +224,164 @@ def test_notebook_runs_top_to_bottom(spark, trained):
     ].iloc[0]
     printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
     assert f"First recommendation for user {user}: {title}" in printed
+
+
+LOAD_SCRIPT = """
+import json, sys
+import mlflow
+import pandas as pd
+
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+ids = pd.DataFrame({"User-ID": json.loads(sys.argv[3])})
+print(model.predict(ids).to_json(orient="records"))
+"""
+
+
+def _delta_lists(recs: pd.DataFrame, user: str) -> tuple[list, list]:
+    mine = recs[recs["User-ID"] == user].sort_values("rank")
+    return mine["ISBN"].tolist(), mine["Book-Title"].tolist()
+
+
+@pytest.mark.e2e
+def test_the_registered_champion_answers_raw_ids_in_a_fresh_process(spark, trained):
+    """`mlflow.pyfunc.load_model("models:/...@champion")` with nothing but MLflow:
+    the lists of the Delta table of the same version, and flagged popular books
+    for an id the model never saw, one answer per input row."""
+    project, client = trained
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    recs = _read_delta(
+        spark, project / "data/07_model_output/user_recommendations"
+    ).toPandas()
+    recs = recs[recs["model_version"] == int(champion.version)]
+    personal = sorted(set(recs.loc[~recs["cold_start"], "User-ID"]))[:3]
+    cold = sorted(set(recs.loc[recs["cold_start"], "User-ID"]))[:1]
+    asked = [*personal, "no-such-user", *cold, personal[0]]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_SCRIPT,
+            f"sqlite:///{project / 'mlflow.db'}",
+            f"models:/{MODEL}@champion",
+            json.dumps(asked),
+        ],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [a["User-ID"] for a in answers] == asked
+    for answer in answers:
+        if answer["User-ID"] == "no-such-user":
+            continue
+        isbns, titles = _delta_lists(recs, answer["User-ID"])
+        assert answer["ISBN"] == isbns, answer["User-ID"]
+        assert answer["Book-Title"] == titles
+        assert answer["rank"] == list(range(1, len(isbns) + 1))
+        assert answer["cold_start"] == (answer["User-ID"] in cold)
+    unknown = answers[len(personal)]
+    popular = recs[recs["cold_start"]].groupby("ISBN").size()
+    assert unknown["cold_start"] is True and len(unknown["ISBN"]) == 10  # noqa: PLR2004
+    assert unknown["score"] == [None] * 10
+    assert set(unknown["ISBN"]) <= set(popular.index) | set(recs["ISBN"])
+    assert answers[-1] == answers[0]
+    # The version says what it is, and the run has a name people can read.
+    assert "beats popularity" in champion.description
+    run = client.get_run(champion.run_id)
+    assert run.info.run_name == "all pipelines, env test"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    logged = client.get_logged_model(champion.source.removeprefix("models:/"))
+    assert logged.name == "recommender" and logged.source_run_id == champion.run_id
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
+    project, client = trained
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent  # the server starts `uvicorn` from PATH
+    env = os.environ | {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    mlflow_cli = bin_dir / "mlflow"
+    server = subprocess.Popen(
+        [
+            str(mlflow_cli),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-3000:]
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        known = client.get_model_version_by_alias(MODEL, "champion")
+        request = {
+            "dataframe_split": {
+                "columns": ["User-ID", "k"],
+                "data": [["no-such-user", 3], [_a_known_user(project), 5]],
+            }
+        }
+        reply = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{base}/invocations",
+                data=json.dumps(request).encode(),
+                headers={"Content-Type": "application/json"},
+            ),
+            timeout=60,
+        )
+        predictions = json.loads(reply.read())["predictions"]
+        assert [p["User-ID"] for p in predictions] == [
+            "no-such-user",
+            _a_known_user(project),
+        ]
+        assert predictions[0]["cold_start"] is True and len(predictions[0]["ISBN"]) == 3
+        assert (
+            predictions[1]["cold_start"] is False and len(predictions[1]["ISBN"]) == 5
+        )
+        assert predictions[1]["rank"] == [1, 2, 3, 4, 5]
+        assert known.tags["role"] == "recommender"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _a_known_user(project: Path) -> str:
+    """The first user with factors in the champion's Delta rows."""
+    recs = DeltaTable(
+        str(project / "data/07_model_output/user_recommendations")
+    ).to_pandas()
+    return sorted(recs.loc[~recs["cold_start"], "User-ID"])[0]
 
 
 def _candidate_count(params: dict) -> int:

@@ -7,14 +7,18 @@ import os
 import time
 from pathlib import Path
 
+import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
+from kedro.framework.project import settings
 from kedro.pipeline import Node
 
 from book_recommender.params import check_parameters
 from book_recommender.spark_session import build_spark_session
 
 TIMINGS_ENV = "BOOK_RECOMMENDER_NODE_TIMINGS"
+# The MLflow UI opens an experiment on the view this tag names.
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 class ParameterCheckHooks:
@@ -23,6 +27,36 @@ class ParameterCheckHooks:
         """Checks the typed settings (base, the environment, ``--params``) before
         Spark starts or any node reads data."""
         check_parameters(context.params, context.env)
+
+
+def _env(run_params: dict) -> str:
+    """The environment in force: ``--env``, else $KEDRO_ENV, else the default."""
+    return (
+        run_params.get("env")
+        or os.environ.get("KEDRO_ENV")
+        or settings.CONFIG_LOADER_ARGS.get("default_run_env", "local")
+    )
+
+
+class MlflowRunHooks:
+    """Names the run after its pipelines and environment (kedro-mlflow names it
+    after the pipeline alone, ``__default__``) and opens the experiment in the
+    MLflow UI's model-training view rather than the GenAI one."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict) -> None:
+        run = mlflow.active_run()  # started by kedro-mlflow's hook, called first
+        if run is None:
+            return
+        pipelines = run_params.get("pipeline_names") or ["__default__"]
+        if run.info.run_name == "+".join(pipelines):
+            names = ["all pipelines" if p == "__default__" else p for p in pipelines]
+            mlflow.set_tag(
+                "mlflow.runName", f"{' + '.join(names)}, env {_env(run_params)}"
+            )
+        experiment = mlflow.get_experiment(run.info.experiment_id)
+        if EXPERIMENT_KIND not in experiment.tags:
+            mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
 
 
 class SparkHooks:

@@ -7,12 +7,17 @@ from pathlib import Path
 
 from omegaconf.resolvers import oc
 
-from book_recommender.hooks import NodeTimingHooks, ParameterCheckHooks, SparkHooks
+from book_recommender.hooks import (
+    MlflowRunHooks,
+    NodeTimingHooks,
+    ParameterCheckHooks,
+    SparkHooks,
+)
 
 # The SparkSession is created once, by SparkHooks, before any dataset needs it.
 # Pluggy calls the hooks last registered first: settings are checked before Spark
 # starts.
-HOOKS = (SparkHooks(), NodeTimingHooks(), ParameterCheckHooks())
+HOOKS = (SparkHooks(), NodeTimingHooks(), MlflowRunHooks(), ParameterCheckHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -8,12 +8,14 @@ import pytest
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.datasets import RegisteredRecommender
 from book_recommender.pipelines.data_science.nodes import (
     select_champions,
     train_candidates,
     tune_candidates,
 )
 from book_recommender.pipelines.scoring.nodes import recommend_for_users
+from book_recommender.registry import export_bundle
 from tests.test_params import BASE
 
 COLUMNS = {
@@ -108,15 +110,10 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
             F.concat(F.lit("Book "), F.col(ITEM_IDX)).alias("Book-Title"),
         )
     )
-    table = recommend_for_users(
-        model,
-        {"model_version": 1, "clip": None},
-        ratings,
-        users,
-        items,
-        COLUMNS,
-        {"k": K, "exclude_rated": True},
-    ).toPandas()
+    bundle = export_bundle(model, ratings, users, items, COLUMNS, K, None)
+    champion = RegisteredRecommender("m", 1, bundle, {"role": "recommender"})
+    table = recommend_for_users(champion, {"k": K, "exclude_rated": True}).toPandas()
+    assert (table["model_version"] == 1).all()
     assert set(table["User-ID"]) == {str(u) for u in range(USERS)}
     assert (table.groupby("User-ID").size() == K).all()
     assert not table["cold_start"].any()

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.params import parse
+from book_recommender.registry import export_bundle, log_served_model, register
 from book_recommender.training import (
     FittedModel,
     ModelSpec,
@@ -34,8 +35,8 @@ logger = logging.getLogger(__name__)
 # Logging a Spark model is much faster with explicit requirements than with
 # MLflow's inference of them.
 PIP_REQUIREMENTS = ["pyspark==4.2.0"]
-# Artifacts of the parent run: the recommender champion, the rating champion.
-MODEL_ARTIFACTS = {"recommender": "model", "rating": "rating_model"}
+# Logged models of the parent run: the recommender champion, the rating champion.
+MODEL_ARTIFACTS = {"recommender": "recommender", "rating": "rating_predictor"}
 BASELINE_OF = {"recommender": "popularity", "rating": "bias_baseline"}
 # Prefix of each champion's tags and metrics in the parent run.
 RUN_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
@@ -259,14 +260,18 @@ def predict_test_ratings(
     return fitted.predict(test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]))
 
 
-def _log_model(fitted: FittedModel, train: DataFrame, artifact_path: str) -> None:
-    """Logs the Spark model to the active run, with a signature inferred from
-    training input and the model's predictions for it."""
+def _log_model(fitted: FittedModel, train: DataFrame) -> None:
+    """Logs the Spark model (for batch use) to the active run, with a signature
+    inferred from training input and the model's predictions for it. Pairs it
+    has no factors for get NaN, not dropped rows."""
+    model = fitted.model.copy({fitted.model.coldStartStrategy: "nan"})
     sample = train.select(USER_IDX, ITEM_IDX).limit(200)
-    predictions = fitted.predict(sample).select(PREDICTION).toPandas()
+    predictions = model.transform(sample).select(PREDICTION).toPandas()
+    # mlflow.spark.log_model (MLflow 3.17) still takes artifact_path, and logs no
+    # LoggedModel: the registered champions are pyfunc models, logged with name=.
     mlflow.spark.log_model(
-        fitted.model,
-        artifact_path=artifact_path,
+        model,
+        "model",
         signature=infer_signature(sample.toPandas(), predictions),
         pip_requirements=PIP_REQUIREMENTS,
     )
@@ -304,26 +309,70 @@ def log_candidates(
                 }
             )
             mlflow.set_tag("family", spec.family)
-            _log_model(fitted, train_ratings, "model")
+            _log_model(fitted, train_ratings)
             runs[spec.name] = run.info.run_id
     return runs
+
+
+def _description(
+    champion: dict[str, Any],
+    candidate_metrics: list[dict[str, Any]],
+    data_statistics: dict[str, Any],
+    columns: dict[str, Any],
+    k: int,
+) -> str:
+    """What the version is, what it beat and on which data, for the registry."""
+    metric = champion["selected_by"].removeprefix("validation_")
+    test = {m["name"]: m["metrics"] for m in candidate_metrics}
+    mine, theirs = champion["test_metrics"][metric], test[champion["baseline"]][metric]
+    data = data_statistics["model_input"]
+    params = ", ".join(
+        f"{key} {value:g}"
+        for key, value in champion["params"].items()
+        if key in ("rank", "reg_param", "alpha")
+    )
+    what = (
+        f"Top-{k} unseen books for a raw '{columns['user_id']}' (column 'k' "
+        "optional); unknown users get the most popular books, flagged cold_start."
+        if champion["role"] == "recommender"
+        else f"Ratings of raw ('{columns['user_id']}', '{columns['item_id']}') pairs, "
+        "clipped to the rating range; pairs without factors come back known=false."
+    )
+    verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
+    return (
+        f"{champion['role'].capitalize()} champion {champion['name']} "
+        f"({champion['kind']}{', ' + params if params else ''}), picked on "
+        f"{champion['selected_by']} among {len(candidate_metrics)} candidates. "
+        f"On test it {verdict} {champion['baseline']}: {metric} {mine:.4f} vs "
+        f"{theirs:.4f}. Data: {data['users']:,} users x {data['items']:,} items, "
+        f"{data['interactions']:,} interactions. {what}"
+    )
 
 
 def register_champions(
     candidate_models: list[FittedModel],
     champions: dict[str, Any],
     candidate_runs: dict[str, str],
-    train_ratings: DataFrame,
+    candidate_metrics: list[dict[str, Any]],
+    data_statistics: dict[str, Any],
+    model_input_ratings: DataFrame,
+    indexed_users: DataFrame,
+    indexed_items: DataFrame,
+    columns: dict[str, Any],
+    evaluation: dict[str, Any],
     registry: dict[str, Any],
 ) -> dict[str, Any]:
-    """Logs each champion to the parent run, registers it with its tags and
-    moves the aliases (``registry.alias`` to the recommender champion, which
-    scoring serves; ``registry.rating_alias`` to the rating champion).
+    """Logs each champion to the parent run as a pyfunc model that answers by
+    raw ids (``serving.Recommender`` or ``serving.RatingPredictor``), registers
+    it with its tags and description and moves the aliases
+    (``registry.alias`` to the recommender champion, which scoring serves;
+    ``registry.rating_alias`` to the rating champion).
 
     The aliases move last, after every earlier step succeeded, so a failed run
     leaves the previous champions where they were.
     """
     registry = parse("registry", registry)
+    evaluation = parse("evaluation", evaluation)
     parent = mlflow.active_run()
     if parent is None:
         raise RuntimeError(
@@ -355,18 +404,29 @@ def register_champions(
         )
         if fitted.clip is not None:
             version_tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
-        _log_model(fitted, train_ratings, MODEL_ARTIFACTS[role])
-        # The tags come with the version, never after it: a version without
-        # them (e.g. without its prediction clip) would be served wrongly.
-        version = mlflow.register_model(
-            f"runs:/{parent.info.run_id}/{MODEL_ARTIFACTS[role]}",
+        bundle = export_bundle(
+            fitted.model,
+            model_input_ratings,
+            indexed_users,
+            indexed_items,
+            columns,
+            evaluation.k,
+            fitted.clip,
+        )
+        logged = log_served_model(bundle, role, MODEL_ARTIFACTS[role])
+        version = register(
+            logged,
             registry.model_name,
-            tags=version_tags,
+            version_tags,
+            _description(
+                champion, candidate_metrics, data_statistics, columns, evaluation.k
+            ),
         )
         moves.append((aliases[role], version.version))
         registered[role] = {
             "version": int(version.version),
             "alias": aliases[role],
+            "model_uri": logged.model_uri,
             **version_tags,
         }
     for alias, version in moves:

@@ -1,22 +1,21 @@
-"""Nodes of the scoring pipeline: top-k books for every user from the registered model."""
+"""Nodes of the scoring pipeline: top-k books for every user from the registered
+recommender, as a Delta table."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import Any
 
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from pyspark.ml import PipelineModel
-from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.metrics import RANK, SCORE
-from book_recommender.models import popularity_scores
-from book_recommender.ranking import COLD_START, top_k_served
+from book_recommender.datasets import RegisteredRecommender
+from book_recommender.serving import COLD_START, RANK, SCORE, Bundle
 
 logger = logging.getLogger(__name__)
 
@@ -24,131 +23,85 @@ PARAMS_FILE = "conf/base/parameters_scoring.yml"
 MODEL_VERSION = "model_version"
 
 
-class ModelNotFoundError(LookupError):
-    """The registry has no model under the name, alias or version asked for."""
-
-
-def _reference(scoring: dict[str, Any]) -> tuple[str, str, str]:
-    """(model name, what was asked for, model URI): a version wins over an alias."""
-    name = scoring["model_name"]
-    version = scoring.get("model_version")
-    if version is not None:
-        return name, f"version {version}", f"models:/{name}/{version}"
-    alias = scoring.get("model_alias") or "champion"
-    return name, f"alias '{alias}'", f"models:/{name}@{alias}"
-
-
-def _resolve(client: MlflowClient, name: str, scoring: dict[str, Any]):
-    try:
-        if scoring.get("model_version") is not None:
-            return client.get_model_version(name, str(scoring["model_version"]))
-        return client.get_model_version_by_alias(
-            name, scoring.get("model_alias") or "champion"
+def _ranked_rows(bundle: Bundle, rows: np.ndarray, k: int) -> Iterator[pd.DataFrame]:
+    """The Delta table's rows for the users at ``rows`` of the bundle."""
+    user = bundle.columns["user_id"]
+    for ranked in bundle.top_k(rows, k):
+        requested = bundle.users.iloc[rows[ranked["request"].to_numpy()]]
+        items = bundle.items.iloc[ranked["position"].to_numpy()]
+        cold = ranked[COLD_START].to_numpy()
+        yield pd.DataFrame(
+            {
+                user: requested["user"].to_numpy(),
+                USER_IDX: requested["user_idx"].to_numpy(np.int32),
+                RANK: ranked[RANK].to_numpy(np.int32),
+                **{c: items[c].to_numpy() for c in bundle.meta["item_columns"]},
+                ITEM_IDX: items["item_idx"].to_numpy(np.int32),
+                # A fallback's score is a popularity count, not the model's: none.
+                SCORE: np.where(cold, np.nan, ranked[SCORE].to_numpy(np.float32)),
+                COLD_START: cold,
+            }
         )
-    except MlflowException as error:
-        try:
-            versions = sorted(
-                int(v.version) for v in client.search_model_versions(f"name='{name}'")
-            )
-            aliases = client.get_registered_model(name).aliases
-        except MlflowException:
-            versions, aliases = [], {}
-        _, asked, _ = _reference(scoring)
-        existing = (
-            f"it has versions {versions} and aliases {aliases or '{}'}"
-            if versions
-            else "no version of it is registered (run the data_science pipeline first)"
-        )
-        raise ModelNotFoundError(
-            f"Registered model '{name}' has no {asked} in the registry at "
-            f"{mlflow.get_registry_uri()}: {existing}. Set scoring.model_alias or "
-            f"scoring.model_version ({PARAMS_FILE})."
-        ) from error
-
-
-def load_registered_model(
-    registered_model: dict[str, Any], scoring: dict[str, Any]
-) -> tuple[ALSModel, dict[str, Any]]:
-    """The ALS model behind ``scoring.model_alias`` (or ``model_version``).
-
-    ``registered_model`` is what the last training run registered; scoring says
-    so when it uses another version.
-    """
-    client = MlflowClient()
-    name, asked, uri = _reference(scoring)
-    version = _resolve(client, name, scoring)
-    loaded = mlflow.spark.load_model(uri)
-    model = loaded.stages[-1] if isinstance(loaded, PipelineModel) else loaded
-    if not isinstance(model, ALSModel):
-        raise TypeError(f"{uri} holds a {type(model).__name__}, not an ALSModel.")
-    if int(version.version) != int(registered_model.get("version", -1)):
-        logger.warning(
-            "Scoring with %s %s (version %s); the last training run registered version %s.",
-            name, asked, version.version, registered_model.get("version"),
-        )  # fmt: skip
-    clip = version.tags.get("prediction_clip")
-    info = {
-        "model_name": name,
-        "model_version": int(version.version),
-        "clip": [float(x) for x in clip.split(",")] if clip else None,
-    }
-    logger.info("Scoring with %s version %s (%s)", name, version.version, asked)
-    return model, info
 
 
 def recommend_for_users(
-    model: ALSModel,
-    model_info: dict[str, Any],
-    model_input_ratings: DataFrame,
-    indexed_users: DataFrame,
-    indexed_items: DataFrame,
-    columns: dict[str, str],
-    scoring: dict[str, Any],
+    champion: RegisteredRecommender, scoring: dict[str, Any]
 ) -> DataFrame:
     """The top ``k`` books for every user with an interaction, titles joined.
 
-    Books the user already rated are left out (unless ``exclude_rated`` is false,
-    as in the tutorial). Users the model has no factors for get the most popular
-    books they have not rated, flagged in ``cold_start``.
+    Ranked exactly as the registered model answers a request (``Bundle.top_k``),
+    in Spark tasks over blocks of users. Books the user already rated are left
+    out (unless ``exclude_rated`` is false, as in the tutorial). Users without
+    factors get the most popular books they have not rated, flagged
+    ``cold_start``.
     """
-    k = int(scoring.get("k", 10))
+    k = int(scoring["k"])
     if k < 1:
         raise ValueError(f"scoring.k must be >= 1; found {k} ({PARAMS_FILE}).")
-    users = model_input_ratings.select(USER_IDX).distinct()
-    seen = model_input_ratings.select(USER_IDX, ITEM_IDX)
-    if not scoring.get("exclude_rated", True):
-        seen = seen.limit(0)
-    served = top_k_served(model, users, seen, popularity_scores(model_input_ratings), k)
-    clip = model_info.get("clip")
-    score = F.col(SCORE)
-    if clip:
-        score = F.least(F.greatest(score, F.lit(clip[0])), F.lit(clip[1]))
-    # A cold-start row's score is a popularity count, not the model's: none.
-    recommendations = served.withColumn(
-        SCORE, F.when(F.col(COLD_START), F.lit(None)).otherwise(score)
-    )
-    user, item = columns["user_id"], columns["item_id"]
-    item_columns = [
-        c for c in (item, columns["item_info"], columns.get("item_author")) if c
-    ]
-    return (
-        recommendations.join(indexed_users.select(USER_IDX, user), on=USER_IDX)
-        .join(indexed_items.select(ITEM_IDX, *item_columns), on=ITEM_IDX)
-        .select(
-            user,
-            USER_IDX,
-            F.col(RANK).cast("int").alias(RANK),
-            *item_columns,
-            ITEM_IDX,
-            F.col(SCORE).cast("float").alias(SCORE),
-            COLD_START,
-            F.lit(model_info["model_version"]).alias(MODEL_VERSION),
+    bundle = champion.bundle
+    if not scoring["exclude_rated"]:
+        bundle = dataclasses.replace(
+            bundle,
+            seen_indptr=np.zeros_like(bundle.seen_indptr),
+            seen_items=bundle.seen_items[:0],
         )
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError("No active SparkSession: run through `kedro run`.")
+    logger.info(
+        "Scoring %s users with %s version %s",
+        len(bundle.users),
+        champion.name,
+        champion.version,
+    )
+    shared = spark.sparkContext.broadcast(bundle)
+    user = bundle.columns["user_id"]
+    schema = ", ".join(
+        [
+            f"`{user}` string",
+            f"{USER_IDX} int",
+            f"{RANK} int",
+            *[f"`{c}` string" for c in bundle.meta["item_columns"]],
+            f"{ITEM_IDX} int",
+            f"{SCORE} float",
+            f"{COLD_START} boolean",
+        ]
+    )
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            yield from _ranked_rows(shared.value, batch["id"].to_numpy(), k)
+
+    return (
+        spark.range(len(bundle.users))
+        .repartition(spark.sparkContext.defaultParallelism * 2)
+        .mapInPandas(score, schema)
+        .withColumn(MODEL_VERSION, F.lit(champion.version))
     )
 
 
 def summarize_recommendations(
-    user_recommendations: DataFrame, model_info: dict[str, Any]
+    user_recommendations: DataFrame, champion: RegisteredRecommender
 ) -> dict[str, dict[str, float]]:
     """Row count, users and the model version, for the MLflow run."""
     row = user_recommendations.agg(
@@ -160,7 +113,7 @@ def summarize_recommendations(
         "scoring.rows": float(row["rows"]),
         "scoring.users": float(row["users"]),
         "scoring.cold_start_rows": float(row["cold"] or 0),
-        "scoring.model_version": float(model_info["model_version"]),
+        "scoring.model_version": float(champion.version),
     }
     logger.info("Wrote %s recommendations for %s users", row["rows"], row["users"])
     return {key: {"value": value, "step": 0} for key, value in values.items()}

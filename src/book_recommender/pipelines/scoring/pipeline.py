@@ -1,28 +1,18 @@
-"""scoring: top-k books for every user from the registered model, as a Delta table."""
+"""scoring: top-k books for every user from the registered recommender, as a
+Delta table."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import load_registered_model, recommend_for_users, summarize_recommendations
+from .nodes import recommend_for_users, summarize_recommendations
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                load_registered_model,
-                inputs=["registered_model", "params:scoring"],
-                outputs=["scoring_model", "scoring_model_info"],
-                name="load_registered_model",
-            ),
-            Node(
                 recommend_for_users,
                 inputs={
-                    "model": "scoring_model",
-                    "model_info": "scoring_model_info",
-                    "model_input_ratings": "model_input_ratings",
-                    "indexed_users": "indexed_users",
-                    "indexed_items": "indexed_items",
-                    "columns": "params:columns",
+                    "champion": "champion_recommender",
                     "scoring": "params:scoring",
                 },
                 outputs="user_recommendations",
@@ -30,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 summarize_recommendations,
-                inputs=["user_recommendations", "scoring_model_info"],
+                inputs=["user_recommendations", "champion_recommender"],
                 outputs="scoring_metrics",
                 name="summarize_recommendations",
             ),

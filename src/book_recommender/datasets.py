@@ -1,0 +1,125 @@
+"""Catalog datasets of the project: a registered model, loaded by alias or version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from kedro.io import AbstractDataset, DatasetError
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from book_recommender.serving import Bundle, Recommender
+
+
+@dataclass(frozen=True)
+class RegisteredRecommender:
+    """A registered recommender version and what it serves from."""
+
+    name: str
+    version: int
+    bundle: Bundle
+    tags: dict[str, str]
+
+
+class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender]):
+    """Loads ``models:/<model_name>@<alias>`` (or ``/<model_version>``, which wins) from
+    the MLflow registry as a ``serving.Recommender``.
+
+    Only the registry is needed, not the training run's local files, so a
+    machine that never trained can score. A version without the tags training
+    gives it in the same call that creates it, or that is not a recommender,
+    is refused.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        alias: str | None = "champion",
+        model_version: int | str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._model_name = model_name
+        self._alias = alias or "champion"
+        # Not "version": Kedro reserves that key for its own dataset versioning.
+        self._version = (
+            None if model_version in (None, "", "null") else str(model_version)
+        )
+        self.metadata = metadata
+
+    @property
+    def _asked(self) -> str:
+        if self._version is not None:
+            return f"version {self._version}"
+        return f"alias '{self._alias}'"
+
+    def _describe(self) -> dict[str, Any]:
+        return {"model_name": self._model_name, "asked": self._asked}
+
+    def _version_entry(self, client: MlflowClient):
+        try:
+            if self._version is not None:
+                return client.get_model_version(self._model_name, self._version)
+            return client.get_model_version_by_alias(self._model_name, self._alias)
+        except MlflowException as error:
+            try:
+                versions = sorted(
+                    int(v.version)
+                    for v in client.search_model_versions(f"name='{self._model_name}'")
+                )
+                aliases = client.get_registered_model(self._model_name).aliases
+            except MlflowException:
+                versions, aliases = [], {}
+            existing = (
+                f"it has versions {versions} and aliases {aliases or '{}'}"
+                if versions
+                else "no version of it is registered (run the data_science "
+                "pipeline first)"
+            )
+            raise DatasetError(
+                f"Registered model '{self._model_name}' has no {self._asked} in the "
+                f"registry at {mlflow.get_registry_uri()}: {existing}. Choose with "
+                "`kedro run --pipeline scoring --params scoring.model_alias=<alias>` "
+                "or `scoring.model_version=<n>`."
+            ) from error
+
+    def load(self) -> RegisteredRecommender:
+        client = MlflowClient()
+        entry = self._version_entry(client)
+        where = f"'{self._model_name}' version {entry.version} ({self._asked})"
+        if "role" not in entry.tags:
+            raise DatasetError(
+                f"{where} has no 'role' tag: its registration did not finish (the "
+                "run was interrupted). Score another version, or retrain."
+            )
+        model = mlflow.pyfunc.load_model(f"models:/{self._model_name}/{entry.version}")
+        try:
+            python_model = model.unwrap_python_model()
+        except MlflowException:
+            python_model = None
+        if not isinstance(python_model, Recommender):
+            raise DatasetError(
+                f"{where} is a '{entry.tags['role']}' model, not a recommender "
+                "registered by this version of the project (serving.Recommender). "
+                "Score the recommender champion's alias, or retrain."
+            )
+        return RegisteredRecommender(
+            name=self._model_name,
+            version=int(entry.version),
+            bundle=python_model.bundle,
+            tags=dict(entry.tags),
+        )
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Takes what training registered (``register_champions``). Nothing is
+        written: the registry already holds it. Saving orders the full run
+        (scoring after registration) and checks that training registered the
+        model scoring reads."""
+        if data["model_name"] != self._model_name:
+            raise DatasetError(
+                f"Training registered '{data['model_name']}' (registry.model_name) "
+                f"but scoring reads '{self._model_name}' (the catalog's "
+                "champion_recommender.model_name): make them the same."
+            )
+
