@@ -43,6 +43,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _redirect(self, location):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_GET(self):
         _, mode, name = self.path.split("/", 2)
         self.requests.append(self.path)
@@ -58,6 +64,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif mode == "html":
             self._send(200, b"<!DOCTYPE html><html><body>Not found</body></html>")
+        elif mode == "moved":  # a redirect on the same host
+            self._redirect(f"/good/{name}")
+        elif mode == "away":  # a redirect to another host name (same server)
+            port = self.server.server_address[1]
+            self._redirect(f"http://localhost:{port}/good/{name}")
+        elif mode == "endless":  # no Content-Length: the body streams until closed
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(body * 20)
+            self.close_connection = True
         elif mode == "swapped":  # Users.csv served under every name
             self._send(200, (DEMO / "Users.csv").read_bytes())
         else:
@@ -138,6 +155,9 @@ def test_present_files_are_not_downloaded_again(server, previous):
         ("swapped", {}, "does not look like the expected CSV"),
         ("good", {"expected": {"Books.csv": {"sha256": "0" * 64}}}, "has SHA-256"),
         ("good", {"expected": {"Books.csv": {"size": 123}}}, "but 123 were expected"),
+        ("away", {}, "redirected to another host (http://localhost:"),
+        ("endless", {"max_bytes": 100_000}, "sent more than"),
+        ("good", {"max_bytes": 1000}, "more than data_processing.download.max_bytes"),
     ],
 )
 def test_a_bad_download_leaves_the_previous_files_untouched(
@@ -225,3 +245,22 @@ def test_overwrite_without_a_url_is_a_config_error(previous):
     with pytest.raises(ValueError, match="overwrite is true but .*remote_url"):
         fetch_raw_data(COLUMNS, _params(folder, None, overwrite=True))
     _left_as_it_was(folder, digests)
+
+
+def test_a_redirect_on_the_same_host_is_followed_and_the_final_url_kept(
+    server, tmp_path, caplog
+):
+    folder = tmp_path / "raw"
+    with caplog.at_level("INFO"):
+        described = fetch_raw_data(COLUMNS, _params(folder, f"{server}/moved"))
+    assert described["items_file"]["url"] == f"{server}/moved/Books.csv"
+    assert described["items_file"]["final_url"] == f"{server}/good/Books.csv"
+    assert _sha(folder / "Books.csv") == _sha(DEMO / "Books.csv")
+    assert f"from {server}/good/Books.csv" in caplog.text
+
+
+def test_a_redirect_to_an_allowed_host_is_followed(server, tmp_path):
+    folder = tmp_path / "raw"
+    params = _params(folder, f"{server}/away", allowed_redirect_hosts=["localhost"])
+    described = fetch_raw_data(COLUMNS, params)
+    assert described["users_file"]["final_url"].startswith("http://localhost:")

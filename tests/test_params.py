@@ -91,3 +91,20 @@ def test_both_families_disabled_is_a_contradiction():
         ConfigurationError, match=r"als.ranking.enabled and als.rating.enabled"
     ):
         parse("als", als)
+
+
+def test_scoring_and_minimum_data_settings_are_checked_at_start_up_too():
+    with pytest.raises(ConfigurationError) as error:
+        check_parameters({"scoring": {"k": 0, "exclude_rated": True}})
+    assert "scoring.k: " in str(error.value)
+    assert "conf/base/parameters_scoring.yml" in str(error.value)
+    minimum = {"interactions": 1, "train_rows": 0, "test_rows": 1}
+    with pytest.raises(ConfigurationError) as error:
+        check_parameters({"data_processing": {"minimum": minimum}})
+    assert "data_processing.minimum.train_rows: " in str(error.value)
+    assert "conf/base/parameters_data_processing.yml" in str(error.value)
+    # The files as they are parse.
+    for name in ("parameters_scoring.yml", "parameters_data_processing.yml"):
+        check_parameters(
+            yaml.safe_load((PROJECT_ROOT / "conf/base" / name).read_text())
+        )

@@ -5,6 +5,10 @@ the target only after every check passed: the status was 200, the body is not an
 HTML page, it is as long as the server announced, it starts with the expected CSV
 header, and its size and SHA-256 match the configured ones (when configured).
 A failure removes the temporary file and leaves any previous file untouched.
+
+Redirects are followed only to the same host (or a configured list of hosts) and
+never from https to http; the URL the file finally came from is logged. A body
+larger than ``max_bytes`` is cut off and refused, announced length or not.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +49,29 @@ class Expected:
     size: int | None = None  # exact size in bytes
     sha256: str | None = None
     min_bytes: int = 1
+    max_bytes: int | None = None  # refuse (and stop reading) a larger body
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same host or an allowed one, and never
+    from https to http."""
+
+    def __init__(self, allowed_hosts: Sequence[str] = ()) -> None:
+        self.allowed_hosts = set(allowed_hosts)
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if old.scheme == "https" and new.scheme != "https":
+            raise _Permanent(
+                f"{req.full_url} redirected from https to {newurl}: refused."
+            )
+        if new.hostname != old.hostname and new.hostname not in self.allowed_hosts:
+            raise _Permanent(
+                f"{req.full_url} redirected to another host ({newurl}): refused. "
+                "Allow it in data_processing.download.allowed_redirect_hosts if "
+                "you trust it."
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _is_html(head: bytes, content_type: str) -> bool:
@@ -64,18 +92,33 @@ def _check_header(head: bytes, expected: Expected, url: str) -> None:
         )
 
 
-def _fetch_once(url: str, tmp: Path, expected: Expected, timeout: float) -> dict:
-    """One attempt: the body into ``tmp``, checked; the file's size and digest."""
+def _fetch_once(
+    url: str,
+    tmp: Path,
+    expected: Expected,
+    timeout: float,
+    allowed_hosts: Sequence[str] = (),
+) -> dict:
+    """One attempt: the body into ``tmp``, checked; the file's size and digest
+    and the URL it finally came from."""
     request = urllib.request.Request(url, headers={"User-Agent": "book-recommender"})
+    opener = urllib.request.build_opener(_SameHostRedirects(allowed_hosts))
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
+        response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as error:
         message = f"{url} answered HTTP {error.code} {error.reason}"
         if error.code in {408, 425, 429} or error.code >= 500:  # noqa: PLR2004
             raise DownloadError(message) from error
         raise _Permanent(message) from error
     with response:
+        final_url = response.geturl()
         announced = response.headers.get("Content-Length")
+        cap = expected.max_bytes
+        if cap is not None and announced is not None and int(announced) > cap:
+            raise _Permanent(
+                f"{final_url} announces {announced} bytes, more than "
+                f"data_processing.download.max_bytes ({cap})."
+            )
         content_type = response.headers.get("Content-Type", "")
         digest, size, head = hashlib.sha256(), 0, b""
         with tmp.open("wb") as out:
@@ -85,6 +128,12 @@ def _fetch_once(url: str, tmp: Path, expected: Expected, timeout: float) -> dict
                         head += chunk[: 4096 - len(head)]
                     digest.update(chunk)
                     size += len(chunk)
+                    if cap is not None and size > cap:
+                        raise _Permanent(
+                            f"{final_url} sent more than "
+                            f"data_processing.download.max_bytes ({cap} bytes): "
+                            "stopped reading."
+                        )
                     out.write(chunk)
             except http.client.IncompleteRead as error:
                 size += len(error.partial)
@@ -118,7 +167,7 @@ def _fetch_once(url: str, tmp: Path, expected: Expected, timeout: float) -> dict
             f"{url} has SHA-256 {sha256}, but {expected.sha256} was expected: the "
             "file is corrupt or a different version."
         )
-    return {"bytes": size, "sha256": sha256}
+    return {"bytes": size, "sha256": sha256, "final_url": final_url}
 
 
 def download_file(  # noqa: PLR0913
@@ -129,6 +178,7 @@ def download_file(  # noqa: PLR0913
     timeout: float = 60.0,
     retries: int = 3,
     backoff: float = 2.0,
+    allowed_hosts: Sequence[str] = (),
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Downloads ``url`` to ``target`` atomically; retries transient failures.
@@ -148,9 +198,15 @@ def download_file(  # noqa: PLR0913
         os.close(handle)
         tmp = Path(name)
         try:
-            result = _fetch_once(url, tmp, expected, timeout)
+            result = _fetch_once(url, tmp, expected, timeout, allowed_hosts)
             os.replace(tmp, target)  # atomic on one file system
-            logger.info("Downloaded %s to %s (%s bytes)", url, target, result["bytes"])
+            logger.info(
+                "Downloaded %s to %s (%s bytes, from %s)",
+                url,
+                target,
+                result["bytes"],
+                result["final_url"],
+            )
             return {"url": url, "path": str(target), **result}
         except _Permanent:
             raise

@@ -125,11 +125,32 @@ class RegistryParams(_Strict):
     rating_alias: str = Field(min_length=1)  # the rating champion
 
 
+class ScoringParams(_Strict):
+    k: int = Field(ge=1)  # books per user
+    exclude_rated: bool
+    # Which version scores is the catalog's (champion_recommender); these two
+    # arrive only from `--params` and are read there.
+    model_alias: str | None = Field(default=None, min_length=1)
+    model_version: int | None = Field(default=None, ge=1)
+
+
+class MinimumDataParams(_Strict):
+    interactions: int = Field(ge=1)
+    train_rows: int = Field(ge=1)
+    test_rows: int = Field(ge=1)
+
+
 SECTIONS: dict[str, type[_Strict]] = {
     "als": AlsParams,
     "tuning": TuningParams,
     "evaluation": EvaluationParams,
     "registry": RegistryParams,
+    "scoring": ScoringParams,
+    "data_processing.minimum": MinimumDataParams,
+}
+FILES = {
+    "scoring": "parameters_scoring.yml",
+    "data_processing.minimum": "parameters_data_processing.yml",
 }
 
 
@@ -161,7 +182,7 @@ def parse(section: str, value: Any, env: str | None = None) -> Any:
         raise ConfigurationError(
             f"Invalid {section} settings:\n  "
             + "\n  ".join(lines)
-            + f"\nDefaults: conf/base/{PARAMS_FILE}"
+            + f"\nDefaults: conf/base/{FILES.get(section, PARAMS_FILE)}"
             + (f", overridden by conf/{env}/" if env and env != "base" else "")
             + "; --params overrides them too."
         ) from None
@@ -180,5 +201,8 @@ def _check_combinations(section: str, parsed: Any) -> None:
 def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None:
     """Validates every typed section present in ``parameters``."""
     for section in SECTIONS:
-        if section in parameters:
-            parse(section, parameters[section], env)
+        value: Any = parameters
+        for key in section.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            parse(section, value, env)

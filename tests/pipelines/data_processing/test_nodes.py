@@ -129,6 +129,42 @@ def test_validate_ratings_counts_each_bad_row_exactly(raw_ratings):
     assert raw_ratings.filter(F.col("User-ID") == " 2 ").count() == 1  # input untouched
 
 
+def test_one_row_per_pair_explicit_first_then_the_last_and_whole_ratings(spark):
+    rows = [
+        ("1", "A", "10"),
+        ("1", "A", "3"),  # the same pair later in the file: this one is kept
+        ("2", "A", "4"),
+        ("2", "A", "0"),  # implicit: the explicit 4 wins although it came first
+        ("3", "B", "0"),
+        ("3", "B", "0"),  # two implicit rows: one is kept
+        ("4", "B", "7.5"),  # not a whole rating
+        ("4", "B", "x"),  # invalid rows never hide a valid duplicate
+    ]
+    raw = spark.createDataFrame(rows, RATINGS_SCHEMA).coalesce(1)
+    params = {**PARAMS, "ratings": {**PARAMS["ratings"], "integer": True}}
+    kept, report = validate_ratings(raw, COLUMNS, params)
+    assert report["dropped"] == {
+        "duplicate_pair": 3,
+        "rating_not_integer": 1,
+        "rating_not_numeric": 1,
+    }
+    assert sorted((r[0], r[1], r[2]) for r in kept.collect()) == [
+        ("1", "A", 3.0),
+        ("2", "A", 4.0),
+        ("3", "B", 0.0),
+    ]
+    # Without the integer rule 7.5 is a rating like any other.
+    _, lenient = validate_ratings(raw, COLUMNS, PARAMS)
+    assert "rating_not_integer" not in lenient["dropped"]
+
+
+def test_ages_outside_the_plausible_range_are_counted_and_kept(raw_users):
+    params = {**PARAMS, "users": {"age_range": [5, 100]}}
+    users, report = validate_users(raw_users, COLUMNS, params)
+    assert report["rows_with"]["age_out_of_range"] == 1  # 244.0
+    assert users.filter(F.col("Age") == 244.0).count() == 1  # noqa: PLR2004
+
+
 def test_validate_ratings_names_file_column_and_config_key(spark):
     df = spark.createDataFrame([("1", "x")], _strings("User-ID", "ISBN"))
     with pytest.raises(DataValidationError) as error:

@@ -184,6 +184,7 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
         )
     expected = download.get("expected") or {}
     sources = {key: f"{str(url).rstrip('/')}/{files[key].name}" for key in wanted}
+    fetched: dict[str, dict[str, Any]] = {}
     for key in wanted:
         name = files[key].name
         check = expected.get(name) or {}
@@ -192,15 +193,17 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
             size=check.get("size"),
             sha256=check.get("sha256"),
             min_bytes=int(download.get("min_bytes", 1)),
+            max_bytes=download.get("max_bytes"),
         )
         try:
-            download_file(
+            fetched[key] = download_file(
                 sources[key],
                 files[key],
                 spec,
                 timeout=float(download.get("timeout_seconds", 60)),
                 retries=int(download.get("retries", 3)),
                 backoff=float(download.get("backoff_seconds", 2)),
+                allowed_hosts=download.get("allowed_redirect_hosts") or (),
             )
         except DownloadError as error:
             kept = (
@@ -216,6 +219,7 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
         described[key] = file_digest(path)
         if key in wanted:
             described[key]["url"] = sources[key]
+            described[key]["final_url"] = fetched[key]["final_url"]
     return described
 
 
@@ -232,7 +236,10 @@ def validate_ratings(
     """Keeps the ratings rows that parse; counts the others by reason.
 
     A row is dropped when its user id or item id is empty, its rating is not a
-    number, or the rating lies outside ``ratings.min``..``ratings.max``. Ids are
+    number (or not a whole number, with ``ratings.integer``), or the rating lies
+    outside ``ratings.min``..``ratings.max``. Of several valid rows for one
+    (user, item) pair one is kept: an explicit rating over an implicit one, then
+    the last in the file; the others count as ``duplicate_pair``. Ids are
     trimmed text; the rating becomes a double.
     """
     _require_columns(
@@ -240,18 +247,37 @@ def validate_ratings(
     )
     user, item, rating = (_column(columns, k) for k in ("user_id", "item_id", "rating"))
     low, high = _setting(params, "ratings", "min"), _setting(params, "ratings", "max")
+    whole = bool(params["ratings"].get("integer", False))
     value = F.trim(F.col(rating)).try_cast("double")
     checked = raw_ratings.select(
         F.trim(F.col(user)).alias(user),
         F.trim(F.col(item)).alias(item),
         value.alias(rating),
+        F.monotonically_increasing_id().alias("_order"),
     ).withColumn(
         _REASON,
         F.when(_blank(F.col(user)), "missing_user_id")
         .when(_blank(F.col(item)), "missing_item_id")
         .when(F.col(rating).isNull() | F.isnan(rating), "rating_not_numeric")
+        .when(F.lit(whole) & (F.col(rating) != F.floor(rating)), "rating_not_integer")
         .when((F.col(rating) < low) | (F.col(rating) > high), "rating_out_of_range"),
     )
+    implicit_value = params["ratings"].get("implicit_value")
+    explicit = (
+        F.lit(True)
+        if implicit_value is None
+        else F.col(rating) != float(implicit_value)
+    )
+    valid = F.col(_REASON).isNull()
+    pair = Window.partitionBy(user, item, valid).orderBy(
+        explicit.desc(), F.col("_order").desc()
+    )
+    checked = checked.withColumn(
+        _REASON,
+        F.when(valid & (F.row_number().over(pair) > 1), "duplicate_pair").otherwise(
+            F.col(_REASON)
+        ),
+    ).drop("_order")
     report = _with_file(_count_reasons(checked), raw_files, "ratings_file")
     _log_drops(_source(params, "ratings_file"), report)
     return checked.filter(F.col(_REASON).isNull()).drop(_REASON), report
@@ -313,9 +339,18 @@ def validate_users(
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Users with an id, one row per id; the age column (if any) parsed to double.
 
-    An age that is not a number becomes null (users keep their ratings); absurd
-    ages are kept as they are and counted in the statistics.
+    An age that is not a number becomes null (users keep their ratings); ages
+    outside ``users.age_range`` are kept as they are and counted
+    (``rows_with.age_out_of_range``).
     """
+    age = columns.get("user_age")
+    flags: dict[str, Column] = {}
+    age_range = (params.get("users") or {}).get("age_range")
+    if age and age in raw_users.columns and age_range:
+        parsed = F.trim(F.col(age)).try_cast("double")
+        flags["age_out_of_range"] = F.coalesce(
+            (parsed < age_range[0]) | (parsed > age_range[1]), F.lit(False)
+        )
     users, report = _validate_entities(
         raw_users,
         columns,
@@ -324,8 +359,8 @@ def validate_users(
         id_key="user_id",
         required=["user_id"],
         raw_files=raw_files,
+        flags=flags,
     )
-    age = columns.get("user_age")
     if age and age in users.columns:
         users = users.withColumn(age, F.trim(F.col(age)).try_cast("double"))
     return users, report
@@ -507,6 +542,59 @@ def split_ratings(
     )
     test = explicit.join(train.select(ROW_ID), on=ROW_ID, how="left_anti")
     return train, test
+
+
+def check_model_input(
+    user_index: DataFrame,
+    item_index: DataFrame,
+    prepared_ratings: DataFrame,
+    train_split: DataFrame,
+    test_split: DataFrame,
+    params: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame, DataFrame]:
+    """The model inputs, passed on only if there is enough to train and test on.
+
+    Requires ``minimum.interactions`` interactions, ``minimum.train_rows`` and
+    ``minimum.test_rows`` explicit ratings in train and test, and at least
+    ``evaluation.k`` items to recommend. Fails before any of them is written, so
+    the previous run's model inputs stay as they were.
+    """
+    minimum = params["minimum"]
+    prepared_ratings = prepared_ratings.cache()
+    counts = prepared_ratings.agg(
+        F.count(F.lit(1)).alias("interactions"),
+        F.countDistinct(ITEM_IDX).alias("items"),
+    ).first()
+    found = {
+        "interactions": int(counts["interactions"]),
+        "train_rows": train_split.count(),
+        "test_rows": test_split.count(),
+        "items": int(counts["items"]),
+    }
+    needed = {
+        "interactions": int(minimum["interactions"]),
+        "train_rows": int(minimum["train_rows"]),
+        "test_rows": int(minimum["test_rows"]),
+        "items": int(evaluation["k"]),
+    }
+    short = [key for key in needed if found[key] < needed[key]]
+    if short:
+        details = "; ".join(
+            f"{key.replace('_', ' ')}: {found[key]}, at least {needed[key]} needed "
+            f"({'evaluation.k' if key == 'items' else f'data_processing.minimum.{key}'})"
+            for key in short
+        )
+        raise DataValidationError(
+            f"Not enough data to train and evaluate on ({details}). Ratings: "
+            f"{_source(params, 'ratings_file')}; explicit ratings are those other "
+            f"than ratings.implicit_value ({params['ratings'].get('implicit_value')}), "
+            "and only they are split into train and test. See "
+            "data/08_reporting/data_statistics.json of the last good run for what "
+            "a usable input looks like. Nothing was written: the previous model "
+            "inputs are untouched."
+        )
+    return user_index, item_index, prepared_ratings, train_split, test_split
 
 
 # --------------------------------------------------------------------------------------

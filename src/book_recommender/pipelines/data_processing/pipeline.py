@@ -3,6 +3,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
+    check_model_input,
     compute_statistics,
     count_join_losses,
     fetch_raw_data,
@@ -50,21 +51,21 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 index_users,
                 inputs=["validated_users", _COLUMNS],
-                outputs="indexed_users",
+                outputs="user_index",
                 name="index_users",
             ),
             Node(
                 index_items,
                 inputs=["validated_items", _COLUMNS],
-                outputs="indexed_items",
+                outputs="item_index",
                 name="index_items",
             ),
             Node(
                 merge_ratings,
                 inputs={
                     "ratings": "validated_ratings",
-                    "indexed_users": "indexed_users",
-                    "indexed_items": "indexed_items",
+                    "indexed_users": "user_index",
+                    "indexed_items": "item_index",
                     "columns": _COLUMNS,
                 },
                 outputs="merged_ratings",
@@ -74,8 +75,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 count_join_losses,
                 inputs={
                     "validated_ratings": "validated_ratings",
-                    "indexed_users": "indexed_users",
-                    "indexed_items": "indexed_items",
+                    "indexed_users": "user_index",
+                    "indexed_items": "item_index",
                     "columns": _COLUMNS,
                 },
                 outputs="join_report",
@@ -84,14 +85,36 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 prepare_model_input,
                 inputs=["merged_ratings", _COLUMNS, _PARAMS],
-                outputs="model_input_ratings",
+                outputs="prepared_ratings",
                 name="prepare_model_input",
             ),
             Node(
                 split_ratings,
-                inputs=["model_input_ratings", _COLUMNS, _PARAMS],
-                outputs=["train_ratings", "test_ratings"],
+                inputs=["prepared_ratings", _COLUMNS, _PARAMS],
+                outputs=["train_split", "test_split"],
                 name="split_ratings",
+            ),
+            # Nothing of data_processing is written before this check passes: a
+            # degenerate input never replaces the previous model inputs.
+            Node(
+                check_model_input,
+                inputs={
+                    "user_index": "user_index",
+                    "item_index": "item_index",
+                    "prepared_ratings": "prepared_ratings",
+                    "train_split": "train_split",
+                    "test_split": "test_split",
+                    "params": _PARAMS,
+                    "evaluation": "params:evaluation",
+                },
+                outputs=[
+                    "indexed_users",
+                    "indexed_items",
+                    "model_input_ratings",
+                    "train_ratings",
+                    "test_ratings",
+                ],
+                name="check_model_input",
             ),
             Node(
                 compute_statistics,
