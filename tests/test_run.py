@@ -384,6 +384,23 @@ def _a_known_user(project: Path) -> str:
     return sorted(recs.loc[~recs["cold_start"], "User-ID"])[0]
 
 
+@pytest.mark.e2e
+def test_scoring_refuses_a_version_whose_registration_did_not_finish(trained):
+    """A version without the tags training creates it with (as a registration
+    killed half-way used to leave) is refused; the Delta table stays as it was."""
+    project, client = trained
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    bare = client.create_model_version(MODEL, champion.source, champion.run_id)
+    table = str(project / "data/07_model_output/user_recommendations")
+    before = DeltaTable(table).version()
+    with pytest.raises(Exception) as error:
+        _run(project, "scoring", {"scoring": {"model_version": int(bare.version)}})
+    assert f"version {bare.version}" in str(error.value)
+    assert "has no 'role' tag: its registration did not finish" in str(error.value)
+    assert DeltaTable(table).version() == before
+    client.delete_model_version(MODEL, bare.version)
+
+
 def _candidate_count(params: dict) -> int:
     ranking, rating = params["als"]["ranking"], params["als"]["rating"]
     return (

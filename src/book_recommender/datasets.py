@@ -1,4 +1,5 @@
-"""Catalog datasets of the project: a registered model, loaded by alias or version."""
+"""Catalog datasets of the project: a registered model, loaded by alias or version,
+and a Delta table whose write conflicts are explained."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import mlflow
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets.spark import SparkDatasetV2
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -123,3 +125,23 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
                 "champion_recommender.model_name): make them the same."
             )
 
+
+class DeltaTableDataset(SparkDatasetV2):
+    """A Delta table written by Spark (``SparkDatasetV2``, ``file_format: delta``)
+    that says plainly when another writer committed first."""
+
+    def _save(self, data: Any) -> None:
+        try:
+            super()._save(data)
+        except Exception as error:
+            if (
+                "DELTA_CONCURRENT" not in str(error)
+                and "Concurrent" not in type(error).__name__
+            ):
+                raise
+            raise DatasetError(
+                f"Another run committed a new version of the Delta table at "
+                f"{self._filepath} while this one was writing (Delta: "
+                f"{str(error).splitlines()[0][:200]}). Nothing of this run was "
+                "written and the other run's version is complete; rerunning is safe."
+            ) from error

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+import socket
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.framework.project import settings
 from kedro.pipeline import Node
+from mlflow.tracking import MlflowClient
 
 from book_recommender.params import check_parameters
 from book_recommender.spark_session import build_spark_session
@@ -19,6 +25,9 @@ from book_recommender.spark_session import build_spark_session
 TIMINGS_ENV = "BOOK_RECOMMENDER_NODE_TIMINGS"
 # The MLflow UI opens an experiment on the view this tag names.
 EXPERIMENT_KIND = "mlflow.experimentKind"
+# Where a run's process lives, to tell a killed run from one still going.
+HOST_TAG, PID_TAG = "book_recommender.host", "book_recommender.pid"
+logger = logging.getLogger(__name__)
 
 
 class ParameterCheckHooks:
@@ -38,14 +47,77 @@ def _env(run_params: dict) -> str:
     )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def mark_stale_runs(experiment_id: str, current_run_id: str) -> list[str]:
+    """Marks KILLED the RUNNING runs of this experiment whose process, on this
+    host, is gone (killed with SIGKILL, or the machine stopped), and their
+    nested runs. Returns their ids."""
+    client = MlflowClient()
+    running = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'"
+    )
+    host = socket.gethostname()
+    stale = [
+        run
+        for run in running
+        if run.info.run_id != current_run_id
+        and run.data.tags.get(HOST_TAG) == host
+        and run.data.tags.get(PID_TAG, "").isdigit()
+        and not _alive(int(run.data.tags[PID_TAG]))
+    ]
+    marked = []
+    for run in stale:
+        children = [
+            r.info.run_id
+            for r in running
+            if r.data.tags.get("mlflow.parentRunId") == run.info.run_id
+        ]
+        for run_id in [*children, run.info.run_id]:
+            client.set_terminated(run_id, "KILLED")
+            marked.append(run_id)
+        logger.warning(
+            "MLflow run '%s' (%s) was still RUNNING but its process %s is gone "
+            "(killed?): marked KILLED, with %s nested run(s).",
+            run.info.run_name,
+            run.info.run_id,
+            run.data.tags[PID_TAG],
+            len(children),
+        )
+    return marked
+
+
+def _end_runs_killed() -> None:
+    """Ends the active MLflow runs (nested ones first) as KILLED."""
+    while mlflow.active_run() is not None:
+        mlflow.end_run("KILLED")
+
+
 class MlflowRunHooks:
-    """Names the run after its pipelines and environment (kedro-mlflow names it
-    after the pipeline alone, ``__default__``) and opens the experiment in the
-    MLflow UI's model-training view rather than the GenAI one."""
+    """The MLflow run tells the truth about the process behind it.
+
+    kedro-mlflow starts the run (its hook is called first); this names it after
+    its pipelines and environment (instead of ``__default__``), opens the
+    experiment in the MLflow UI's model-training view rather than the GenAI one,
+    records the process (host, pid), marks KILLED the runs a killed process left
+    RUNNING, and ends the run KILLED on Ctrl-C or SIGTERM (MLflow would
+    otherwise end it FINISHED at exit).
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict) -> None:
-        run = mlflow.active_run()  # started by kedro-mlflow's hook, called first
+        run = mlflow.active_run()
         if run is None:
             return
         pipelines = run_params.get("pipeline_names") or ["__default__"]
@@ -54,9 +126,38 @@ class MlflowRunHooks:
             mlflow.set_tag(
                 "mlflow.runName", f"{' + '.join(names)}, env {_env(run_params)}"
             )
+        mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
         experiment = mlflow.get_experiment(run.info.experiment_id)
         if EXPERIMENT_KIND not in experiment.tags:
             mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
+        mark_stale_runs(run.info.experiment_id, run.info.run_id)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._interrupted)
+
+    def _interrupted(self, signum: int, frame: Any) -> None:
+        logger.warning(
+            "%s: marking the MLflow run KILLED and stopping.",
+            signal.Signals(signum).name,
+        )
+        _end_runs_killed()
+        previous = self._previous.get(signal.SIGINT)
+        if callable(previous):  # PySpark's: cancels the running Spark jobs
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._restore()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._restore()
 
 
 class SparkHooks:

@@ -59,6 +59,13 @@ def recommend_for_users(
     if k < 1:
         raise ValueError(f"scoring.k must be >= 1; found {k} ({PARAMS_FILE}).")
     bundle = champion.bundle
+    if bundle.users.empty or not len(bundle.table.ids):
+        raise ValueError(
+            f"{champion.name} version {champion.version} knows "
+            f"{len(bundle.users)} users and {len(bundle.table.ids)} items: refusing "
+            "to write an empty recommendations table. The previous Delta version "
+            "stays current; score another version or retrain on real data."
+        )
     if not scoring["exclude_rated"]:
         bundle = dataclasses.replace(
             bundle,
