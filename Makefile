@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY ?= 1
 
-.PHONY: demo test install install-test install-bench bench-quality bench-scale
+.PHONY: demo test install install-test install-bench bench-quality bench-scale bench-serving
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ bench-quality: install-bench
 
 bench-scale: install-bench
 	$(BIN)/python benchmarks/scale.py --sizes $(SIZES)
+
+# After a training run (make demo): load time and latency of the served champion.
+bench-serving: install-bench
+	$(BIN)/python benchmarks/serving.py
