@@ -40,6 +40,19 @@ def test_viz_build_lists_every_node_of_every_pipeline(tmp_path):
     api = project / "build/api"
     everything = json.loads((api / "main").read_text())
     assert {p["id"] for p in everything["pipelines"]} == {*registered, "__default__"}
+    # The layer toggle: every catalog entry has a layer, drawn in flow order.
+    assert everything["layers"] == [
+        "raw",
+        "model_input",
+        "models",
+        "model_output",
+        "reporting",
+    ]
+    layered = {
+        n["name"]: n.get("layer") for n in everything["nodes"] if n["type"] == "data"
+    }
+    assert layered["raw_ratings"] == "raw" and layered["champions"] == "models"
+    assert layered["model_comparison_plot"] == "reporting"  # from the factory
     for name, pipeline in registered.items():
         drawn = json.loads((api / "pipelines" / name).read_text())
         tasks = {n["full_name"] for n in drawn["nodes"] if n["type"] == "task"}
