@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.framework.project import configure_project, settings
 from kedro.framework.startup import bootstrap_project
@@ -42,6 +43,21 @@ def spark(tmp_path_factory):
     session = build_spark_session(settings)
     yield session
     session.stop()
+
+
+def data_processing_params(**sections: dict) -> dict:
+    """conf/base's data_processing settings, with ``sections`` merged over them
+    key by key (the data folder is the demo's)."""
+    base = yaml.safe_load(
+        (PROJECT_ROOT / "conf/base/parameters_data_processing.yml").read_text()
+    )["data_processing"]
+    base["data"] = {
+        "folder": "data/01_raw",
+        "items_file": "Books.csv",
+        "users_file": "Users.csv",
+        "ratings_file": "Ratings.csv",
+    }
+    return {key: {**value, **sections.get(key, {})} for key, value in base.items()}
 
 
 def copy_project(tmp_path: Path) -> Path:

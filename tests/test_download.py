@@ -15,7 +15,7 @@ from kedro.framework.session import KedroSession
 
 from book_recommender.download import DownloadError
 from book_recommender.pipelines.data_processing.nodes import fetch_raw_data
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, data_processing_params
 
 DEMO = PROJECT_ROOT / "data" / "01_raw"
 NAMES = ("Books.csv", "Ratings.csv", "Users.csv")
@@ -92,21 +92,17 @@ def server():
 
 
 def _params(folder: Path, url: str | None, **download) -> dict:
-    return {
-        "data": {
-            "folder": str(folder),
-            "items_file": "Books.csv",
-            "ratings_file": "Ratings.csv",
-            "users_file": "Users.csv",
-        },
-        "download": {
+    params = data_processing_params(
+        download={
             "remote_url": url,
             "timeout_seconds": 5,
             "retries": 1,
             "backoff_seconds": 0.01,
             **download,
-        },
-    }
+        }
+    )
+    params["data"]["folder"] = str(folder)
+    return params
 
 
 def _sha(path: Path) -> str:

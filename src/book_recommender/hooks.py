@@ -41,9 +41,9 @@ class ParameterCheckHooks:
 def _env(run_params: dict) -> str:
     """The environment in force: ``--env``, else $KEDRO_ENV, else the default."""
     return (
-        run_params.get("env")
-        or os.environ.get("KEDRO_ENV")
-        or settings.CONFIG_LOADER_ARGS.get("default_run_env", "local")
+        run_params["env"]
+        or os.getenv("KEDRO_ENV")
+        or settings.CONFIG_LOADER_ARGS["default_run_env"]
     )
 
 
@@ -120,7 +120,7 @@ class MlflowRunHooks:
         run = mlflow.active_run()
         if run is None:
             return
-        pipelines = run_params.get("pipeline_names") or ["__default__"]
+        pipelines = run_params["pipeline_names"] or ["__default__"]
         if run.info.run_name == "+".join(pipelines):
             names = ["all pipelines" if p == "__default__" else p for p in pipelines]
             mlflow.set_tag(
@@ -190,7 +190,7 @@ class NodeTimingHooks:
 
     @hook_impl
     def before_pipeline_run(self) -> None:
-        target = os.environ.get(TIMINGS_ENV)
+        target = os.getenv(TIMINGS_ENV)
         self._path = Path(target) if target else None
         if self._path:
             self._path.parent.mkdir(parents=True, exist_ok=True)

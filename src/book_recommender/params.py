@@ -1,6 +1,6 @@
-"""Typed settings of the data_science pipeline, checked before any node runs.
+"""Typed settings of the pipelines, checked before any node runs.
 
-The YAML in ``conf/base/parameters_data_science.yml`` holds every default;
+The YAML in ``conf/base/parameters_*.yml`` holds every default;
 these models say what a value may be. ``ParameterCheckHooks`` validates the
 merged parameters (base, the environment, ``--params``) with them before the
 first node of a run, so a typo or a contradiction fails in seconds with the key
@@ -134,10 +134,66 @@ class ScoringParams(_Strict):
     model_version: int | None = Field(default=None, ge=1)
 
 
+class ReportingParams(_Strict):
+    sample_users: int = Field(ge=1)  # the most active raters, in the sample
+    sample_books: int = Field(ge=1)  # books rated highly and recommended, per user
+
+
 class MinimumDataParams(_Strict):
     interactions: int = Field(ge=1)
     train_rows: int = Field(ge=1)
     test_rows: int = Field(ge=1)
+
+
+class DataFiles(_Strict):
+    folder: str = Field(min_length=1)
+    items_file: str = Field(min_length=1)
+    users_file: str = Field(min_length=1)
+    ratings_file: str = Field(min_length=1)
+
+
+class RatingRules(_Strict):
+    min: float
+    max: float
+    implicit_value: float | None  # records an interaction, not a score
+    integer: bool  # ratings are whole numbers
+
+
+class UserRules(_Strict):
+    age_range: tuple[float, float] | None  # plausible ages; others are counted
+
+
+class Preparation(_Strict):
+    is_sample: bool
+    sample_rows: int = Field(ge=1)
+    train_fraction: float = Field(gt=0, lt=1)
+    seed: int
+
+
+class FileCheck(_Strict):
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = None
+
+
+class Download(_Strict):
+    remote_url: str | None
+    overwrite: bool
+    timeout_seconds: float = Field(gt=0)
+    retries: int = Field(ge=0)
+    backoff_seconds: float = Field(ge=0)
+    min_bytes: int = Field(ge=0)
+    max_bytes: int | None = Field(ge=1)
+    allowed_redirect_hosts: list[str]
+    expected: dict[str, FileCheck]
+
+
+class DataProcessingParams(_Strict):
+    data: DataFiles
+    ratings: RatingRules
+    users: UserRules
+    minimum: MinimumDataParams
+    preparation: Preparation
+    download: Download
 
 
 SECTIONS: dict[str, type[_Strict]] = {
@@ -146,11 +202,14 @@ SECTIONS: dict[str, type[_Strict]] = {
     "evaluation": EvaluationParams,
     "registry": RegistryParams,
     "scoring": ScoringParams,
-    "data_processing.minimum": MinimumDataParams,
+    "data_processing": DataProcessingParams,
+    "reporting": ReportingParams,
 }
 FILES = {
+    **dict.fromkeys(("als", "tuning", "evaluation", "registry"), PARAMS_FILE),
     "scoring": "parameters_scoring.yml",
-    "data_processing.minimum": "parameters_data_processing.yml",
+    "data_processing": "parameters_data_processing.yml",
+    "reporting": "parameters_reporting.yml",
 }
 
 
@@ -182,7 +241,7 @@ def parse(section: str, value: Any, env: str | None = None) -> Any:
         raise ConfigurationError(
             f"Invalid {section} settings:\n  "
             + "\n  ".join(lines)
-            + f"\nDefaults: conf/base/{FILES.get(section, PARAMS_FILE)}"
+            + f"\nDefaults: conf/base/{FILES[section]}"
             + (f", overridden by conf/{env}/" if env and env != "base" else "")
             + "; --params overrides them too."
         ) from None
@@ -191,6 +250,20 @@ def parse(section: str, value: Any, env: str | None = None) -> Any:
 
 
 def _check_combinations(section: str, parsed: Any) -> None:
+    if section == "data_processing":
+        ratings, download = parsed.ratings, parsed.download
+        if ratings.min > ratings.max:
+            raise ConfigurationError(
+                f"data_processing.ratings.min ({ratings.min:g}) is above "
+                f"data_processing.ratings.max ({ratings.max:g}) "
+                f"(conf/base/{FILES[section]})."
+            )
+        if download.overwrite and not download.remote_url:
+            raise ConfigurationError(
+                "data_processing.download.overwrite is true but "
+                "data_processing.download.remote_url is not set "
+                f"(conf/base/{FILES[section]})."
+            )
     if section == "als" and not (parsed.ranking.enabled or parsed.rating.enabled):
         raise ConfigurationError(
             "als.ranking.enabled and als.rating.enabled are both false: enable at "
@@ -201,8 +274,5 @@ def _check_combinations(section: str, parsed: Any) -> None:
 def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None:
     """Validates every typed section present in ``parameters``."""
     for section in SECTIONS:
-        value: Any = parameters
-        for key in section.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        if value is not None:
-            parse(section, value, env)
+        if section in parameters:
+            parse(section, parameters[section], env)

@@ -150,7 +150,7 @@ class Bundle:
         block = max(1, block_cells // max(n_items, 1))
         buffer = np.empty((min(block, len(rows)), n_items), dtype=np.float32)
         mask = np.empty(buffer.shape, dtype=bool)
-        clip = self.meta.get("clip")  # a rating model's scores are ratings
+        clip = self.meta["clip"]  # a rating model's scores are ratings
         for start in range(0, len(rows), block):
             requests = np.arange(start, min(start + block, len(rows)))
             user = rows[requests]
@@ -284,7 +284,7 @@ class RatingPredictor(_BundleModel):
             bundle.user_factors[factor[known]],
             bundle.table.factors[positions[known]],
         )
-        clip = bundle.meta.get("clip")
+        clip = bundle.meta["clip"]
         if clip:
             prediction = np.clip(prediction, clip[0], clip[1])
         return pd.DataFrame(

@@ -29,7 +29,7 @@ class JavaNotFoundError(RuntimeError):
 
 def java_executable() -> str | None:
     """The java Spark will start: ``$JAVA_HOME/bin/java``, else the one on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
+    java_home = os.getenv("JAVA_HOME")
     if java_home:
         candidate = Path(java_home) / "bin" / "java"
         return str(candidate) if candidate.exists() else None
@@ -50,11 +50,11 @@ def parse_java_major(version_output: str) -> int | None:
 def check_java() -> int:
     """Fails with an actionable message unless Java ``MIN_JAVA``+ is available."""
     java = java_executable()
-    where = "JAVA_HOME" if os.environ.get("JAVA_HOME") else "PATH"
+    where = "JAVA_HOME" if os.getenv("JAVA_HOME") else "PATH"
     if java is None:
         raise JavaNotFoundError(
             f"Spark needs Java {MIN_JAVA} or newer, but no java was found on {where}"
-            f" (JAVA_HOME={os.environ.get('JAVA_HOME', '<unset>')}). Install a JDK"
+            f" (JAVA_HOME={os.getenv('JAVA_HOME', '<unset>')}). Install a JDK"
             f" {MIN_JAVA}+ (e.g. `apt-get install openjdk-{MIN_JAVA}-jdk-headless`) and"
             " make `java` available on PATH or set JAVA_HOME."
         )
@@ -84,7 +84,7 @@ def build_spark_session(settings: Mapping[str, Any]) -> SparkSession:
     settings = {k: str(v) for k, v in settings.items()}
     log_level = settings.pop(LOG_LEVEL_KEY, "WARN")
     checkpoint_dir = settings.get(CHECKPOINT_DIR_KEY)
-    python = settings.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON")
+    python = settings.get("spark.pyspark.python") or os.getenv("PYSPARK_PYTHON")
     # Python workers (the top-k ranking) run the interpreter the project is
     # installed in, not whatever python3 comes first on PATH. PySpark reads the
     # variable, not the setting, for the workers it starts.

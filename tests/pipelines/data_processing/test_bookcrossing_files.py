@@ -35,6 +35,7 @@ USERS = (
     b'3,"porto, v.n.gaia,\nportugal",17\n'  # a line break inside quotes
     b'4,"m\xfcnchen, bayern, germany",34.0\n'  # latin-1 0xFC
     b'5,"farnborough, hants, united kingdom",NULL\n'
+    b'60,"timmins, ontario, canada",244\n'  # an absurd age: kept, counted
     b'2,"duplicate id",30\n'
     b',"no id",20\n'
 )
@@ -68,7 +69,11 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
         (raw / name).write_bytes(body)
 
     # The bookcrossing environment; its download URL is never asked (files present).
-    params = {"data_processing": {"download": {"remote_url": "http://127.0.0.1:9/"}}}
+    # Five books: fewer than the default k of 10 would fail the minimum-data check.
+    params = {
+        "data_processing": {"download": {"remote_url": "http://127.0.0.1:9/"}},
+        "evaluation": {"k": 3},
+    }
     with KedroSession.create(
         project_path=project_copy, env="bookcrossing", runtime_params=params
     ) as session:
@@ -85,9 +90,13 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
         "shifted_columns_repaired": 1,
         "invalid_year": 1,
     }
-    assert (users["read"], users["kept"]) == (7, 5)
+    assert (users["read"], users["kept"]) == (8, 6)
     assert users["dropped"] == {"duplicate_user_id": 1, "missing_user_id": 1}
-    assert users["rows_with"] == {"line_breaks_in_a_field": 1, "undecodable_bytes": 1}
+    assert users["rows_with"] == {
+        "line_breaks_in_a_field": 1,
+        "undecodable_bytes": 1,
+        "age_out_of_range": 1,
+    }
     assert (ratings["read"], ratings["kept"]) == (13, 12)
     assert ratings["dropped"] == {"rating_not_numeric": 1}
 

@@ -13,6 +13,7 @@ from pyspark.sql.types import (
 )
 
 from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
+from book_recommender.params import ConfigurationError
 from book_recommender.pipelines.data_processing.nodes import (
     DataValidationError,
     compute_statistics,
@@ -26,6 +27,7 @@ from book_recommender.pipelines.data_processing.nodes import (
     validate_ratings,
     validate_users,
 )
+from tests.conftest import data_processing_params
 
 COLUMNS = {
     "user_id": "User-ID",
@@ -35,21 +37,11 @@ COLUMNS = {
     "item_author": "Book-Author",
     "user_age": "Age",
 }
-PARAMS = {
-    "data": {
-        "folder": "data/01_raw",
-        "items_file": "Books.csv",
-        "users_file": "Users.csv",
-        "ratings_file": "Ratings.csv",
-    },
-    "ratings": {"min": 0, "max": 10, "implicit_value": 0},
-    "preparation": {
-        "is_sample": False,
-        "sample_rows": 5000,
-        "train_fraction": 0.8,
-        "seed": 7,
-    },
-}
+PARAMS = data_processing_params(
+    ratings={"min": 0, "max": 10, "implicit_value": 0, "integer": False},
+    users={"age_range": None},
+    preparation={"seed": 7},
+)
 
 
 def _strings(*names: str) -> StructType:
@@ -267,7 +259,7 @@ def test_prepare_model_input_casts_and_samples_by_user(spark, prepared):
         **PARAMS,
         "preparation": {**PARAMS["preparation"], "is_sample": True, "sample_rows": 0},
     }
-    with pytest.raises(DataValidationError, match="sample_rows"):
+    with pytest.raises(ConfigurationError, match="sample_rows"):
         prepare_model_input(merged, COLUMNS, bad)
 
 
@@ -321,7 +313,7 @@ def test_split_is_reproducible_with_its_seed(model_input):
 
 def test_split_rejects_a_fraction_outside_zero_one(model_input):
     params = {**PARAMS, "preparation": {**PARAMS["preparation"], "train_fraction": 1.0}}
-    with pytest.raises(DataValidationError, match="train_fraction"):
+    with pytest.raises(ConfigurationError, match="train_fraction"):
         split_ratings(model_input, COLUMNS, params)
 
 

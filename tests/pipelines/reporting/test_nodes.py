@@ -18,25 +18,16 @@ from book_recommender.pipelines.reporting.nodes import (
     short_label,
     summarize_raw_tables,
 )
+from tests.conftest import data_processing_params
 
 ROOT = Path(__file__).resolve().parents[3]
 RAW = ROOT / "data" / "01_raw"
 COLUMNS = yaml.safe_load((ROOT / "conf/base/parameters.yml").read_text())["columns"]
-PARAMS = {
-    "data": {
-        "folder": str(RAW),
-        "items_file": "Books.csv",
-        "users_file": "Users.csv",
-        "ratings_file": "Ratings.csv",
-    },
-    "ratings": {"min": 0, "max": 10, "implicit_value": 0},
-    "preparation": {
-        "is_sample": False,
-        "sample_rows": 1,
-        "train_fraction": 0.8,
-        "seed": 1,
-    },
-}
+PARAMS = data_processing_params(
+    ratings={"integer": False},
+    preparation={"sample_rows": 1, "seed": 1},
+)
+PARAMS["data"]["folder"] = str(RAW)
 READ = {"dtype": str, "keep_default_na": False}
 
 

@@ -23,6 +23,7 @@ from book_recommender.download import (
     download_file,
     file_digest,
 )
+from book_recommender.params import DataProcessingParams, FileCheck, parse
 
 logger = logging.getLogger(__name__)
 
@@ -39,36 +40,23 @@ class DataValidationError(ValueError):
 # Configuration helpers
 
 
-def _lookup(
-    params: dict[str, Any], keys: tuple[str, ...], group: str, where: str
-) -> Any:
-    value: Any = params
-    for depth, key in enumerate(keys):
-        if not isinstance(value, dict) or key not in value:
-            dotted = ".".join((group, *keys[: depth + 1]))
-            raise DataValidationError(f"Missing config key '{dotted}' (see {where}).")
-        value = value[key]
-    return value
-
-
-def _setting(params: dict[str, Any], *keys: str) -> Any:
-    """``params[k1][k2]...`` of the data_processing group, or a clear error."""
-    return _lookup(params, keys, "data_processing", PARAMS_FILE)
-
-
 def _column(columns: dict[str, str], key: str) -> str:
     """The configured name of a column, or an error naming its config key."""
-    return _lookup(columns, (key,), "columns", COLUMNS_FILE)
+    if key not in columns:
+        raise DataValidationError(
+            f"Missing config key 'columns.{key}' (see {COLUMNS_FILE})."
+        )
+    return columns[key]
 
 
-def _source(params: dict[str, Any], file_key: str) -> str:
-    return f"{_setting(params, 'data', 'folder')}/{_setting(params, 'data', file_key)}"
+def _source(params: DataProcessingParams, file_key: str) -> str:
+    return f"{params.data.folder}/{getattr(params.data, file_key)}"
 
 
 def _require_columns(
     df: DataFrame,
     columns: dict[str, str],
-    params: dict[str, Any],
+    params: DataProcessingParams,
     file_key: str,
     column_keys: list[str],
 ) -> None:
@@ -162,19 +150,14 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
     the local path, size and SHA-256, which the validation reports carry.
     Folders on object storage (``s3a://...``) are read by Spark as they are.
     """
-    folder = str(_setting(params, "data", "folder"))
+    params = parse("data_processing", params)
+    folder = params.data.folder
     if "://" in folder:
         return {key: {"path": _source(params, key)} for key in _FILES}
-    download = params.get("download") or {}
-    url = download.get("remote_url")
-    overwrite = bool(download.get("overwrite", False))
-    files = {key: Path(folder) / str(_setting(params, "data", key)) for key in _FILES}
-    wanted = [k for k, path in files.items() if overwrite or not path.exists()]
-    if overwrite and not url:
-        raise DataValidationError(
-            "data_processing.download.overwrite is true but "
-            f"data_processing.download.remote_url is not set ({PARAMS_FILE})."
-        )
+    download = params.download
+    url = download.remote_url
+    files = {key: Path(folder) / getattr(params.data, key) for key in _FILES}
+    wanted = [k for k, path in files.items() if download.overwrite or not path.exists()]
     if wanted and not url:
         missing = ", ".join(str(files[k]) for k in wanted)
         raise DataValidationError(
@@ -182,28 +165,27 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
             f"data.folder (conf/<env>/globals.yml) at their folder, or set "
             f"data_processing.download.remote_url to fetch them ({PARAMS_FILE})."
         )
-    expected = download.get("expected") or {}
     sources = {key: f"{str(url).rstrip('/')}/{files[key].name}" for key in wanted}
     fetched: dict[str, dict[str, Any]] = {}
     for key in wanted:
         name = files[key].name
-        check = expected.get(name) or {}
+        check = download.expected.get(name, FileCheck())
         spec = Expected(
             header=[_column(columns, c) for c in _FILES[key]],
-            size=check.get("size"),
-            sha256=check.get("sha256"),
-            min_bytes=int(download.get("min_bytes", 1)),
-            max_bytes=download.get("max_bytes"),
+            size=check.size,
+            sha256=check.sha256,
+            min_bytes=download.min_bytes,
+            max_bytes=download.max_bytes,
         )
         try:
             fetched[key] = download_file(
                 sources[key],
                 files[key],
                 spec,
-                timeout=float(download.get("timeout_seconds", 60)),
-                retries=int(download.get("retries", 3)),
-                backoff=float(download.get("backoff_seconds", 2)),
-                allowed_hosts=download.get("allowed_redirect_hosts") or (),
+                timeout=download.timeout_seconds,
+                retries=download.retries,
+                backoff=download.backoff_seconds,
+                allowed_hosts=download.allowed_redirect_hosts,
             )
         except DownloadError as error:
             kept = (
@@ -242,12 +224,12 @@ def validate_ratings(
     the last in the file; the others count as ``duplicate_pair``. Ids are
     trimmed text; the rating becomes a double.
     """
+    params = parse("data_processing", params)
     _require_columns(
         raw_ratings, columns, params, "ratings_file", ["user_id", "item_id", "rating"]
     )
     user, item, rating = (_column(columns, k) for k in ("user_id", "item_id", "rating"))
-    low, high = _setting(params, "ratings", "min"), _setting(params, "ratings", "max")
-    whole = bool(params["ratings"].get("integer", False))
+    low, high, whole = params.ratings.min, params.ratings.max, params.ratings.integer
     value = F.trim(F.col(rating)).try_cast("double")
     checked = raw_ratings.select(
         F.trim(F.col(user)).alias(user),
@@ -262,22 +244,29 @@ def validate_ratings(
         .when(F.lit(whole) & (F.col(rating) != F.floor(rating)), "rating_not_integer")
         .when((F.col(rating) < low) | (F.col(rating) > high), "rating_out_of_range"),
     )
-    implicit_value = params["ratings"].get("implicit_value")
+    implicit_value = params.ratings.implicit_value
     explicit = (
         F.lit(True)
         if implicit_value is None
         else F.col(rating) != float(implicit_value)
     )
     valid = F.col(_REASON).isNull()
-    pair = Window.partitionBy(user, item, valid).orderBy(
-        explicit.desc(), F.col("_order").desc()
+    # The window reshuffles the rows, and with them the seeded split downstream:
+    # only data that has duplicate pairs pays for it.
+    duplicated = (
+        checked.filter(valid).groupBy(user, item).count().filter("count > 1").limit(1)
     )
-    checked = checked.withColumn(
-        _REASON,
-        F.when(valid & (F.row_number().over(pair) > 1), "duplicate_pair").otherwise(
-            F.col(_REASON)
-        ),
-    ).drop("_order")
+    if duplicated.count():
+        pair = Window.partitionBy(user, item, valid).orderBy(
+            explicit.desc(), F.col("_order").desc()
+        )
+        checked = checked.withColumn(
+            _REASON,
+            F.when(valid & (F.row_number().over(pair) > 1), "duplicate_pair").otherwise(
+                F.col(_REASON)
+            ),
+        )
+    checked = checked.drop("_order")
     report = _with_file(_count_reasons(checked), raw_files, "ratings_file")
     _log_drops(_source(params, "ratings_file"), report)
     return checked.filter(F.col(_REASON).isNull()).drop(_REASON), report
@@ -286,7 +275,7 @@ def validate_ratings(
 def _validate_entities(
     raw: DataFrame,
     columns: dict[str, str],
-    params: dict[str, Any],
+    params: DataProcessingParams,
     *,
     file_key: str,
     id_key: str,
@@ -343,9 +332,10 @@ def validate_users(
     outside ``users.age_range`` are kept as they are and counted
     (``rows_with.age_out_of_range``).
     """
+    params = parse("data_processing", params)
     age = columns.get("user_age")
     flags: dict[str, Column] = {}
-    age_range = (params.get("users") or {}).get("age_range")
+    age_range = params.users.age_range
     if age and age in raw_users.columns and age_range:
         parsed = F.trim(F.col(age)).try_cast("double")
         flags["age_out_of_range"] = F.coalesce(
@@ -379,6 +369,7 @@ def validate_items(
     left (see ``repair_shifted_items``) are put back and counted as
     ``shifted_columns_repaired``.
     """
+    params = parse("data_processing", params)
     year = columns.get("item_year")
     flags: dict[str, Column] = {}
     if year and year in raw_items.columns:
@@ -503,16 +494,10 @@ def prepare_model_input(
     explains), so a sample still has users with several ratings to learn from.
     """
     rating = _column(columns, "rating")
-    preparation = _setting(params, "preparation")
+    preparation = parse("data_processing", params).preparation
     df = merged_ratings
-    if preparation.get("is_sample", False):
-        rows = int(_setting(params, "preparation", "sample_rows"))
-        if rows < 1:
-            raise DataValidationError(
-                f"data_processing.preparation.sample_rows must be a positive number "
-                f"when data_processing.preparation.is_sample is true; found {rows} ({PARAMS_FILE})."
-            )
-        df = df.orderBy(USER_IDX, ITEM_IDX).limit(rows)
+    if preparation.is_sample:
+        df = df.orderBy(USER_IDX, ITEM_IDX).limit(preparation.sample_rows)
     return df.withColumn(rating, F.col(rating).cast("float"))
 
 
@@ -525,15 +510,10 @@ def split_ratings(
     (``sampleBy``, seeded); test holds the other explicit rows (anti-join on ``id``).
     """
     rating = _column(columns, "rating")
-    fraction = float(_setting(params, "preparation", "train_fraction"))
-    seed = int(_setting(params, "preparation", "seed"))
-    if not 0.0 < fraction < 1.0:
-        raise DataValidationError(
-            f"data_processing.preparation.train_fraction must lie strictly between 0 and 1; "
-            f"found {fraction} ({PARAMS_FILE})."
-        )
+    params = parse("data_processing", params)
+    fraction, seed = params.preparation.train_fraction, params.preparation.seed
     explicit = model_input_ratings
-    implicit_value = params.get("ratings", {}).get("implicit_value")
+    implicit_value = params.ratings.implicit_value
     if implicit_value is not None:
         explicit = explicit.filter(F.col(rating) != float(implicit_value))
     values = [row[0] for row in explicit.select(rating).distinct().collect()]
@@ -560,7 +540,8 @@ def check_model_input(
     ``evaluation.k`` items to recommend. Fails before any of them is written, so
     the previous run's model inputs stay as they were.
     """
-    minimum = params["minimum"]
+    params = parse("data_processing", params)
+    minimum = params.minimum
     prepared_ratings = prepared_ratings.cache()
     counts = prepared_ratings.agg(
         F.count(F.lit(1)).alias("interactions"),
@@ -573,9 +554,9 @@ def check_model_input(
         "items": int(counts["items"]),
     }
     needed = {
-        "interactions": int(minimum["interactions"]),
-        "train_rows": int(minimum["train_rows"]),
-        "test_rows": int(minimum["test_rows"]),
+        "interactions": minimum.interactions,
+        "train_rows": minimum.train_rows,
+        "test_rows": minimum.test_rows,
         "items": int(evaluation["k"]),
     }
     short = [key for key in needed if found[key] < needed[key]]
@@ -588,7 +569,7 @@ def check_model_input(
         raise DataValidationError(
             f"Not enough data to train and evaluate on ({details}). Ratings: "
             f"{_source(params, 'ratings_file')}; explicit ratings are those other "
-            f"than ratings.implicit_value ({params['ratings'].get('implicit_value')}), "
+            f"than ratings.implicit_value ({params.ratings.implicit_value}), "
             "and only they are split into train and test. See "
             "data/08_reporting/data_statistics.json of the last good run for what "
             "a usable input looks like. Nothing was written: the previous model "
@@ -648,7 +629,8 @@ def compute_statistics(
         _rating_key(row[rating]): int(row["count"])
         for row in model_input_ratings.groupBy(rating).count().orderBy(rating).collect()
     }
-    implicit_value = params.get("ratings", {}).get("implicit_value")
+    params = parse("data_processing", params)
+    implicit_value = params.ratings.implicit_value
     implicit_key = None if implicit_value is None else _rating_key(implicit_value)
     explicit_per_value = {k: v for k, v in per_value.items() if k != implicit_key}
     implicit = per_value.get(implicit_key, 0)
@@ -672,8 +654,8 @@ def compute_statistics(
         },
         "joins": joins_report,
         "sample": {
-            "is_sample": bool(params.get("preparation", {}).get("is_sample", False)),
-            "sample_rows": params.get("preparation", {}).get("sample_rows"),
+            "is_sample": params.preparation.is_sample,
+            "sample_rows": params.preparation.sample_rows,
         },
         "model_input": {
             "interactions": interactions,
@@ -692,7 +674,7 @@ def compute_statistics(
         "split": {
             "train_rows": n_train,
             "test_rows": n_test,
-            "train_fraction_asked": float(params["preparation"]["train_fraction"]),
+            "train_fraction_asked": params.preparation.train_fraction,
             "train_share_per_value": {
                 key: round(train_per_value.get(key, 0) / count, 4)
                 for key, count in explicit_per_value.items()

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX  # noqa: E402
-from book_recommender.params import parse  # noqa: E402
+from book_recommender.params import parse
 
 TOP_N = 10
 LABEL_WIDTH = 42
@@ -151,7 +151,7 @@ def plot_rating_distribution(
     """How many ratings of each value, the implicit value set apart."""
     rating = columns["rating"]
     counts = model_input_ratings.groupBy(rating).count().orderBy(rating).toPandas()
-    implicit = ratings.get("implicit_value")
+    implicit = ratings["implicit_value"]
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
     colors = [
@@ -307,9 +307,10 @@ def sample_recommendations(
 ) -> str:
     """A Markdown table: for a few active users, books they rated highly next to
     the books recommended to them."""
+    reporting = parse("reporting", reporting)
     n_users, n_books = (
-        int(reporting.get("sample_users", 3)),
-        int(reporting.get("sample_books", 5)),
+        reporting.sample_users,
+        reporting.sample_books,
     )
     rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
     explicit = model_input_ratings.filter(F.col(rating) > 0)
