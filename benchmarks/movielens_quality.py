@@ -5,8 +5,9 @@ ascending order, shuffle the item's rows with pandas ``sample(frac=1,
 random_state=42)`` and put the first ``round(0.75 * n)`` in train, the rest in
 test. Ranking: every train user is scored against every train item, the user's
 train items removed, the top 10 kept; every test item of the user is relevant.
-Metrics come from the project's code (``book_recommender.metrics``/``training``),
-plus Spark's ``RankingEvaluator`` meanAveragePrecision for their MAP column.
+Tuning and metrics are the project's own (``training.tune``/``best``/``evaluate``,
+as the pipeline's candidates), plus Spark's ``RankingEvaluator``
+meanAveragePrecision (``metrics.mean_average_precision``) for their MAP column.
 
 Rows: ALS with Recommenders' settings (the sanity check), the project's explicit
 ALS and implicit ALS with hyperparameters chosen on validation data carved from
@@ -30,31 +31,23 @@ from typing import Any
 
 import pandas as pd
 from common import PROJECT, RESULTS, machine, markdown_table, write_results
-from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.metrics import (
-    RANK,
-    ranking_metrics,
-    regression_metrics,
-    top_k_unseen,
-)
-from book_recommender.models import (
-    als_candidates,
-    fit_bias_model,
-    popularity_candidates,
-)
+from book_recommender.metrics import mean_average_precision
+from book_recommender.models import popularity_scores
 from book_recommender.params import parse
+from book_recommender.ranking import top_k_served
 from book_recommender.spark_session import build_spark_session
 from book_recommender.training import (
     FittedModel,
     ModelSpec,
     TrainingData,
+    best,
+    evaluate,
     fit,
-    known_pairs,
+    tune,
 )
 
 K = 10
@@ -135,56 +128,31 @@ def stratified_split(
 
 
 # --------------------------------------------------------------------------------------
-# Evaluation with the project's code
+# Tuning and evaluation: the project's own (training.tune / best / evaluate)
 
-
-def recommendations(candidates, data: TrainingData, target: DataFrame) -> DataFrame:
-    users = target.select(USER_IDX).distinct()
-    return top_k_unseen(candidates, users, data.seen, K).cache()
-
-
-def spark_map(recs: DataFrame, target: DataFrame) -> float:
-    """Spark's meanAveragePrecision of the top-k lists (divides by |relevant|)."""
-    predicted = recs.groupBy(USER_IDX).agg(
-        F.sort_array(F.collect_list(F.struct(RANK, ITEM_IDX))).alias("ranked")
-    )
-    predicted = predicted.select(
-        USER_IDX, F.col(f"ranked.{ITEM_IDX}").cast("array<double>").alias("prediction")
-    )
-    labels = target.groupBy(USER_IDX).agg(
-        F.collect_list(F.col(ITEM_IDX).cast("double")).alias("label")
-    )
-    joined = labels.join(predicted, on=USER_IDX, how="left").select(
-        F.coalesce("prediction", F.array().cast("array<double>")).alias("prediction"),
-        "label",
-    )
-    evaluator = RankingEvaluator(
-        predictionCol="prediction", labelCol="label", metricName="meanAveragePrecision"
-    )
-    return float(evaluator.evaluate(joined))
-
-
-def ranking(candidates, data: TrainingData, test: DataFrame) -> dict[str, float]:
-    recs = recommendations(candidates, data, test)
-    relevant = test.select(USER_IDX, ITEM_IDX)
-    metrics = ranking_metrics(recs, relevant, K)
-    metrics["map"] = spark_map(recs, relevant)
-    recs.unpersist()
-    return metrics
+EVALUATION = parse(
+    "evaluation",
+    {
+        "k": K,
+        "relevance_threshold": None,
+        "ranking_metric": "ndcg",
+        "rating_metric": "rmse",
+    },
+)
 
 
 def evaluate_model(fitted: FittedModel, data: TrainingData, test: DataFrame) -> dict:
-    metrics = {}
-    if fitted.spec.kind != "implicit":
-        metrics.update(
-            regression_metrics(fitted.predict(known_pairs(test, data.ratings)), RATING)
-        )
-    metrics.update(ranking(als_candidates(fitted.model), data, test))
+    """The pipeline's test metrics of a candidate, and Spark's MAP of its lists."""
+    metrics = evaluate(fitted, data, test, EVALUATION)
+    served = top_k_served(
+        fitted.model,
+        test.select(USER_IDX).distinct(),
+        data.seen,
+        popularity_scores(data.seen),
+        K,
+    )
+    metrics["map"] = mean_average_precision(served, test.select(USER_IDX, ITEM_IDX))
     return metrics
-
-
-# --------------------------------------------------------------------------------------
-# Models
 
 
 def recommenders_als(data: TrainingData) -> FittedModel:
@@ -206,25 +174,15 @@ def _specs(grids: list[dict[str, list]]) -> list[ModelSpec]:
     ]
 
 
-def tune(
+def chosen(
     specs: list[ModelSpec], fit_part: DataFrame, validation: DataFrame, metric: str
 ) -> tuple[ModelSpec, list[dict]]:
-    """The spec with the best ``metric`` on validation data carved from train."""
+    """``training.tune`` on the benchmark's own validation split, ``best`` by
+    ``metric``: the spec, and every spec's validation metrics."""
     part = TrainingData(fit_part, fit_part.limit(0).select(USER_IDX, ITEM_IDX), RATING)
-    tried = []
-    for spec in specs:
-        fitted = fit(spec, part, ALS_SETTINGS)
-        if metric == "rmse":
-            predictions = fitted.predict(known_pairs(validation, fit_part))
-            value = regression_metrics(predictions, RATING)["rmse"]
-        else:
-            value = ranking(als_candidates(fitted.model), part, validation)[metric]
-        tried.append({"spec": spec.name, metric: value})
-        print(f"  {spec.name}: validation {metric} {value:.4f}", flush=True)  # noqa: T201
-    best = (min if metric == "rmse" else max)(
-        range(len(specs)), key=lambda i: tried[i][metric]
-    )
-    return specs[best], tried
+    results = tune(specs, [(part, validation)], ALS_SETTINGS, EVALUATION)
+    name = best(results, metric)["name"]
+    return next(s for s in specs if s.name == name), results
 
 
 def run_split(
@@ -246,13 +204,13 @@ def run_split(
         "params": "rank 10, maxIter 15, regParam 0.05, nonnegative false",
         **evaluate_model(recommenders_als(data), data, test),
     }
-    spec, tried = tune(_specs(EXPLICIT_GRIDS), fit_part, validation, "rmse")
+    spec, tried = chosen(_specs(EXPLICIT_GRIDS), fit_part, validation, "rmse")
     rows["project explicit ALS, tuned on validation RMSE"] = {
         "params": spec.name,
         "tuning": tried,
         **evaluate_model(fit(spec, data, ALS_SETTINGS), data, test),
     }
-    spec, tried = tune(_specs(IMPLICIT_GRIDS), fit_part, validation, "ndcg_at_10")
+    spec, tried = chosen(_specs(IMPLICIT_GRIDS), fit_part, validation, "ndcg_at_10")
     rows["project implicit ALS, tuned on validation nDCG@10"] = {
         "params": spec.name,
         "tuning": tried,
@@ -260,12 +218,11 @@ def run_split(
     }
     rows["popularity baseline"] = {
         "params": "most interactions in train",
-        **ranking(popularity_candidates(train.select(USER_IDX, ITEM_IDX)), data, test),
+        **evaluate_model(fit(ModelSpec("popularity"), data, ALS_SETTINGS), data, test),
     }
-    biases = fit_bias_model(train, RATING, ALS_SETTINGS.rating.bias_damping)
     rows["bias baseline"] = {
         "params": f"damping {ALS_SETTINGS.rating.bias_damping:g}",
-        **regression_metrics(biases.predict(known_pairs(test, train)), RATING),
+        **evaluate_model(fit(ModelSpec("bias"), data, ALS_SETTINGS), data, test),
     }
     train.unpersist()
     test.unpersist()

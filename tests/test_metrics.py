@@ -15,6 +15,7 @@ from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.metrics import (
     RANK,
     SCORE,
+    mean_average_precision,
     ranking_metrics,
     regression_metrics,
     top_k_unseen,
@@ -172,3 +173,16 @@ def test_regression_metrics_of_constant_labels_and_no_rows(spark):
         spark.createDataFrame([(9.0, None)], f"label double, {PREDICTION} double")
     )
     assert regression_metrics(unscored, "label") == pytest.approx(metrics, nan_ok=True)
+
+
+def test_mean_average_precision_divides_by_the_relevant_items(spark):
+    """Spark's MAP, by hand: user 1 hits ranks 1 and 3 of 2 relevant items,
+    (1/1 + 2/3) / 2; user 2 has no list, 0."""
+    recs = spark.createDataFrame(
+        [(1, 1, 1), (1, 3, 2), (1, 2, 3)], f"{USER_IDX} int, {ITEM_IDX} int, rank int"
+    )
+    relevant = spark.createDataFrame(
+        [(1, 1), (1, 2), (2, 5)], f"{USER_IDX} int, {ITEM_IDX} int"
+    )
+    expected = ((1 / 1 + 2 / 3) / 2 + 0.0) / 2
+    assert mean_average_precision(recs, relevant) == pytest.approx(expected)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -176,3 +177,28 @@ def ranking_metrics(
     if not row["users"]:
         return dict.fromkeys(ranking_metric_names(k), 0.0)
     return {f"{part}_at_{k}": float(row[part]) for part in RANKING_PARTS}
+
+
+def mean_average_precision(recommendations: DataFrame, relevant: DataFrame) -> float:
+    """Spark's ``RankingEvaluator`` meanAveragePrecision of the ranked lists
+    (USER_IDX, ITEM_IDX, RANK) against the relevant (USER_IDX, ITEM_IDX): the
+    precision sum divides by the user's number of relevant items, not by
+    min(relevant, k) as ``map_at_k`` does (Recommenders reports this one as MAP).
+    Users without a list count with an empty one."""
+    predicted = recommendations.groupBy(USER_IDX).agg(
+        F.sort_array(F.collect_list(F.struct(RANK, ITEM_IDX))).alias("ranked")
+    )
+    predicted = predicted.select(
+        USER_IDX, F.col(f"ranked.{ITEM_IDX}").cast("array<double>").alias("prediction")
+    )
+    labels = relevant.groupBy(USER_IDX).agg(
+        F.collect_list(F.col(ITEM_IDX).cast("double")).alias("label")
+    )
+    joined = labels.join(predicted, on=USER_IDX, how="left").select(
+        F.coalesce("prediction", F.array().cast("array<double>")).alias("prediction"),
+        "label",
+    )
+    evaluator = RankingEvaluator(
+        predictionCol="prediction", labelCol="label", metricName="meanAveragePrecision"
+    )
+    return float(evaluator.evaluate(joined))

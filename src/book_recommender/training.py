@@ -21,9 +21,12 @@ the same users; the metrics of users with factors are reported beside them.
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
@@ -44,6 +47,9 @@ from book_recommender.models import (
 )
 from book_recommender.params import AlsParams, EvaluationParams, TuningParams
 from book_recommender.ranking import COLD_START, top_k_served
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STRENGTH = "_strength"
 RESIDUAL = "_residual"
@@ -148,6 +154,16 @@ def better(metric: str, candidate: float, best: float) -> bool:
     return candidate < best if metric in LOWER_IS_BETTER else candidate > best
 
 
+def best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The result with the best ``results[i]["validation"][metric]``; a tie goes
+    to the earlier one (baselines come first)."""
+    chosen = results[0]
+    for result in results[1:]:
+        if better(metric, result["validation"][metric], chosen["validation"][metric]):
+            chosen = result
+    return chosen
+
+
 # --------------------------------------------------------------------------------------
 # Fitting
 
@@ -243,6 +259,52 @@ def validation_splits(
             fit_part = fit_part.unionByName(part)
         splits.append((fit_part, validation))
     return splits
+
+
+def in_parallel(
+    work: Callable[[ModelSpec], T], specs: list[ModelSpec], n: int
+) -> list[T]:
+    """``work`` for every spec, ``n`` at a time (as Spark's tuning ``parallelism``):
+    on small data a fit or an evaluation is many short Spark jobs that leave the
+    cores idle between them. Results keep the order of ``specs``."""
+    if n == 1:
+        return [work(spec) for spec in specs]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(work, specs))
+
+
+def tune(
+    specs: list[ModelSpec],
+    splits: list[tuple[TrainingData, DataFrame]],
+    als: AlsParams,
+    evaluation: EvaluationParams,
+    parallelism: int = 1,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    """Every spec fitted on each split's data and evaluated on its validation
+    ratings; its metrics averaged over the splits (one for TrainValidationSplit,
+    ``num_folds`` for CrossValidator, or any the caller carved). Pick with
+    ``best``."""
+
+    def validate(spec: ModelSpec) -> dict[str, Any]:
+        folds = [
+            evaluate(fit(spec, data, als), data, validation, evaluation)
+            for data, validation in splits
+        ]
+        mean = {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
+        logger.info(
+            "%s: validation %s = %.4f%s%s",
+            spec.name,
+            evaluation.ranking_key,
+            mean[evaluation.ranking_key],
+            f", {evaluation.rating_metric} = {mean[evaluation.rating_metric]:.4f}"
+            if spec.family == "rating"
+            else "",
+            f" ({label})" if label else "",
+        )
+        return {"name": spec.name, "params": spec.as_params(), "validation": mean}
+
+    return in_parallel(validate, specs, parallelism)
 
 
 # --------------------------------------------------------------------------------------

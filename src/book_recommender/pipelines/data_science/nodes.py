@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import mlflow
 from mlflow.models import infer_signature
@@ -23,10 +21,13 @@ from book_recommender.training import (
     FittedModel,
     ModelSpec,
     TrainingData,
+    best,
     better,
     candidates,
     evaluate,
     fit,
+    in_parallel,
+    tune,
     validation_splits,
 )
 
@@ -40,7 +41,6 @@ MODEL_ARTIFACTS = {"recommender": "recommender", "rating": "rating_predictor"}
 BASELINE_OF = {"recommender": "popularity", "rating": "bias_baseline"}
 # Prefix of each champion's tags and metrics in the parent run.
 RUN_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
-T = TypeVar("T")
 
 
 def select_implicit_interactions(
@@ -66,18 +66,6 @@ def _rounded(metrics: dict[str, float]) -> dict[str, float]:
     return {m: round(v, 4) for m, v in metrics.items()}
 
 
-def _in_parallel(
-    work: Callable[[ModelSpec], T], specs: list[ModelSpec], n: int
-) -> list[T]:
-    """``work`` for every spec, ``n`` at a time (as Spark's tuning ``parallelism``):
-    on small data a fit or an evaluation is many short Spark jobs that leave the
-    cores idle between them. Results keep the order of ``specs``."""
-    if n == 1:
-        return [work(spec) for spec in specs]
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(work, specs))
-
-
 def tune_candidates(
     train_ratings: DataFrame,
     implicit_interactions: DataFrame,
@@ -101,26 +89,9 @@ def tune_candidates(
         (_data(fit_part.cache(), implicit_interactions, columns), validation.cache())
         for fit_part, validation in validation_splits(train_ratings, tuning)
     ]
-
-    def validate(spec: ModelSpec) -> dict[str, Any]:
-        folds = [
-            evaluate(fit(spec, data, als), data, validation, evaluation)
-            for data, validation in splits
-        ]
-        mean = {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
-        logger.info(
-            "%s: validation %s = %.4f%s (%s)",
-            spec.name,
-            evaluation.ranking_key,
-            mean[evaluation.ranking_key],
-            f", {evaluation.rating_metric} = {mean[evaluation.rating_metric]:.4f}"
-            if spec.family == "rating"
-            else "",
-            tuning.method,
-        )
-        return {"name": spec.name, "params": spec.as_params(), "validation": mean}
-
-    return _in_parallel(validate, candidates(als), tuning.parallelism)
+    return tune(
+        candidates(als), splits, als, evaluation, tuning.parallelism, tuning.method
+    )
 
 
 def train_candidates(
@@ -163,7 +134,7 @@ def train_candidates(
         }
         return fitted, metrics
 
-    trained = _in_parallel(train, candidates(als), parse("tuning", tuning).parallelism)
+    trained = in_parallel(train, candidates(als), parse("tuning", tuning).parallelism)
     return [model for model, _ in trained], [metrics for _, metrics in trained]
 
 
@@ -173,27 +144,24 @@ def _champion(
     metric: str,
     test: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
-    best = pool[0]
-    for result in pool[1:]:
-        if better(metric, result["validation"][metric], best["validation"][metric]):
-            best = result
+    chosen = best(pool, metric)
     baseline = BASELINE_OF[role]
-    mine, theirs = test[best["name"]][metric], test[baseline][metric]
-    beats = best["name"] != baseline and better(metric, mine, theirs)
-    if best["name"] == baseline:
+    mine, theirs = test[chosen["name"]][metric], test[baseline][metric]
+    beats = chosen["name"] != baseline and better(metric, mine, theirs)
+    if chosen["name"] == baseline:
         logger.warning(
             "The %s champion is the %s baseline: no model beat it on validation %s "
             "(%.4f). It is registered and served as it is.",
             role,
             baseline.replace("_", " "),
             metric,
-            best["validation"][metric],
+            chosen["validation"][metric],
         )
     elif not beats:
         logger.warning(
             "The %s champion %s does NOT beat the %s baseline on test: %s %.4f vs %.4f.",
             role,
-            best["name"],
+            chosen["name"],
             baseline.replace("_", " "),
             metric,
             mine,
@@ -201,12 +169,12 @@ def _champion(
         )
     return {
         "role": role,
-        "name": best["name"],
-        "kind": best["params"]["model_kind"],
+        "name": chosen["name"],
+        "kind": chosen["params"]["model_kind"],
         "selected_by": f"validation_{metric}",
-        "validation_value": best["validation"][metric],
-        "params": best["params"],
-        "test_metrics": test[best["name"]],
+        "validation_value": chosen["validation"][metric],
+        "params": chosen["params"],
+        "test_metrics": test[chosen["name"]],
         "baseline": baseline,
         "beats_baseline": {metric: beats},
     }
