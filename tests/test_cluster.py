@@ -16,7 +16,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pyspark
 import pytest
 from deltalake import DeltaTable
@@ -196,19 +195,3 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     assert users == client.get_run(parent).data.metrics["scoring.users"]
     assert len(recs) == 10 * users
     assert set(recs["model_version"]) == {1}
-
-    # Another machine that never trained (no data/ but the raw files) scores
-    # from the registry alone, and writes the same lists.
-    (tmp_path / "elsewhere").mkdir()
-    elsewhere = copy_project(tmp_path / "elsewhere")
-    scoring = _kedro_run(elsewhere, cluster, "--pipeline", "scoring")
-    assert scoring.returncode == 0, scoring.stdout[-4000:] + scoring.stderr[-4000:]
-    assert not (elsewhere / "data/05_model_input").exists()
-    again = DeltaTable(
-        str(elsewhere / "data/07_model_output/user_recommendations")
-    ).to_pandas()
-    columns = ["User-ID", "rank", "ISBN", "cold_start", "model_version"]
-    pd.testing.assert_frame_equal(
-        again[columns].sort_values(["User-ID", "rank"], ignore_index=True),
-        recs[columns].sort_values(["User-ID", "rank"], ignore_index=True),
-    )

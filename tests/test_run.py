@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,10 +38,10 @@ RANKING_METRICS = {
 RATING_METRICS = {"rmse", "mae", "r2", "explained_variance", "validation_rmse"}
 
 
-def _run(project, pipeline=None, params=None):
-    """`kedro run [--pipeline P] [--params ...]`, in this process."""
+def _run(project, pipeline=None, params=None, nodes=None):
+    """`kedro run [--pipeline P] [--params ...] [--nodes N,...]`, in this process."""
     with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=[pipeline] if pipeline else None)
+        session.run(pipeline_names=[pipeline] if pipeline else None, node_names=nodes)
 
 
 def _parents_and_children(client):
@@ -399,6 +400,159 @@ def test_scoring_refuses_a_version_whose_registration_did_not_finish(trained):
     assert "has no 'role' tag: its registration did not finish" in str(error.value)
     assert DeltaTable(table).version() == before
     client.delete_model_version(MODEL, bare.version)
+
+
+@pytest.mark.e2e
+def test_scoring_needs_only_the_registry(spark, trained, tmp_path):
+    """A machine that never trained: no model inputs, no training outputs, only
+    the MLflow registry. Scoring writes the same lists from it."""
+    project, _ = trained
+    table = project / "data/07_model_output/user_recommendations"
+    before = _read_delta(spark, table).toPandas()
+    away = {
+        folder: tmp_path / folder.replace("/", "_")
+        for folder in ("data/05_model_input", "data/06_models", "data/08_reporting")
+    }
+    for folder, aside in away.items():
+        if (project / folder).exists():
+            (project / folder).rename(aside)
+    try:
+        _run(project, "scoring")
+    finally:
+        for folder, aside in away.items():
+            if aside.exists():
+                shutil.rmtree(project / folder, ignore_errors=True)
+                aside.rename(project / folder)
+    after = _read_delta(spark, table).toPandas()
+    columns = ["User-ID", "rank", "ISBN", "cold_start", "model_version"]
+    pd.testing.assert_frame_equal(
+        after[columns].sort_values(["User-ID", "rank"], ignore_index=True),
+        before[columns].sort_values(["User-ID", "rank"], ignore_index=True),
+    )
+
+
+@pytest.mark.e2e
+def test_a_node_runs_alone_by_its_name(trained):
+    """`kedro run --nodes=plot_long_tail`: names are stable, not hashes."""
+    project, _ = trained
+    figure = project / "data/08_reporting/long_tail.png"
+    before = figure.stat().st_mtime_ns
+    _run(project, nodes=["plot_long_tail"])
+    assert figure.stat().st_mtime_ns > before
+    assert figure.read_bytes().startswith(b"\x89PNG")
+
+
+MODEL_INPUT = "data/05_model_input"
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _aliases(client) -> dict[str, str]:
+    return {
+        alias: client.get_model_version_by_alias(MODEL, alias).version
+        for alias in ("champion", "rating")
+    }
+
+
+def _start_training(project: Path, client) -> tuple[subprocess.Popen, str]:
+    """`kedro run --pipeline data_science` in its own process, once its MLflow
+    run is RUNNING and a few seconds into training."""
+    before = {p.info.run_id for p in _parents_and_children(client)[0]}
+    process = subprocess.Popen(  # noqa: S603
+        [
+            str(Path(sys.executable).with_name("kedro")),
+            "run",
+            "--pipeline",
+            "data_science",
+        ],
+        cwd=project,
+        env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while True:
+        new = [
+            p for p in _parents_and_children(client)[0] if p.info.run_id not in before
+        ]
+        if new:
+            break
+        assert process.poll() is None, process.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "no MLflow run started"
+        time.sleep(0.5)
+    time.sleep(3)  # into the data_science nodes
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    return process, new[0].info.run_id
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_training_run_is_marked_killed(trained, signum):
+    project, client = trained
+    inputs, aliases = _snapshot(project / MODEL_INPUT), _aliases(client)
+    process, run_id = _start_training(project, client)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "marking the MLflow run KILLED" in output, output[-3000:]
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert _snapshot(project / MODEL_INPUT) == inputs
+    assert _aliases(client) == aliases
+    assert not client.search_model_versions(f"run_id='{run_id}'")
+
+
+@pytest.mark.e2e
+def test_a_run_killed_outright_is_marked_killed_by_the_next_start(trained, caplog):
+    project, client = trained
+    process, run_id = _start_training(project, client)
+    process.kill()
+    process.communicate(timeout=60)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    with caplog.at_level("WARNING"):
+        _run(project, "scoring")  # any run of the project on this machine
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert f"({run_id}) was still RUNNING but its process" in caplog.text
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("ratings", "says"),
+    [
+        ("User-ID,ISBN,Book-Rating\n", "interactions: 0, at least 1 needed"),
+        ("zeros", "train rows: 0, at least 1 needed"),
+    ],
+)
+def test_degenerate_ratings_fail_before_the_model_inputs_are_replaced(
+    trained, ratings, says
+):
+    project, _ = trained
+    inputs = _snapshot(project / MODEL_INPUT)
+    raw = project / "data/01_raw/Ratings.csv"
+    good = raw.read_text()
+    if ratings == "zeros":  # every rating implicit (0)
+        lines = good.splitlines()
+        ratings = "\n".join(
+            [lines[0], *(line.rsplit(",", 1)[0] + ",0" for line in lines[1:])]
+        )
+    raw.write_text(ratings)
+    try:
+        with pytest.raises(Exception) as error:
+            _run(project, "data_processing")
+    finally:
+        raw.write_text(good)
+    message = str(error.value)
+    assert "Not enough data to train and evaluate on" in message
+    assert says in message
+    assert "the previous model inputs are untouched" in message
+    assert _snapshot(project / MODEL_INPUT) == inputs
 
 
 def _candidate_count(params: dict) -> int:
