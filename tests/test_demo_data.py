@@ -108,3 +108,35 @@ def test_cli_rejects_a_non_positive_size(capsys):
     with pytest.raises(SystemExit):
         demo_data.main(["--ratings", "0"])
     assert "--ratings must be a positive whole number" in capsys.readouterr().err
+
+
+def test_bookcrossing_shape_has_the_real_files_proportions_and_tails():
+    """At 60k rows (the 1.15M counts are in the scale benchmark's output): the
+    real files' shares of zeros, orphan ISBNs and single-rating books, most
+    users with a handful of ratings and a few with thousands."""
+    tables = demo_data.generate(demo_data.bookcrossing_config(60_000))
+    ratings = pd.DataFrame(tables.ratings, columns=demo_data.RATINGS_HEADER)
+    books = {row[0] for row in tables.books}
+    per_book = ratings["ISBN"].value_counts()
+    per_user = ratings["User-ID"].value_counts()
+    orphan = ~ratings["ISBN"].isin(books)
+
+    assert len(ratings) == 60_000
+    assert (ratings["Book-Rating"] == "0").mean() == pytest.approx(0.62, abs=0.04)
+    assert orphan.mean() == pytest.approx(0.10, abs=0.02)
+    assert 0.1 < 1 - per_book.index.isin(books).mean() < 0.3  # orphan ISBNs
+    assert books <= set(per_book.index)  # Books.csv lists rated books only
+    assert (per_book == 1).mean() > 0.5  # most books: one rating
+    assert (per_user <= 5).mean() > 0.75  # most users: 1-5 ratings
+    assert per_user.max() > 200 * per_user.median()  # and a heavy tail
+    # Users.csv lists everyone; fewer than half of them rate anything.
+    assert 0.3 < len(per_user) / len(tables.users) < 0.5
+    assert len(tables.users) == round(
+        demo_data.BOOKCROSSING_USERS * 60_000 / demo_data.BOOKCROSSING_RATING_ROWS
+    )
+
+
+def test_bookcrossing_shape_is_sized_by_ratings_alone(capsys):
+    with pytest.raises(SystemExit):
+        demo_data.main(["--shape", "bookcrossing", "--users", "10"])
+    assert "leave out --users and --items" in capsys.readouterr().err

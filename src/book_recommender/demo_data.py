@@ -22,6 +22,14 @@ Only ``Generator.random`` (uniform doubles from PCG64) is used, and every other
 distribution is derived from it here, so the output does not depend on how a
 numpy version implements ``normal`` or ``choice``.
 
+Two shapes. ``demo`` (the default, and the committed demo files) is a tidy
+data set: lognormal activity and popularity, every generated book listed.
+``bookcrossing`` copies the counts of the real files, scaled by the number of
+rating rows (at 1,149,780 rows: ~105k rating users of 278,858 in Users.csv, ~340k
+distinct ISBNs of which ~20% are missing from Books.csv and carry ~10% of the rows,
+~270k listed books, most books and most users with a single rating, a heavy
+Zipf tail of very active users and bestsellers); see ``bookcrossing_config``.
+
 Run ``python -m book_recommender.demo_data --help``.
 """
 
@@ -86,6 +94,52 @@ class DemoConfig:
     choice_from_taste: float = 3.0
     popularity_sd: float = 2.0
     bias_popularity_corr: float = 0.5
+    user_activity_sd: float = 1.8
+    # Zipf-Mandelbrot (exponent, offset) weights instead of the lognormal ones:
+    # the k-th most active user (most popular book) weighs (k + offset)^-exponent.
+    activity_zipf: tuple[float, float] | None = None
+    popularity_zipf: tuple[float, float] | None = None
+    # False: Books.csv lists only books someone rated (the real file's way).
+    list_unrated_books: bool = True
+    # > 0: the ISBNs missing from Books.csv are mostly rarely rated ones (a
+    # book's chance to be left out weighs (ratings + 1)^-orphan_rarity).
+    orphan_rarity: float = 0.0
+
+
+# Counts of the real Book-Crossing files (Kaggle), at 1,149,780 rating rows.
+BOOKCROSSING_RATING_ROWS = 1_149_780
+BOOKCROSSING_USERS = 278_858  # rows of Users.csv; ~105k of them rate anything
+
+
+def bookcrossing_config(n_ratings: int = BOOKCROSSING_RATING_ROWS, seed: int = 42):
+    """A ``DemoConfig`` with the real files' shape, scaled to ``n_ratings`` rows.
+
+    Calibrated at 1,149,780 rows against the real counts (105,283 rating users,
+    340,556 distinct ISBNs, 271,360 books, ~1.03M rows and ~92k users x ~270k
+    books after the join with Books.csv, 62% implicit zeros); the pools and the
+    Zipf offsets grow with ``n_ratings``, the exponents stay.
+    """
+    scale = n_ratings / BOOKCROSSING_RATING_ROWS
+    return DemoConfig(
+        n_users=max(1, round(BOOKCROSSING_USERS * scale)),
+        n_items=max(1, round(1_400_000 * scale)),
+        n_ratings=n_ratings,
+        seed=seed,
+        activity_zipf=(1.3, 40 * scale),
+        popularity_zipf=(0.85, 50 * scale),
+        list_unrated_books=False,
+        orphan_rarity=0.6,
+    )
+
+
+SHAPES = {"demo": DemoConfig, "bookcrossing": bookcrossing_config}
+
+
+def _zipf(order_key: np.ndarray, exponent: float, offset: float) -> np.ndarray:
+    """Zipf-Mandelbrot weights by descending ``order_key``."""
+    position = np.empty(len(order_key))
+    position[np.argsort(-order_key, kind="stable")] = np.arange(len(order_key))
+    return (position + 1.0 + offset) ** -exponent
 
 
 # --------------------------------------------------------------------------------------
@@ -344,7 +398,11 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     # Items: genre, popularity (long tail), bias.
     item_genre = _pick(rng, np.linspace(2.0, 1.0, n_g), n_i)
     hype = _normal(rng, n_i)
-    popularity = np.exp(config.popularity_sd * hype)
+    popularity = (
+        np.exp(config.popularity_sd * hype)
+        if config.popularity_zipf is None
+        else _zipf(hype, *config.popularity_zipf)
+    )
     # Well-liked books are read more: item bias and popularity are correlated.
     rho = config.bias_popularity_corr
     item_bias = config.item_bias_sd * (
@@ -353,7 +411,12 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
 
     # Users: activity (long tail), genre affinities in [0, 1], bias, how often
     # they leave an implicit 0 rather than a score.
-    activity = np.exp(1.8 * _normal(rng, n_u))
+    spread = _normal(rng, n_u)
+    activity = (
+        np.exp(config.user_activity_sd * spread)
+        if config.activity_zipf is None
+        else _zipf(spread, *config.activity_zipf)
+    )
     affinity = rng.random((n_u, n_g)) ** 2
     user_bias = config.user_bias_sd * _normal(rng, n_u)
     p = config.implicit_share
@@ -392,13 +455,23 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     )
 
     # Books missing from Books.csv: random ones until they carry the asked share.
-    expected_share = np.bincount(row_item, minlength=n_i) / n_r
-    order = _permutation(rng, n_i)
+    counts = np.bincount(row_item, minlength=n_i)
+    if config.orphan_rarity > 0:
+        # Weighted sampling without replacement: the largest u^(1/weight) first.
+        weight = (counts + 1.0) ** -config.orphan_rarity
+        order = np.argsort(-(rng.random(n_i) ** (1.0 / weight)), kind="stable")
+        order = order[counts[order] > 0]
+    else:
+        order = _permutation(rng, n_i)
+    expected_share = counts / n_r
     unlisted = order[
         : int(np.searchsorted(np.cumsum(expected_share[order]), config.unlisted_share))
         + 1
     ]
-    listed = np.setdiff1d(np.arange(n_i), unlisted)
+    listed = np.setdiff1d(
+        np.arange(n_i) if config.list_unrated_books else np.flatnonzero(counts),
+        unlisted,
+    )
 
     books = _books(rng, config, [isbns[i] for i in listed])
     users = _users(rng, config)
@@ -495,9 +568,17 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("data/01_raw"),
         help="folder to write into (default: data/01_raw)",
     )
-    parser.add_argument("--users", type=int, default=defaults.n_users)
-    parser.add_argument("--items", type=int, default=defaults.n_items)
-    parser.add_argument("--ratings", type=int, default=defaults.n_ratings)
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="demo",
+        help="demo: tidy data, sized by --users/--items/--ratings (default); "
+        "bookcrossing: the real files' counts and tails, sized by --ratings alone "
+        f"(default {BOOKCROSSING_RATING_ROWS:,}, the real file's rows)",
+    )
+    parser.add_argument("--users", type=int, default=None)
+    parser.add_argument("--items", type=int, default=None)
+    parser.add_argument("--ratings", type=int, default=None)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
     for name, value in (
@@ -505,12 +586,25 @@ def main(argv: list[str] | None = None) -> None:
         ("--items", args.items),
         ("--ratings", args.ratings),
     ):
-        if value < 1:
+        if value is not None and value < 1:
             parser.error(f"{name} must be a positive whole number, got {value}")
+    if args.shape == "bookcrossing":
+        if args.users is not None or args.items is not None:
+            parser.error(
+                "--shape bookcrossing derives the users and items from --ratings; "
+                "leave out --users and --items"
+            )
+        config = bookcrossing_config(
+            args.ratings or BOOKCROSSING_RATING_ROWS, seed=args.seed
+        )
+    else:
+        config = DemoConfig(
+            n_users=args.users or defaults.n_users,
+            n_items=args.items or defaults.n_items,
+            n_ratings=args.ratings or defaults.n_ratings,
+            seed=args.seed,
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = DemoConfig(
-        n_users=args.users, n_items=args.items, n_ratings=args.ratings, seed=args.seed
-    )
     write(generate(config), args.out)
 
 
