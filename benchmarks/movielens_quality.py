@@ -137,6 +137,7 @@ EVALUATION = parse(
         "relevance_threshold": None,
         "ranking_metric": "ndcg",
         "rating_metric": "rmse",
+        "tile_cells": 1 << 21,
     },
 )
 

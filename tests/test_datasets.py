@@ -13,6 +13,7 @@ from book_recommender.datasets import DeltaTableDataset, RegisteredRecommender
 from book_recommender.pipelines.scoring.nodes import recommend_for_users
 from book_recommender.serving import Bundle
 from book_recommender.topk import ItemTable
+from tests.test_params import SCORING
 
 
 def _table(tmp_path) -> DeltaTableDataset:
@@ -72,4 +73,4 @@ def test_scoring_refuses_a_model_without_users(spark):
     )
     champion = RegisteredRecommender("m", 3, empty, {"role": "recommender"})
     with pytest.raises(ValueError, match="refusing to write an empty"):
-        recommend_for_users(champion, {"k": 10, "exclude_rated": True})
+        recommend_for_users(champion, {**SCORING, "k": 10})

@@ -13,6 +13,9 @@ from tests.conftest import PROJECT_ROOT
 BASE = yaml.safe_load(
     (PROJECT_ROOT / "conf/base/parameters_data_science.yml").read_text()
 )
+SCORING = yaml.safe_load(
+    (PROJECT_ROOT / "conf/base/parameters_scoring.yml").read_text()
+)["scoring"]
 
 
 def _with(section: str, path: str, value):

@@ -17,7 +17,7 @@ from book_recommender.models import (
 )
 from book_recommender.ranking import COLD_START, top_k_served
 from book_recommender.registry import export_bundle
-from book_recommender.topk import top_k_rows
+from book_recommender.topk import ItemTable, Workspace, rank_block, top_k_rows
 
 N_USERS, N_ITEMS, RANK_ = 40, 60, 5
 
@@ -90,9 +90,10 @@ def test_same_lists_as_recommend_for_user_subset(spark, random_model, seen):
 def test_small_blocks_give_the_same_lists(spark, random_model, seen):
     users = spark.range(N_USERS).select(F.col("id").cast("int").alias(USER_IDX))
     default = top_k_served(random_model, users, seen, popularity_scores(seen), 5)
-    # 2 users per block: many blocks per task, the buffer reused.
+    # Tiles of 7 scores: many tiles per block, the first one too narrow for a
+    # bound on its own.
     tiny = top_k_served(
-        random_model, users, seen, popularity_scores(seen), 5, block_cells=2 * N_ITEMS
+        random_model, users, seen, popularity_scores(seen), 5, tile_cells=7
     )
     assert _lists(tiny) == _lists(default)
 
@@ -130,6 +131,51 @@ def test_top_k_rows_is_exact_on_wide_random_rows():
     rows, cols, _ = top_k_rows(scores, 10)
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     assert cols.reshape(20, 10).tolist() == expected.tolist()
+
+
+def _dense_reference(table, warm, n_rows, seen_rows, seen_cols, k):
+    """Every score in one matrix, then each row sorted: the ranking rank_block
+    must reproduce with its tiles and bounds."""
+    scores = np.empty((n_rows, len(table.ids)), np.float32)
+    scores[: len(warm)] = warm @ table.factors.T + table.unknown
+    scores[len(warm) :] = table.popular
+    scores[seen_rows, seen_cols] = -np.inf
+    rows, cols, rank = top_k_rows(scores, k)
+    return rows, cols, rank, scores[rows, cols]
+
+
+@pytest.mark.parametrize("values", ["normal", "small integers (ties)"])
+def test_tiled_top_k_equals_the_dense_ranking_on_random_models(values):
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        n_items, rank, k = (int(x) for x in rng.integers((1, 1, 1), (300, 6, 15)))
+        ids = np.sort(rng.choice(1000, n_items, replace=False))
+        with_factors = rng.random(n_items) < 0.8  # the others are never ranked
+        with_fallback = rng.random(n_items) < 0.7
+        n_rows = int(rng.integers(1, 30))
+        n_warm = int(rng.integers(0, n_rows + 1))
+
+        def draw(*shape):
+            if values == "normal":
+                return rng.normal(size=shape).astype(np.float32)
+            return rng.integers(-2, 3, size=shape).astype(np.float32)
+
+        table = ItemTable.build(
+            ids[with_factors],
+            draw(int(with_factors.sum()), rank),
+            ids[with_fallback],
+            rng.integers(0, 5, int(with_fallback.sum())).astype(np.float32),
+        )
+        warm = draw(n_warm, rank)
+        n_seen = int(rng.integers(0, n_rows * len(table.ids) + 1))
+        seen_rows = rng.integers(0, n_rows, n_seen)
+        seen_cols = rng.integers(0, len(table.ids), n_seen)
+        workspace = Workspace.create(int(rng.integers(1, 2000)))
+        got = rank_block(table, warm, n_rows, seen_rows, seen_cols, k, workspace)
+        expected = _dense_reference(table, warm, n_rows, seen_rows, seen_cols, k)
+        for mine, theirs in zip(got[:3], expected[:3], strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_allclose(got[3], expected[3], atol=1e-5)
 
 
 def test_the_registered_bundle_serves_the_lists_evaluation_measured(

@@ -113,6 +113,7 @@ class EvaluationParams(_Strict):
     # The recommender champion's metric at k, and the rating champion's metric.
     ranking_metric: Literal["ndcg", "precision", "recall", "map"]
     rating_metric: Literal["rmse", "mae"]
+    tile_cells: int = Field(ge=1)  # scores a top-k task holds at once (4 bytes each)
 
     @property
     def ranking_key(self) -> str:
@@ -128,6 +129,7 @@ class RegistryParams(_Strict):
 class ScoringParams(_Strict):
     k: int = Field(ge=1)  # books per user
     exclude_rated: bool
+    tile_cells: int = Field(ge=1)  # scores a top-k task holds at once (4 bytes each)
     # Which version scores is the catalog's (champion_recommender); these two
     # arrive only from `--params` and are read there.
     model_alias: str | None = Field(default=None, min_length=1)

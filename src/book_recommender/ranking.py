@@ -7,9 +7,10 @@ out; ties are broken by item id. Evaluation and scoring both call
 ``top_k_served``, so a model is measured on exactly the lists it would serve.
 
 How: the item table (factors and fallback scores) is collected once and
-broadcast; each task ranks blocks of users with ``topk.rank_block`` (one BLAS
-product into a buffer of at most ``block_cells`` scores, then an exact top k),
-the same code the registered recommender model answers requests with.
+broadcast; each task ranks blocks of ``BLOCK_USERS`` users with
+``topk.rank_block`` (BLAS products into a reused tile of ``tile_cells`` scores,
+an exact top k), the same code the registered recommender model answers
+requests with.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
-from book_recommender.topk import ItemTable, rank_block
+from book_recommender.topk import (
+    BLOCK_USERS,
+    TILE_CELLS,
+    ItemTable,
+    Workspace,
+    rank_block,
+)
 
 COLD_START = "cold_start"
-# Scores per block: 2**24 float32 = 64 MiB per task, whatever the item count.
-DEFAULT_BLOCK_CELLS = 1 << 24
 _FEATURES = "_features"
 _SEEN = "_seen"
 OUTPUT_SCHEMA = (
@@ -52,12 +57,10 @@ def item_table(model: ALSModel, fallback: DataFrame) -> ItemTable:
 
 
 def _score_blocks(
-    batches: Iterator[pd.DataFrame], table: ItemTable, k: int, block_cells: int
+    batches: Iterator[pd.DataFrame], table: ItemTable, k: int, tile_cells: int
 ) -> Iterator[pd.DataFrame]:
-    n_items = len(table.ids)
-    block = max(1, block_cells // max(n_items, 1))
-    buffer = np.empty((block, n_items), dtype=np.float32)
-    mask = np.empty((block, n_items), dtype=bool)
+    workspace = Workspace.create(tile_cells)
+    block = BLOCK_USERS
     for batch in batches:
         # Users with factors first, so their scores are one contiguous product.
         ordered = batch.iloc[batch[_FEATURES].isna().to_numpy().argsort(kind="stable")]
@@ -85,8 +88,7 @@ def _score_blocks(
                 seen_rows[present],
                 seen_cols[present],
                 k,
-                buffer,
-                mask,
+                workspace,
             )
             yield pd.DataFrame(
                 {
@@ -105,7 +107,7 @@ def top_k_from_factors(
     users: DataFrame,
     seen: DataFrame,
     k: int,
-    block_cells: int = DEFAULT_BLOCK_CELLS,
+    tile_cells: int = TILE_CELLS,
 ) -> DataFrame:
     """Each user's ``k`` best items of ``table`` not in ``seen``, ranked 1..k.
 
@@ -134,7 +136,7 @@ def top_k_from_factors(
     )
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        yield from _score_blocks(batches, shared.value, k, block_cells)
+        yield from _score_blocks(batches, shared.value, k, tile_cells)
 
     return requests.mapInPandas(score, OUTPUT_SCHEMA)
 
@@ -145,12 +147,12 @@ def top_k_served(
     seen: DataFrame,
     fallback: DataFrame,
     k: int,
-    block_cells: int = DEFAULT_BLOCK_CELLS,
+    tile_cells: int = TILE_CELLS,
 ) -> DataFrame:
     """Each user's ``k`` best items by ``model`` not in ``seen``, ranked 1..k;
     ``fallback`` (ITEM_IDX, SCORE) ranks the items for users without factors."""
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
     return top_k_from_factors(
-        model.userFactors, item_table(model, fallback), users, seen, k, block_cells
+        model.userFactors, item_table(model, fallback), users, seen, k, tile_cells
     )

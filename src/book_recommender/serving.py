@@ -30,7 +30,13 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from book_recommender.topk import ItemTable, rank_block
+from book_recommender.topk import (
+    BLOCK_USERS,
+    TILE_CELLS,
+    ItemTable,
+    Workspace,
+    rank_block,
+)
 
 K_COLUMN = "k"
 RANK = "rank"
@@ -38,8 +44,6 @@ SCORE = "score"
 COLD_START = "cold_start"
 KNOWN = "known"
 PREDICTION = "prediction"
-# Scores per block: 2**24 float32 = 64 MiB, whatever the item count.
-BLOCK_CELLS = 1 << 24
 _ARRAYS = ("user_factors", "item_factors", "seen_indptr", "seen_items")
 
 
@@ -134,9 +138,10 @@ class Bundle:
     # Ranking
 
     def top_k(
-        self, rows: np.ndarray, k: int, block_cells: int = BLOCK_CELLS
+        self, rows: np.ndarray, k: int, tile_cells: int = TILE_CELLS
     ) -> Iterator[pd.DataFrame]:
-        """Top ``k`` unseen items of each request, in blocks of bounded memory.
+        """Top ``k`` unseen items of each request, in blocks of bounded memory
+        (``tile_cells`` scores at once, see ``topk``).
 
         ``rows`` are ``users`` rows (-1: unknown user, ranked by the fallback with
         nothing seen). Yields long frames: ``request`` (index into ``rows``),
@@ -146,10 +151,8 @@ class Bundle:
         if k < 1:
             raise ValueError(f"k must be >= 1; found {k}.")
         rows = np.asarray(rows, dtype=np.int64)
-        n_items = len(self.table.ids)
-        block = max(1, block_cells // max(n_items, 1))
-        buffer = np.empty((min(block, len(rows)), n_items), dtype=np.float32)
-        mask = np.empty(buffer.shape, dtype=bool)
+        block = BLOCK_USERS
+        workspace = Workspace.create(tile_cells)
         clip = self.meta["clip"]  # a rating model's scores are ratings
         for start in range(0, len(rows), block):
             requests = np.arange(start, min(start + block, len(rows)))
@@ -167,8 +170,7 @@ class Bundle:
                 seen_rows,
                 seen_cols,
                 k,
-                buffer,
-                mask,
+                workspace,
             )
             if clip:
                 scores = np.clip(scores, clip[0], clip[1])

@@ -359,6 +359,7 @@ def evaluate_ranking(
         data.seen,
         popularity_scores(data.seen),
         k,
+        evaluation.tile_cells,
     ).cache()  # read twice below
     cold = served.groupBy(USER_IDX).agg(F.max(COLD_START).alias(COLD_START))
     per_user = per_user_ranking(served, relevant, k).join(cold, on=USER_IDX, how="left")

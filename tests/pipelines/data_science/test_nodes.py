@@ -16,7 +16,7 @@ from book_recommender.pipelines.data_science.nodes import (
 )
 from book_recommender.pipelines.scoring.nodes import recommend_for_users
 from book_recommender.registry import export_bundle
-from tests.test_params import BASE
+from tests.test_params import BASE, SCORING
 
 COLUMNS = {
     "user_id": "User-ID",
@@ -112,7 +112,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     )
     bundle = export_bundle(model, ratings, users, items, COLUMNS, K, None)
     champion = RegisteredRecommender("m", 1, bundle, {"role": "recommender"})
-    table = recommend_for_users(champion, {"k": K, "exclude_rated": True}).toPandas()
+    table = recommend_for_users(champion, {**SCORING, "k": K}).toPandas()
     assert (table["model_version"] == 1).all()
     assert set(table["User-ID"]) == {str(u) for u in range(USERS)}
     assert (table.groupby("User-ID").size() == K).all()

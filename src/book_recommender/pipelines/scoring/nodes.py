@@ -15,18 +15,20 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.datasets import RegisteredRecommender
+from book_recommender.params import parse
 from book_recommender.serving import COLD_START, RANK, SCORE, Bundle
 
 logger = logging.getLogger(__name__)
 
-PARAMS_FILE = "conf/base/parameters_scoring.yml"
 MODEL_VERSION = "model_version"
 
 
-def _ranked_rows(bundle: Bundle, rows: np.ndarray, k: int) -> Iterator[pd.DataFrame]:
+def _ranked_rows(
+    bundle: Bundle, rows: np.ndarray, k: int, tile_cells: int
+) -> Iterator[pd.DataFrame]:
     """The Delta table's rows for the users at ``rows`` of the bundle."""
     user = bundle.columns["user_id"]
-    for ranked in bundle.top_k(rows, k):
+    for ranked in bundle.top_k(rows, k, tile_cells):
         requested = bundle.users.iloc[rows[ranked["request"].to_numpy()]]
         items = bundle.items.iloc[ranked["position"].to_numpy()]
         cold = ranked[COLD_START].to_numpy()
@@ -55,9 +57,8 @@ def recommend_for_users(
     factors get the most popular books they have not rated, flagged
     ``cold_start``.
     """
-    k = int(scoring["k"])
-    if k < 1:
-        raise ValueError(f"scoring.k must be >= 1; found {k} ({PARAMS_FILE}).")
+    scoring = parse("scoring", scoring)
+    k, tile_cells = scoring.k, scoring.tile_cells
     bundle = champion.bundle
     if bundle.users.empty or not len(bundle.table.ids):
         raise ValueError(
@@ -66,7 +67,7 @@ def recommend_for_users(
             "to write an empty recommendations table. The previous Delta version "
             "stays current; score another version or retrain on real data."
         )
-    if not scoring["exclude_rated"]:
+    if not scoring.exclude_rated:
         bundle = dataclasses.replace(
             bundle,
             seen_indptr=np.zeros_like(bundle.seen_indptr),
@@ -97,7 +98,7 @@ def recommend_for_users(
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            yield from _ranked_rows(shared.value, batch["id"].to_numpy(), k)
+            yield from _ranked_rows(shared.value, batch["id"].to_numpy(), k, tile_cells)
 
     return (
         spark.range(len(bundle.users))
