@@ -171,8 +171,8 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
         and sample.count("\n") == 5
     )
 
-    # The chart's bars are the candidates' test metrics as logged in MLflow.
-    candidates = json.loads((reporting / "candidate_metrics.json").read_text())
+    # The chart's bars are the candidates' validation metrics as logged in MLflow.
+    candidates = json.loads((reporting / "tuning_results.json").read_text())
     champions = json.loads((reporting / "champions.json").read_text())
     evaluation = yaml.safe_load(
         (project / "conf/base/parameters_data_science.yml").read_text()
@@ -184,14 +184,17 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
         (fig.axes[1], "rmse", "bias_baseline"),
     ):
         logged = sorted(
-            r.data.metrics[metric] for r in subruns if metric in r.data.metrics
+            r.data.metrics[f"validation_{metric}"]
+            for r in subruns
+            if f"validation_{metric}" in r.data.metrics
         )
         drawn = sorted(p.get_width() for p in ax.patches)
         assert drawn == pytest.approx(logged, abs=1e-6), metric
         line = next(
             line for line in ax.lines if line.get_label().startswith(baseline[:4])
         ).get_xdata()[0]
-        assert line == pytest.approx(first.data.metrics[f"{baseline}.{metric}"])
+        baseline_run = next(r for r in subruns if r.info.run_name == baseline)
+        assert line == pytest.approx(baseline_run.data.metrics[f"validation_{metric}"])
 
 
 @pytest.mark.e2e
@@ -564,6 +567,36 @@ def _candidate_count(params: dict) -> int:
     )
 
 
+def _check_candidate_runs(subruns, parent, params: dict) -> None:
+    assert len(subruns) == _candidate_count(params)
+    # Every candidate has validation metrics; only the champions and the
+    # baselines were refitted and saw test.
+    refitted = {
+        parent.data.tags["champion.name"],
+        parent.data.tags["rating_champion.name"],
+        "popularity",
+        "bias_baseline",
+    }
+    for run in subruns:
+        family = run.data.params["family"]
+        expected = RANKING_METRICS | (RATING_METRICS if family == "rating" else set())
+        assert {f"validation_{m}" for m in expected} <= set(run.data.metrics)
+        assert {"model_kind", "family"} <= set(run.data.params)
+        was_refitted = run.info.run_name in refitted
+        assert run.data.tags["refitted"] == str(was_refitted).lower()
+        assert (expected <= set(run.data.metrics)) == was_refitted, run.info.run_name
+        if not was_refitted:
+            continue
+        assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
+        assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
+        info = get_model_info(f"runs:/{run.info.run_id}/model")
+        assert info.signature is not None
+        assert [c.name for c in info.signature.inputs.inputs] == [
+            "_user_id",
+            "_item_id",
+        ]
+
+
 @pytest.mark.e2e
 def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     spark, trained
@@ -578,20 +611,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     subruns = children[parent.info.run_id]
-    assert len(subruns) == _candidate_count(params)
-    for run in subruns:
-        family = run.data.params["family"]
-        expected = RANKING_METRICS | (RATING_METRICS if family == "rating" else set())
-        assert expected <= set(run.data.metrics), run.info.run_name
-        assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
-        assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
-        assert {"model_kind", "family"} <= set(run.data.params)
-        info = get_model_info(f"runs:/{run.info.run_id}/model")
-        assert info.signature is not None
-        assert [c.name for c in info.signature.inputs.inputs] == [
-            "_user_id",
-            "_item_id",
-        ]
+    _check_candidate_runs(subruns, parent, params)
     kinds = {r.data.params["model_kind"] for r in subruns}
     assert kinds == {"popularity", "implicit", "bias", "biased"}
 

@@ -1,6 +1,7 @@
 """Nodes of the data_science pipeline: tune every candidate of both families on
-validation data, evaluate them all on test, pick two champions (one to recommend,
-one to predict ratings), track everything in MLflow and register both."""
+validation data, pick two champions there (one to recommend, one to predict
+ratings), refit them and the baselines on train and evaluate those on test,
+track everything in MLflow and register both champions."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from book_recommender.training import (
     best,
     better,
     candidates,
+    champion_pools,
     evaluate,
     fit,
     in_parallel,
+    to_refit,
     tune,
     validation_splits,
 )
@@ -98,17 +101,22 @@ def train_candidates(
     train_ratings: DataFrame,
     implicit_interactions: DataFrame,
     test_ratings: DataFrame,
+    tuning_results: list[dict[str, Any]],
     columns: dict[str, str],
     als: dict[str, Any],
     tuning: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> tuple[list[FittedModel], list[dict[str, Any]]]:
-    """Every candidate fitted on the whole training set and evaluated on test,
-    with the seconds its fit and its evaluation took (wall time, so with
-    ``tuning.parallelism`` > 1 they include waiting for the other candidates)."""
+    """The champions picked on validation and the baselines, refitted on the
+    whole training set and evaluated on test, with the seconds each fit and
+    evaluation took (wall time, so with ``tuning.parallelism`` > 1 they include
+    waiting for another model). The other candidates keep their validation
+    metrics only: refitting them would double the fits for numbers no decision
+    uses."""
     als, evaluation = parse("als", als), parse("evaluation", evaluation)
     data = _data(train_ratings.cache(), implicit_interactions, columns)
     test_ratings = test_ratings.cache()
+    specs = to_refit(candidates(als), tuning_results, evaluation)
 
     def train(spec: ModelSpec) -> tuple[FittedModel, dict[str, Any]]:
         started = time.perf_counter()
@@ -134,7 +142,7 @@ def train_candidates(
         }
         return fitted, metrics
 
-    trained = in_parallel(train, candidates(als), parse("tuning", tuning).parallelism)
+    trained = in_parallel(train, specs, parse("tuning", tuning).parallelism)
     return [model for model, _ in trained], [metrics for _, metrics in trained]
 
 
@@ -194,15 +202,9 @@ def select_champions(
     evaluation = parse("evaluation", evaluation)
     test = {m["name"]: m["metrics"] for m in candidate_metrics}
     champions = {
-        "recommender": _champion(
-            "recommender", tuning_results, evaluation.ranking_key, test
-        )
+        role: _champion(role, pool, metric, test)
+        for role, (pool, metric) in champion_pools(tuning_results, evaluation).items()
     }
-    rating = [r for r in tuning_results if r["params"]["family"] == "rating"]
-    if rating:
-        champions["rating"] = _champion(
-            "rating", rating, evaluation.rating_metric, test
-        )
     for role, champion in champions.items():
         logger.info(
             "%s champion: %s (%s %.4f); on test %s",
@@ -252,14 +254,19 @@ def log_candidates(
     train_ratings: DataFrame,
     als: dict[str, Any],
 ) -> dict[str, str]:
-    """One nested MLflow run per candidate: its params, validation and test
-    metrics, the seconds it took, and the model with a signature. Returns run
-    ids by candidate name."""
+    """One nested MLflow run per candidate: its params and validation metrics
+    (``validation_*``); for the refitted ones (champions and baselines) also
+    their test metrics, the seconds they took and the model with a signature.
+    Returns run ids by candidate name."""
     als = parse("als", als)
     runs = {}
-    validation = {r["name"]: r for r in tuning_results}
-    for fitted, metrics in zip(candidate_models, candidate_metrics, strict=True):
-        spec: ModelSpec = fitted.spec
+    refitted = {
+        fitted.spec.name: (fitted, metrics)
+        for fitted, metrics in zip(candidate_models, candidate_metrics, strict=True)
+    }
+    specs = {spec.name: spec for spec in candidates(als)}
+    for result in tuning_results:
+        spec: ModelSpec = specs[result["name"]]
         params = dict(spec.as_params())
         if not spec.is_baseline:
             family = als.ranking if spec.family == "ranking" else als.rating
@@ -267,23 +274,30 @@ def log_candidates(
         with mlflow.start_run(run_name=spec.name, nested=True) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(
-                {
-                    **metrics["metrics"],
-                    **{
-                        f"validation_{m}": v
-                        for m, v in validation[spec.name]["validation"].items()
-                    },
-                    **{f"{step}_seconds": v for step, v in metrics["seconds"].items()},
-                }
+                {f"validation_{m}": v for m, v in result["validation"].items()}
             )
-            mlflow.set_tag("family", spec.family)
-            _log_model(fitted, train_ratings)
+            mlflow.set_tags(
+                {"family": spec.family, "refitted": str(spec.name in refitted).lower()}
+            )
+            if spec.name in refitted:
+                fitted, metrics = refitted[spec.name]
+                mlflow.log_metrics(
+                    {
+                        **metrics["metrics"],
+                        **{
+                            f"{step}_seconds": v
+                            for step, v in metrics["seconds"].items()
+                        },
+                    }
+                )
+                _log_model(fitted, train_ratings)
             runs[spec.name] = run.info.run_id
     return runs
 
 
 def _description(
     champion: dict[str, Any],
+    n_candidates: int,
     candidate_metrics: list[dict[str, Any]],
     data_statistics: dict[str, Any],
     columns: dict[str, Any],
@@ -310,7 +324,7 @@ def _description(
     return (
         f"{champion['role'].capitalize()} champion {champion['name']} "
         f"({champion['kind']}{', ' + params if params else ''}), picked on "
-        f"{champion['selected_by']} among {len(candidate_metrics)} candidates. "
+        f"{champion['selected_by']} among {n_candidates} candidates. "
         f"On test it {verdict} {champion['baseline']}: {metric} {mine:.4f} vs "
         f"{theirs:.4f}. Data: {data['users']:,} users x {data['items']:,} items, "
         f"{data['interactions']:,} interactions. {what}"
@@ -387,7 +401,12 @@ def register_champions(
             registry.model_name,
             version_tags,
             _description(
-                champion, candidate_metrics, data_statistics, columns, evaluation.k
+                champion,
+                len(candidate_runs),
+                candidate_metrics,
+                data_statistics,
+                columns,
+                evaluation.k,
             ),
         )
         moves.append((aliases[role], version.version))

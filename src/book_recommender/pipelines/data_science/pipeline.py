@@ -51,6 +51,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     **training,
                     "test_ratings": "test_ratings",
+                    "tuning_results": "tuning_results",
                     "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },

@@ -221,27 +221,31 @@ FAMILY_COLORS = {"ranking": "#4C72B0", "rating": "#DD8452"}
 
 
 def plot_model_comparison(
-    candidate_metrics: list[dict[str, Any]],
+    tuning_results: list[dict[str, Any]],
     champions: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> Figure:
-    """Every candidate on test: the ranking metric of all of them against the
-    popularity baseline, RMSE of the rating family against the bias baseline.
-    Champions are starred; baselines are the dashed lines."""
+    """Every candidate on validation, where the champions are picked: the
+    ranking metric of all of them against the popularity baseline, RMSE of the
+    rating family against the bias baseline. Champions are starred; baselines
+    are the dashed lines. (Only champions and baselines reach test: their test
+    metrics are in the MLflow run and the registry.)"""
     ranking_key = parse("evaluation", evaluation).ranking_key
     table = pd.DataFrame(
         [
-            {"name": m["name"], "family": m["params"]["family"], **m["metrics"]}
-            for m in candidate_metrics
+            {"name": r["name"], "family": r["params"]["family"], **r["validation"]}
+            for r in tuning_results
         ]
     )
     stars = {c["name"]: role for role, c in champions.items()}
     table["label"] = [
         f"{n}  \N{BLACK STAR} {stars[n]}" if n in stars else n for n in table["name"]
     ]
-    panels = [(ranking_key, "popularity", f"{ranking_key} on test (higher is better)")]
+    panels = [
+        (ranking_key, "popularity", f"{ranking_key} on validation (higher is better)")
+    ]
     if "rmse" in table and table["rmse"].notna().any():
-        panels.append(("rmse", "bias_baseline", "RMSE on test (lower is better)"))
+        panels.append(("rmse", "bias_baseline", "RMSE on validation (lower is better)"))
     height = 1.2 + 0.32 * len(table)
     fig = Figure(figsize=(6.5 * len(panels), height), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -266,8 +270,8 @@ def plot_model_comparison(
         ax.set_xlim(0, max(rows[metric].max(), value) * 1.2)
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(
-        "Candidates on test: ranking family (blue) and rating family (orange) "
-        "against their baselines"
+        "Candidates on validation: ranking family (blue) and rating family "
+        "(orange) against their baselines"
     )
     return fig
 

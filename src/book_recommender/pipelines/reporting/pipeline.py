@@ -74,7 +74,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 plot_model_comparison,
-                inputs=["candidate_metrics", "champions", "params:evaluation"],
+                inputs=["tuning_results", "champions", "params:evaluation"],
                 outputs="model_comparison_plot",
                 name="plot_model_comparison",
             ),
