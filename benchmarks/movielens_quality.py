@@ -90,6 +90,7 @@ ALS_SETTINGS = parse(
             "alpha": [1.0],
             "nonnegative": False,
             "implicit_strength": 1.0,
+            "min_item_interactions": 2,  # the project's default
         },
         "rating": {
             **_FAMILY,

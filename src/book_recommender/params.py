@@ -78,6 +78,7 @@ class RankingFamily(_Strict):
     num_epochs: int = Field(ge=1)
     nonnegative: bool
     implicit_strength: float = Field(gt=0)
+    min_item_interactions: int = Field(ge=1)
 
 
 class RatingFamily(_Strict):

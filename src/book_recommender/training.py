@@ -247,6 +247,15 @@ def fit(spec: ModelSpec, data: TrainingData, als: AlsParams) -> FittedModel:
                 USER_IDX, ITEM_IDX, F.lit(strength).cast("float").alias(STRENGTH)
             )
         )
+        minimum = als.ranking.min_item_interactions
+        if minimum > 1:
+            supported = (
+                interactions.groupBy(ITEM_IDX)
+                .count()
+                .filter(F.col("count") >= minimum)
+                .select(ITEM_IDX)
+            )
+            interactions = interactions.join(supported, on=ITEM_IDX, how="left_semi")
         model = ALS(
             ratingCol=STRENGTH,
             implicitPrefs=True,
