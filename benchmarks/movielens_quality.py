@@ -312,7 +312,7 @@ def main() -> None:
         {
             "spark.master": "local[2]",
             "spark.driver.memory": "6g",
-            "spark.driver.extraJavaOptions": "-Xss32m",
+            "spark.driver.extraJavaOptions": "-Xss32m --add-modules=jdk.incubator.vector",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.shuffle.partitions": "4",

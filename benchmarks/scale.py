@@ -193,7 +193,7 @@ def time_spark_als(project: Path) -> dict[str, float]:
         {
             "spark.master": "local[2]",
             "spark.driver.memory": "8g",
-            "spark.driver.extraJavaOptions": "-Xss32m",
+            "spark.driver.extraJavaOptions": "-Xss32m --add-modules=jdk.incubator.vector",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.shuffle.partitions": "8",
