@@ -368,7 +368,10 @@ def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
         aggregates += [
             F.sum(present.cast("long")).alias(f"{name}|count"),
             F.sum((~present).cast("long")).alias(f"{name}|missing"),
-            F.countDistinct(F.when(present, value)).alias(f"{name}|distinct"),
+            # Not countDistinct: several of those in one aggregation expand every
+            # row once per column (minutes on a 1M-row Books.csv); a set per
+            # column is one pass.
+            F.size(F.collect_set(F.when(present, value))).alias(f"{name}|distinct"),
             F.min(F.when(present, value.cast("string"))).alias(f"{name}|min_text"),
             F.max(F.when(present, value.cast("string"))).alias(f"{name}|max_text"),
             F.min(number).alias(f"{name}|min_number"),
