@@ -4,16 +4,19 @@ Shared by the Spark scoring and evaluation (``ranking.py``, inside
 ``mapInPandas``) and by the registered recommender model (``serving.py``, which
 answers requests without Spark), so both serve the same lists.
 
-Users with factors are scored against the items one tile at a time: a BLAS
-product of the users' factors and a slice of the item factors into a reused
-buffer small enough to stay in the CPU cache, then a comparison with each
-user's lower bound keeps the few scores that can be in the top k (row maxima
-first: most rows have nothing to keep in most tiles). The bound is
-the k-th best score of the first tile (the lowest item ids: with
-StringIndexer's frequency order, the most popular books), so it is exact: no
-entry of the true top k is below it. Seen items score -inf; items without
-factors score NaN and never pass. Users without factors get the fallback
-(popular) ranking, their seen items skipped. Ties go to the lower item id.
+Users with factors are scored against the items one tile at a time, the items
+in descending order of their factor norm: a BLAS product of the users' factors
+and a slice of the item factors into a reused buffer small enough to stay in
+the CPU cache, then a comparison with each user's lower bound keeps the few
+scores that can be in the top k (row maxima first: most rows have nothing to
+keep in most tiles). The bound starts as the k-th best score of the first tile
+and rises to the k-th best found so far after 2, 4, 8 ... tiles; a user drops
+out of the scan once their norm times the next item's norm (the most any later
+item can score, by Cauchy-Schwarz) is below it, and the scan stops when no
+user is left. Exact: no entry of the true top k is ever below a bound. Seen
+items score -inf; items without factors are not scanned. Users without factors
+get the fallback (popular) ranking, their seen items skipped. Ties go to the
+lower item id.
 
 Memory per call: one tile (``tile_cells`` float32 scores) and the candidates,
 whatever the number of items.
@@ -67,12 +70,9 @@ class ItemTable:
         return cls(ids, matrix, unknown, popular)
 
     @cached_property
-    def scoring_factors(self) -> np.ndarray:
-        """The factors with NaN rows for the unknown items: NaN scores never pass
-        a comparison, so those items drop out without a pass of their own."""
-        factors = np.array(self.factors, dtype=np.float32, order="C")
-        factors[np.isneginf(self.unknown)] = np.nan
-        return factors
+    def scan(self) -> Scan:
+        """The items with factors in the order the ranking scans them."""
+        return Scan.of(self)
 
     @cached_property
     def fallback_order(self) -> np.ndarray:
@@ -131,6 +131,39 @@ def _ranked(
     return rows[keep], cols[keep], rank[keep], values[keep]
 
 
+@dataclass(frozen=True)
+class Scan:
+    """The items with factors by descending factor norm: a user's score for an
+    item is at most the product of their norms (Cauchy-Schwarz), so once that
+    product falls below a user's k-th best score, no later item can enter the
+    user's top k. Unknown items are not scanned at all."""
+
+    order: np.ndarray  # table positions, by descending norm (ties: position)
+    factors: np.ndarray  # float32 (scanned items, rank), C order
+    norms: np.ndarray  # float64, descending
+    position: np.ndarray  # scan position of each table position; -1: unknown
+
+    @classmethod
+    def of(cls, table: ItemTable) -> Scan:
+        known = np.flatnonzero(table.unknown == 0)
+        norms = np.linalg.norm(table.factors[known].astype(np.float64), axis=1)
+        by_norm = np.argsort(-norms, kind="stable")
+        order = known[by_norm]
+        position = np.full(len(table.ids), -1, np.int64)
+        position[order] = np.arange(len(order))
+        return cls(
+            order=order,
+            factors=np.ascontiguousarray(table.factors[order], dtype=np.float32),
+            norms=norms[by_norm],
+            position=position,
+        )
+
+
+# A float32 dot product of rank r can exceed the product of the norms by about
+# r * 6e-8 of it: the Cauchy-Schwarz cut-off keeps this margin.
+_NORM_MARGIN = 1.0 + 1e-4
+
+
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's ``k`` largest finite scores of a dense matrix, by score
     descending then column: (row, column, rank from 0), rows ascending.
@@ -149,45 +182,67 @@ def _warm_top_k(
     k: int,
     workspace: Workspace,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n_warm, n_items = len(warm), len(table.ids)
-    factors = table.scoring_factors
+    n_warm, scan = len(warm), table.scan
+    n_scan = len(scan.order)
     width = max(1, len(workspace.scores) // n_warm)
     # The first tile sets the bounds: it must hold more than k items per row.
-    first = min(n_items, max(width, 4 * k))
-    by_col = np.argsort(seen_cols, kind="stable")
-    seen_rows, seen_cols = seen_rows[by_col], seen_cols[by_col]
-    # Rows with nothing finite (all seen, all unknown) find nothing at all.
+    first = min(n_scan, max(width, 4 * k))
+    # Seen items in scan positions (seen unknown items are never scanned).
+    seen_pos = scan.position[seen_cols]
+    scanned = seen_pos >= 0
+    seen_rows, seen_pos = seen_rows[scanned], seen_pos[scanned]
+    by_pos = np.argsort(seen_pos, kind="stable")
+    seen_rows, seen_pos = seen_rows[by_pos], seen_pos[by_pos]
+    user_norms = np.linalg.norm(warm.astype(np.float64), axis=1) * _NORM_MARGIN
+    # Rows with nothing finite (all seen) find nothing at all.
     found_rows, found_cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     found_values = [np.zeros(0, np.float32)]
-    row_max = np.empty(n_warm, np.float32)
+    slot = np.empty(n_warm, np.int64)  # a row's place among the live rows
     bound = None
-    start = 0
-    while start < n_items:
-        stop = min(n_items, start + (first if bound is None else width))
-        scores = workspace.tile(n_warm, stop - start)
-        np.matmul(warm, factors[start:stop].T, out=scores)
-        lo, hi = np.searchsorted(seen_cols, (start, stop))
-        scores[seen_rows[lo:hi], seen_cols[lo:hi] - start] = -np.inf
+    start, tiles, refresh_at = 0, 0, 2
+    while start < n_scan:
+        stop = min(n_scan, start + (first if bound is None else width))
         if bound is None:
-            scores[np.isnan(scores)] = -np.inf
+            live = np.arange(n_warm)
+        else:
+            # Rows whose best possible score from here on reaches their bound.
+            live = np.flatnonzero(user_norms * scan.norms[start] >= bound)
+            if not len(live):
+                break
+        scores = workspace.tile(len(live), stop - start)
+        np.matmul(warm[live], scan.factors[start:stop].T, out=scores)
+        lo, hi = np.searchsorted(seen_pos, (start, stop))
+        slot.fill(-1)
+        slot[live] = np.arange(len(live))
+        here = slot[seen_rows[lo:hi]]
+        mine = here >= 0
+        scores[here[mine], seen_pos[lo:hi][mine] - start] = -np.inf
+        if bound is None:
             if stop - start > k:
                 kth = stop - start - k
                 bound = np.partition(scores, kth, axis=1)[:, kth]
             else:
                 bound = np.full(n_warm, -np.inf, np.float32)
             # -inf (seen) never passes, however low a row's bound is.
-            bound = np.maximum(bound, np.finfo(np.float32).min)[:, None]
+            bound = np.maximum(bound, np.finfo(np.float32).min)
         # A row maximum is far cheaper than a comparison of every score: only
         # the few rows that reach their bound in this tile are compared.
-        np.fmax.reduce(scores, axis=1, out=row_max)  # NaN (unknown items) ignored
-        hits = np.flatnonzero(row_max >= bound[:, 0])
+        row_max = np.max(scores, axis=1)
+        hits = np.flatnonzero(row_max >= bound[live])
         if len(hits):
             part = scores[hits]
-            rows, cols = np.nonzero(part >= bound[hits])
-            found_rows.append(hits[rows])
-            found_cols.append(cols + start)
+            rows, cols = np.nonzero(part >= bound[live[hits], None])
+            found_rows.append(live[hits[rows]])
+            found_cols.append(scan.order[cols + start])
             found_values.append(part[rows, cols])
-        start = stop
+        start, tiles = stop, tiles + 1
+        if tiles == refresh_at and start < n_scan:
+            # Raise the bounds to the k-th best found so far (after 2, 4, 8 ...
+            # tiles), so that fewer rows reach them in the tiles to come.
+            refresh_at *= 2
+            found_rows, found_cols, found_values = _raise_bounds(
+                bound, found_rows, found_cols, found_values, k
+            )
     return _ranked(
         np.concatenate(found_rows),
         np.concatenate(found_cols),
@@ -195,6 +250,28 @@ def _warm_top_k(
         n_warm,
         k,
     )
+
+
+def _raise_bounds(
+    bound: np.ndarray,
+    found_rows: list[np.ndarray],
+    found_cols: list[np.ndarray],
+    found_values: list[np.ndarray],
+    k: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Each row's bound raised (in place) to the k-th best value it has found,
+    if it has found k; the candidates below their row's bound dropped."""
+    rows = np.concatenate(found_rows)
+    values = np.concatenate(found_values)
+    order = np.lexsort((-values, rows))
+    ordered_rows, ordered_values = rows[order], values[order]
+    counts = np.bincount(ordered_rows, minlength=len(bound))
+    starts = np.cumsum(counts) - counts
+    full = np.flatnonzero(counts >= k)
+    np.maximum.at(bound, full, ordered_values[starts[full] + k - 1])
+    # A value below the k-th best of its row has k better ones: never in the top k.
+    keep = values >= bound[rows]
+    return [rows[keep]], [np.concatenate(found_cols)[keep]], [values[keep]]
 
 
 def _cold_top_k(
@@ -239,7 +316,7 @@ def rank_block(
     seen_cols = np.asarray(seen_cols, np.int64)
     n_warm = len(warm)
     parts = []
-    if n_warm and len(table.ids):
+    if n_warm and len(table.scan.order):
         mine = seen_rows < n_warm
         parts.append(
             _warm_top_k(
