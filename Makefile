@@ -24,9 +24,9 @@ test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (not part of the tests): they print figures and write
-# data/08_reporting/benchmarks/*.{json,md}. See README, "Performance".
+# benchmarks/results/*.{json,md}. See README, "Performance".
 MOVIELENS_DIR ?= ../shared/data/ml-100k
-SIZES ?= demo,100k,1.15M,5M
+SIZES ?= demo,100k,1.15M,1.15M-bx,5M
 
 install-bench: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

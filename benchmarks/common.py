@@ -16,7 +16,8 @@ from typing import Any
 import psutil
 
 PROJECT = Path(__file__).resolve().parents[1]
-RESULTS = PROJECT / "data" / "08_reporting" / "benchmarks"
+# Committed, so the next measurement can be compared with this one.
+RESULTS = PROJECT / "benchmarks" / "results"
 
 
 def machine() -> dict[str, Any]:
@@ -38,7 +39,7 @@ def machine() -> dict[str, Any]:
 
 
 def write_results(name: str, results: dict[str, Any], table: str) -> tuple[Path, Path]:
-    """``<name>.json`` and ``<name>.md`` under data/08_reporting/benchmarks."""
+    """``<name>.json`` and ``<name>.md`` under benchmarks/results."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     as_json, as_md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
     as_json.write_text(json.dumps(results, indent=2) + "\n")

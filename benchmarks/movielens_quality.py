@@ -17,7 +17,7 @@ follow on a user-stratified split (the current form of their split), for referen
     MOVIELENS_DIR=../shared/data/ml-100k python benchmarks/movielens_quality.py
     ... movielens_quality.py --splits user   # one split; the other kept from the last run
 
-Writes data/08_reporting/benchmarks/movielens_quality.{json,md}.
+Writes benchmarks/results/movielens_quality.{json,md}.
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ ALS_SETTINGS = parse(
             "alpha": [1.0],
             "nonnegative": False,
             "implicit_strength": 1.0,
-            "min_item_interactions": 2,  # the project's default
+            # Recommenders' protocol ranks every train item: keep them all (the
+            # project's default, 2, would leave single-rating movies unranked).
+            "min_item_interactions": 1,
         },
         "rating": {
             **_FAMILY,

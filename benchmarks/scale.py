@@ -1,16 +1,19 @@
 """Speed and memory of the whole workflow on generated Book-Crossing-shaped data.
 
-For each size: generate the data (demo generator's scale knob), run `kedro run`
-end to end in a scratch project while sampling the resident memory of the kedro
-process and its JVM from outside, split the run's time and peak memory by
-pipeline (node timings from ``NodeTimingHooks``), then time Spark ALS per iteration
-at rank 10 and 64 on the run's interaction matrix and the ``implicit`` library's
-ALS on the same matrix.
+For each size: generate the data (the demo generator's tidy shape scaled by its
+knobs, or ``--shape bookcrossing``, the real files' shape, for ``1.15M-bx``), run
+`kedro run` end to end in a scratch project while sampling the resident memory
+of the kedro process and its JVM from outside, split the run's time and peak
+memory by pipeline (node timings from ``NodeTimingHooks``); then time the
+pipeline's top-k alone (scored user-item pairs per second, and as a fraction of
+numpy's single-precision GEMM rate measured in the same run), Spark ALS per
+iteration at rank 10 and 64 on the run's interaction matrix and the
+``implicit`` library's ALS on the same matrix.
 
-    python benchmarks/scale.py                       # all four sizes
-    python benchmarks/scale.py --sizes demo,100k     # some of them
+    python benchmarks/scale.py                       # every size
+    python benchmarks/scale.py --sizes demo,1.15M-bx # some of them
 
-Writes data/08_reporting/benchmarks/scale.{json,md}; results of sizes not run
+Writes benchmarks/results/scale.{json,md} (committed); results of sizes not run
 this time are kept from the previous file.
 """
 
@@ -39,11 +42,15 @@ from common import (
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 
-SIZES: dict[str, dict[str, int] | None] = {
+SIZES: dict[str, dict[str, int | str] | None] = {
     "demo": None,  # the committed demo files (60k rating rows)
     "100k": {"users": 25_000, "items": 24_000, "ratings": 100_000},
-    # The real data set's shape: ~278k users, ~271k books, 1.15M rating rows.
+    # The demo generator's tidy shape at the real file sizes (278k users in
+    # Users.csv, 271k books, 1.15M rating rows): after the join 152k x 90k.
     "1.15M": {"users": 278_000, "items": 271_000, "ratings": 1_150_000},
+    # The real files' shape (`--shape bookcrossing`): after the join about
+    # 97k users x 270k books, most books and users with one rating.
+    "1.15M-bx": {"shape": "bookcrossing", "ratings": 1_149_780},
     "5M": {"users": 1_200_000, "items": 1_180_000, "ratings": 5_000_000},
 }
 WORK = PROJECT / "data" / "benchmarks"
@@ -64,10 +71,12 @@ def generate(size: str) -> Path:
         return folder
     knobs = SIZES[size]
     started = time.monotonic()
+    options = [
+        f"--{knob}={value}" for knob, value in knobs.items()
+    ]  # --shape, --users, --items, --ratings
     subprocess.run(  # noqa: S603
         [sys.executable, "-m", "book_recommender.demo_data", "--out", str(folder),
-         "--users", str(knobs["users"]), "--items", str(knobs["items"]),
-         "--ratings", str(knobs["ratings"])],
+         *options],
         check=True,
     )  # fmt: skip
     stamp.write_text(json.dumps(knobs))
@@ -94,7 +103,9 @@ def scratch_project(size: str, raw: Path) -> Path:
     return project
 
 
-def run_kedro(project: Path, params: str | None = None) -> dict[str, Any]:
+def run_kedro(
+    project: Path, params: str | None = None, pipeline: str | None = None
+) -> dict[str, Any]:
     """`kedro run --env bench`: wall time, peak memory, and both per pipeline."""
     timings = project / "node_timings.jsonl"
     env = os.environ | {
@@ -105,7 +116,8 @@ def run_kedro(project: Path, params: str | None = None) -> dict[str, Any]:
     started = time.time()
     process = subprocess.Popen(  # noqa: S603
         [str(Path(sys.executable).with_name("kedro")), "run", "--env", "bench"]
-        + (["--params", params] if params else []),
+        + (["--params", params] if params else [])
+        + (["--pipeline", pipeline] if pipeline else []),
         cwd=project,
         env=env,
         stdout=log,
@@ -229,6 +241,113 @@ def time_spark_als(project: Path) -> dict[str, float]:
     return per_iteration
 
 
+TOPK_RANK = 32  # the ranking family's default rank
+
+
+def _gemm_flops(rank: int) -> float:
+    """The machine's single-precision GEMM rate (FLOP/s, numpy's BLAS, all
+    cores): a (4096 x rank) x (rank x 65536) product into a reused output."""
+    rng = np.random.default_rng(0)
+    users = rng.normal(size=(4096, rank)).astype(np.float32)
+    items = rng.normal(size=(65536, rank)).astype(np.float32)
+    out = np.empty((4096, 65536), np.float32)
+    np.matmul(users, items.T, out=out)  # warm-up: page in the output
+    repeats, started = 5, time.perf_counter()
+    for _ in range(repeats):
+        np.matmul(users, items.T, out=out)
+    return repeats * 2.0 * rank * out.size / (time.perf_counter() - started)
+
+
+def _champion_factors(project: Path, size: str):
+    """The registered recommender champion's (user ids, user factors, item
+    table), from the run's MLflow registry."""
+    import mlflow  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/bench-{size}-alsmodel@champion")
+    bundle = model.unwrap_python_model().bundle
+    rows = bundle.users["factor_row"].to_numpy(np.int64)
+    warm = rows >= 0
+    return (
+        bundle.users["user_idx"].to_numpy(np.int64)[warm],
+        bundle.user_factors[rows[warm]],
+        bundle.table,
+    )
+
+
+def time_top_k(project: Path, size: str, *, champion: bool = True) -> dict[str, Any]:
+    """Scored user-item pairs per second of the pipeline's top-k
+    (``ranking.top_k_from_factors``, k 10, seen items out, Spark local[2]) for
+    the run's users against its items: with the registered champion's factors
+    (what evaluation and scoring rank) and with random normal rank-32 factors
+    (the worst case for its bounds: no item stands out); and those rates as a
+    fraction of numpy's single-precision GEMM rate at the same rank, measured
+    after them."""
+    import pandas as pd  # noqa: PLC0415
+
+    from book_recommender.ranking import top_k_from_factors  # noqa: PLC0415
+    from book_recommender.spark_session import build_spark_session  # noqa: PLC0415
+    from book_recommender.topk import ItemTable  # noqa: PLC0415
+
+    spark = build_spark_session(
+        {
+            "spark.master": "local[2]",
+            "spark.driver.memory": "4g",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "8",
+        }
+    )
+    pairs = spark.read.parquet(str(_model_input(project))).select(USER_IDX, ITEM_IDX)
+    seen = pairs.cache()
+    users = pairs.select(USER_IDX).distinct().cache()
+    user_ids = np.sort(users.toPandas()[USER_IDX].to_numpy(np.int64))
+    item_ids = np.sort(
+        pairs.select(ITEM_IDX).distinct().toPandas()[ITEM_IDX].to_numpy(np.int64)
+    )
+    rng = np.random.default_rng(0)
+    cases = {
+        "random": (
+            user_ids,
+            rng.normal(size=(len(user_ids), TOPK_RANK)).astype(np.float32),
+            ItemTable.build(
+                item_ids,
+                rng.normal(size=(len(item_ids), TOPK_RANK)).astype(np.float32),
+                item_ids,
+                np.zeros(len(item_ids), np.float32),
+            ),
+        )
+    }
+    if champion:
+        cases["champion"] = _champion_factors(project, size)
+    measured = {}
+    for case, (ids, factors, table) in cases.items():
+        frame = spark.createDataFrame(
+            pd.DataFrame({"id": ids.astype(np.int32), "features": list(factors)})
+        ).cache()
+        frame.count()
+        started = time.perf_counter()
+        rows = top_k_from_factors(frame, table, users, seen, 10).count()
+        seconds = time.perf_counter() - started
+        frame.unpersist()
+        measured[case] = {
+            "rank": int(factors.shape[1]),
+            "warm_users": len(ids),
+            "items": len(table.ids),
+            "rows": rows,
+            "seconds": round(seconds, 1),
+            "pairs_per_s": float(f"{len(ids) * len(table.ids) / seconds:.3g}"),
+        }
+    spark.stop()
+    for result in measured.values():
+        gemm = _gemm_flops(result["rank"])
+        result["gemm_gflops"] = round(gemm / 1e9, 1)
+        result["gemm_fraction"] = round(
+            result["pairs_per_s"] * 2 * result["rank"] / gemm, 3
+        )
+    return measured
+
+
 def time_implicit_library(users, items, strength) -> dict[str, float]:
     """Seconds per iteration of ``implicit``'s CPU ALS on the same matrix, 2 threads."""
     from implicit.cpu.als import AlternatingLeastSquares  # noqa: PLC0415
@@ -271,24 +390,29 @@ def _ratios(spark_als: dict, implicit_als: dict) -> dict[str, float | None]:
 
 
 def measure(
-    size: str, params: str | None = None, *, timings: bool = True
+    size: str,
+    params: str | None = None,
+    pipeline: str | None = None,
+    *,
+    timings: bool = True,
 ) -> dict[str, Any]:
     raw = generate(size)
     project = scratch_project(size, raw)
-    print(f"[{size}] kedro run {params or ''}...", flush=True)  # noqa: T201
-    run = run_kedro(project, params)
+    print(f"[{size}] kedro run {params or ''} {pipeline or ''}...", flush=True)  # noqa: T201
+    run = run_kedro(project, params, pipeline)
     stats = json.loads(
         (project / "data" / "08_reporting" / "data_statistics.json").read_text()
     )
     # Each grid point's fit and test evaluation (mostly the top-k ranking), timed
     # by train_candidates.
+    refitted = project / "data" / "08_reporting" / "candidate_metrics.json"
     submodels = [
         {"name": m["name"], **{f"{k}_s": v for k, v in m["seconds"].items()}}
-        for m in json.loads(
-            (project / "data" / "08_reporting" / "candidate_metrics.json").read_text()
-        )
+        for m in (json.loads(refitted.read_text()) if refitted.exists() else [])
     ]
     spark_als = implicit_als = dict.fromkeys(f"rank{r}" for r in RANKS)
+    top_k = time_top_k(project, size, champion=pipeline is None)
+    print(f"[{size}] top-k: {top_k}", flush=True)  # noqa: T201
     if timings:
         users, items, strength = interactions(project)
         spark_als = time_spark_als(project)
@@ -296,6 +420,7 @@ def measure(
     result = {
         "size": size,
         "kedro_params": params,
+        "kedro_pipeline": pipeline or "__default__",
         "machine": machine(),
         "rating_rows": stats["rows"]["ratings"]["read"],
         "model_input": {
@@ -304,6 +429,7 @@ def measure(
         "train_rows": stats["split"]["train_rows"],
         "run": run,
         "submodels": submodels,
+        "top_k": top_k,
         "spark_als_s_per_iteration": spark_als,
         "implicit_als_s_per_iteration": implicit_als,
         "spark_over_implicit": _ratios(spark_als, implicit_als),
@@ -321,11 +447,20 @@ def _grid_point_seconds(submodels: list[dict[str, Any]] | None) -> str:
     return f"{fit:.0f} / {evaluation:.0f}"
 
 
+def _top_k_cell(result: dict[str, Any], key: str) -> str:
+    """'champion / random' figures of the top-k timing ('' for older results)."""
+    cases = result.get("top_k") or {}
+    return " / ".join(
+        f"{cases[case][key]:.2g}" for case in ("champion", "random") if case in cases
+    )
+
+
 def table(results: dict[str, Any]) -> str:
     header = [
         "size", "rating rows", "interactions", "users", "items", "end to end (s)",
         "peak (GiB)", "data_processing (s)", "data_science (s)", "scoring (s)",
-        "reporting (s)", "grid point fit / evaluation (s)", "ALS s/iter r10", "ALS s/iter r64",
+        "reporting (s)", "grid point fit / evaluation (s)",
+        "top-k pairs/s champion / random", "top-k / GEMM champion / random", "ALS s/iter r10", "ALS s/iter r64",
         "implicit s/iter r10", "implicit s/iter r64", "Spark/implicit r64",
     ]  # fmt: skip
     rows = []
@@ -339,6 +474,7 @@ def table(results: dict[str, Any]) -> str:
              r["model_input"]["users"], r["model_input"]["items"], r["run"]["wall_s"],
              r["run"]["peak_gib"], *(p[name]["seconds"] for name in PIPELINES),
              _grid_point_seconds(r.get("submodels")),
+             _top_k_cell(r, "pairs_per_s"), _top_k_cell(r, "gemm_fraction"),
              r["spark_als_s_per_iteration"]["rank10"],
              r["spark_als_s_per_iteration"]["rank64"],
              r["implicit_als_s_per_iteration"]["rank10"],
@@ -362,6 +498,12 @@ def main(argv: list[str] | None = None) -> None:
         help="passed to `kedro run --params` (e.g. als.num_blocks=10)",
     )
     parser.add_argument(
+        "--pipeline",
+        default=None,
+        help="passed to `kedro run --pipeline` (e.g. data_processing: then only "
+        "the top-k and ALS timings follow, on its model input)",
+    )
+    parser.add_argument(
         "--label",
         default="",
         help="stored as '<size> <label>', beside the plain results (e.g. 'before')",
@@ -370,6 +512,11 @@ def main(argv: list[str] | None = None) -> None:
         "--retime-implicit",
         action="store_true",
         help="only time `implicit` again on the sizes' previous runs",
+    )
+    parser.add_argument(
+        "--retime-top-k",
+        action="store_true",
+        help="only time the top-k again on the sizes' previous runs",
     )
     parser.add_argument(
         "--skip-als",
@@ -384,6 +531,16 @@ def main(argv: list[str] | None = None) -> None:
     previous = RESULTS / "scale.json"
     results = json.loads(previous.read_text()) if previous.exists() else {"sizes": {}}
     results["machine"] = machine()
+    if args.retime_top_k:
+        for key, result in results["sizes"].items():
+            if result["size"] in sizes:
+                project = WORK / result["size"] / "project"
+                champion = result.get("kedro_pipeline", "__default__") == "__default__"
+                result["top_k"] = time_top_k(project, result["size"], champion=champion)
+                print(key, result["top_k"], flush=True)  # noqa: T201
+        write_results("scale", results, table(results))
+        print(table(results))  # noqa: T201
+        return
     if args.retime_implicit:
         for key, result in results["sizes"].items():
             if (
@@ -396,7 +553,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     for size in sizes:
         key = f"{size} {args.label}".strip()
-        results["sizes"][key] = measure(size, args.params, timings=not args.skip_als)
+        results["sizes"][key] = measure(
+            size, args.params, args.pipeline, timings=not args.skip_als
+        )
         write_results("scale", results, table(results))
     print(table(results))  # noqa: T201
 

@@ -5,7 +5,7 @@ Run after a training run (`make demo`, or `kedro run` in the project or with
 ``models:/<name>@champion`` in a fresh Python process, then starts
 ``mlflow models serve --env-manager local`` on a free 127.0.0.1 port and sends
 single-user ``dataframe_split`` requests (known users, and every tenth an unknown
-id), one at a time. Prints and writes (``data/08_reporting/benchmarks/serving.*``)
+id), one at a time. Prints and writes (``benchmarks/results/serving.*``)
 the load times and the latency percentiles.
 
     .venv/bin/python benchmarks/serving.py [--requests 200]
