@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 # Committed, so the next measurement can be compared with this one.
@@ -36,6 +37,27 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "java": java[0] if java else "unknown",
     }
+
+
+def bench_spark(
+    driver_memory: str, shuffle_partitions: int = 8, checkpoint_dir: Path | None = None
+):
+    """A local[2] SparkSession for a benchmark, with the project's JVM options
+    (conf/base/spark.yml: ALS's thread stack, the vector module), UI off."""
+    from book_recommender.spark_session import build_spark_session  # noqa: PLC0415
+
+    project = yaml.safe_load((PROJECT / "conf" / "base" / "spark.yml").read_text())
+    settings = {
+        "spark.master": "local[2]",
+        "spark.driver.memory": driver_memory,
+        "spark.driver.extraJavaOptions": project["spark.driver.extraJavaOptions"],
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+    }
+    if checkpoint_dir is not None:
+        settings["spark.checkpoint.dir"] = str(checkpoint_dir)
+    return build_spark_session(settings)
 
 
 def write_results(name: str, results: dict[str, Any], table: str) -> tuple[Path, Path]:

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from common import PROJECT, RESULTS, machine, markdown_table, write_results
+from common import (
+    PROJECT,
+    RESULTS,
+    bench_spark,
+    machine,
+    markdown_table,
+    write_results,
+)
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 
@@ -39,7 +46,6 @@ from book_recommender.metrics import mean_average_precision
 from book_recommender.models import popularity_scores
 from book_recommender.params import parse
 from book_recommender.ranking import top_k_served
-from book_recommender.spark_session import build_spark_session
 from book_recommender.training import (
     FittedModel,
     ModelSpec,
@@ -310,17 +316,7 @@ def main() -> None:
         )
     ratings = load_ratings(folder)
     checkpoints = PROJECT / "data" / "benchmarks" / "movielens" / "checkpoints"
-    spark = build_spark_session(
-        {
-            "spark.master": "local[2]",
-            "spark.driver.memory": "6g",
-            "spark.driver.extraJavaOptions": "-Xss32m --add-modules=jdk.incubator.vector",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.sql.shuffle.partitions": "4",
-            "spark.checkpoint.dir": str(checkpoints),
-        }
-    )
+    spark = bench_spark("6g", shuffle_partitions=4, checkpoint_dir=checkpoints)
     # `--splits user` runs only the user-stratified rows and keeps the item rows
     # of the previous result file (and the other way round).
     wanted = sys.argv[sys.argv.index("--splits") + 1] if "--splits" in sys.argv else ""

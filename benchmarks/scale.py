@@ -35,6 +35,7 @@ from common import (
     PROJECT,
     RESULTS,
     MemorySampler,
+    bench_spark,
     machine,
     markdown_table,
     write_results,
@@ -199,19 +200,7 @@ def time_spark_als(project: Path) -> dict[str, float]:
     the same (user, item, rating + 1) triples as ``interactions``."""
     from pyspark.ml.recommendation import ALS  # noqa: PLC0415
 
-    from book_recommender.spark_session import build_spark_session  # noqa: PLC0415
-
-    spark = build_spark_session(
-        {
-            "spark.master": "local[2]",
-            "spark.driver.memory": "8g",
-            "spark.driver.extraJavaOptions": "-Xss32m --add-modules=jdk.incubator.vector",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.sql.shuffle.partitions": "8",
-            "spark.checkpoint.dir": str(project / "data" / "als_checkpoints"),
-        }
-    )
+    spark = bench_spark("8g", checkpoint_dir=project / "data" / "als_checkpoints")
     from pyspark.sql import functions as F  # noqa: PLC0415
 
     frame = (
@@ -286,18 +275,9 @@ def time_top_k(project: Path, size: str, *, champion: bool = True) -> dict[str, 
     import pandas as pd  # noqa: PLC0415
 
     from book_recommender.ranking import top_k_from_factors  # noqa: PLC0415
-    from book_recommender.spark_session import build_spark_session  # noqa: PLC0415
     from book_recommender.topk import ItemTable  # noqa: PLC0415
 
-    spark = build_spark_session(
-        {
-            "spark.master": "local[2]",
-            "spark.driver.memory": "4g",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.sql.shuffle.partitions": "8",
-        }
-    )
+    spark = bench_spark("4g")
     pairs = spark.read.parquet(str(_model_input(project))).select(USER_IDX, ITEM_IDX)
     seen = pairs.cache()
     users = pairs.select(USER_IDX).distinct().cache()
