@@ -1,14 +1,24 @@
-"""NodeTimingHooks: the profile a benchmark reads, written only when asked for."""
+"""NodeTimingHooks: the profile a benchmark reads, written only when asked for.
+MlflowRunHooks: an interrupted run ends KILLED, whatever it was doing."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import threading
+import time
 
+import mlflow
+import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
+from mlflow.tracking import MlflowClient
 
-from book_recommender.hooks import TIMINGS_ENV, NodeTimingHooks
+from book_recommender import hooks as project_hooks
+from book_recommender.hooks import TIMINGS_ENV, MlflowRunHooks, NodeTimingHooks
 
 
 def _double(x):
@@ -55,3 +65,78 @@ def test_node_events_are_written_in_order_with_tags(tmp_path, monkeypatch):
 def test_nothing_is_written_unless_asked(tmp_path, monkeypatch):
     _run_with(NodeTimingHooks(), monkeypatch, None)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def interruptible_run(tmp_path, monkeypatch):
+    """A parent and a nested MLflow run in a SQLite store, with MlflowRunHooks'
+    signal handlers installed; the functions it leaves for exit are collected
+    instead of registered."""
+    database = tmp_path / "mlflow.db"
+    mlflow.set_tracking_uri(f"sqlite:///{database}")
+    at_exit, register = [], project_hooks.atexit.register
+
+    def collect(function, *args, **kwargs):
+        if getattr(function, "__module__", None) != project_hooks.__name__:
+            return register(function, *args, **kwargs)  # MLflow's, SQLAlchemy's
+        at_exit.append(function)
+        return function
+
+    monkeypatch.setattr(project_hooks.atexit, "register", collect)
+    parent = mlflow.start_run(run_name="data_science")
+    nested = mlflow.start_run(nested=True)
+    hooks = MlflowRunHooks()
+    hooks.before_pipeline_run(run_params={"pipeline_names": [], "env": "test"})
+    try:
+        yield database, at_exit, parent.info.run_id, nested.info.run_id
+    finally:
+        hooks.after_pipeline_run()
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+
+
+def _statuses(*run_ids):
+    return [MlflowClient().get_run(run_id).info.status for run_id in run_ids]
+
+
+def test_an_interrupt_ends_the_runs_killed_at_once(interruptible_run):
+    _, at_exit, parent, nested = interruptible_run
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler runs before this ends
+    assert mlflow.active_run() is None
+    assert _statuses(parent, nested) == ["KILLED", "KILLED"]
+    assert at_exit == []
+
+
+def test_an_interrupt_inside_a_tracking_store_write_ends_the_runs_killed_at_exit(
+    interruptible_run,
+):
+    """The interrupted code holds SQLite's write lock: ending the runs in the
+    handler would wait for it and fail (CI saw a run left RUNNING)."""
+    database, at_exit, parent, nested = interruptible_run
+    locked, writing = threading.Event(), threading.Event()
+
+    def hold_the_lock_then_interrupt():
+        other = sqlite3.connect(database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        writing.wait()
+        time.sleep(1)  # the main thread waits for the lock in set_tag
+        os.kill(os.getpid(), signal.SIGINT)
+        other.execute("ROLLBACK")  # its write goes on and is interrupted
+        other.close()
+
+    thread = threading.Thread(target=hold_the_lock_then_interrupt)
+    thread.start()
+    locked.wait()
+    writing.set()
+    with pytest.raises(KeyboardInterrupt):
+        MlflowClient().set_tag(nested, "written", "while interrupted")
+    thread.join()
+    assert _statuses(parent, nested) == ["RUNNING", "RUNNING"]
+    assert len(at_exit) == 1
+    at_exit[0]()
+    assert mlflow.active_run() is None
+    assert _statuses(parent, nested) == ["KILLED", "KILLED"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -101,6 +102,18 @@ def _end_runs_killed() -> None:
         mlflow.end_run("KILLED")
 
 
+def _in_tracking_store(frame: Any) -> bool:
+    """Whether the interrupted code is inside MLflow's tracking store, where it
+    may hold the SQLite database's write lock until its stack unwinds."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(
+            ("mlflow.store", "sqlalchemy")
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class MlflowRunHooks:
     """The MLflow run tells the truth about the process behind it.
 
@@ -140,7 +153,14 @@ class MlflowRunHooks:
             "%s: marking the MLflow run KILLED and stopping.",
             signal.Signals(signum).name,
         )
-        _end_runs_killed()
+        if _in_tracking_store(frame):
+            # Ending the runs now would wait for the lock the interrupted code
+            # holds (SQLite's 20 s busy timeout), fail, and leave them RUNNING.
+            # End them at exit instead, once that code has unwound: before
+            # MLflow's own exit handler, registered earlier, ends them FINISHED.
+            atexit.register(_end_runs_killed)
+        else:
+            _end_runs_killed()
         previous = self._previous.get(signal.SIGINT)
         if callable(previous):  # PySpark's: cancels the running Spark jobs
             previous(signum, frame)
