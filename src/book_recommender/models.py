@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.metrics import SCORE, CandidateFn
+from book_recommender.metrics import SCORE
 
 USER_BIAS = "user_bias"
 ITEM_BIAS = "item_bias"
@@ -198,33 +198,3 @@ def popularity_als_model(interactions: DataFrame, path: str) -> ALSModel:
         F.col(ITEM_IDX).alias("id"), F.array(SCORE).alias("features")
     )
     return als_model_from_factors(users, items, 1, path)
-
-
-def als_candidates(model: ALSModel) -> CandidateFn:
-    """Each user's n best items by an ALS model (``recommendForUserSubset``)."""
-
-    def candidates(users: DataFrame, n: int) -> DataFrame:
-        recs = model.recommendForUserSubset(
-            users.withColumnRenamed(USER_IDX, model.getUserCol()), n
-        )
-        return recs.select(
-            F.col(model.getUserCol()).alias(USER_IDX),
-            F.explode("recommendations").alias("_rec"),
-        ).select(
-            USER_IDX,
-            F.col("_rec." + model.getItemCol()).alias(ITEM_IDX),
-            F.col("_rec.rating").alias(SCORE),
-        )
-
-    return candidates
-
-
-def popularity_candidates(interactions: DataFrame) -> CandidateFn:
-    """Each user's n most popular items: the most interacted-with in ``interactions``."""
-    counts = popularity_scores(interactions)
-
-    def candidates(users: DataFrame, n: int) -> DataFrame:
-        top = counts.orderBy(F.desc(SCORE), F.asc(ITEM_IDX)).limit(n)
-        return users.select(USER_IDX).crossJoin(F.broadcast(top))
-
-    return candidates

@@ -164,16 +164,6 @@ class Scan:
 _NORM_MARGIN = 1.0 + 1e-4
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's ``k`` largest finite scores of a dense matrix, by score
-    descending then column: (row, column, rank from 0), rows ascending.
-
-    The plain reference of the tiled ranking below (and of its tie rule)."""
-    rows, cols = np.nonzero(np.isfinite(scores))
-    found, cols, rank, _ = _ranked(rows, cols, scores[rows, cols], len(scores), k)
-    return found, cols, rank
-
-
 def _warm_top_k(
     table: ItemTable,
     warm: np.ndarray,
