@@ -83,8 +83,10 @@ def interruptible_run(tmp_path, monkeypatch):
         return function
 
     monkeypatch.setattr(project_hooks.atexit, "register", collect)
-    parent = mlflow.start_run(run_name="data_science")
-    nested = mlflow.start_run(nested=True)
+    # Its own experiment: earlier tests leave another one active in this process.
+    experiment = MlflowClient().create_experiment("interrupted")
+    parent = mlflow.start_run(experiment_id=experiment, run_name="data_science")
+    nested = mlflow.start_run(experiment_id=experiment, nested=True)
     hooks = MlflowRunHooks()
     hooks.before_pipeline_run(run_params={"pipeline_names": [], "env": "test"})
     try:
