@@ -164,17 +164,19 @@ def best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     return chosen
 
 
-def champion_pools(
+def pick_champions(
     results: list[dict[str, Any]], evaluation: EvaluationParams
-) -> dict[str, tuple[list[dict[str, Any]], str]]:
-    """Per role, the results a champion is picked from and the metric it is
+) -> dict[str, tuple[dict[str, Any], str]]:
+    """Per role, the result ``best`` picks on validation and the metric it is
     picked on: the recommender among all candidates on the ranking metric, the
     rating champion among the rating family (if any) on the rating metric."""
     pools = {"recommender": (results, evaluation.ranking_key)}
     rating = [r for r in results if r["params"]["family"] == "rating"]
     if rating:
         pools["rating"] = (rating, evaluation.rating_metric)
-    return pools
+    return {
+        role: (best(pool, metric), metric) for role, (pool, metric) in pools.items()
+    }
 
 
 def to_refit(
@@ -183,13 +185,12 @@ def to_refit(
     evaluation: EvaluationParams,
 ) -> list[ModelSpec]:
     """The specs that are refitted on the whole training set and evaluated on
-    test: the champions ``best`` picks on validation, and the baselines they are
-    judged against. The other candidates stop at their validation metrics, as
-    with Spark's TrainValidationSplit and CrossValidator (which refit only the
-    best), and never see test."""
+    test: the champions ``pick_champions`` picks on validation, and the
+    baselines they are judged against. The other candidates stop at their
+    validation metrics, as with Spark's TrainValidationSplit and CrossValidator
+    (which refit only the best), and never see test."""
     chosen = {
-        best(pool, metric)["name"]
-        for pool, metric in champion_pools(results, evaluation).values()
+        champion["name"] for champion, _ in pick_champions(results, evaluation).values()
     }
     return [spec for spec in specs if spec.is_baseline or spec.name in chosen]
 

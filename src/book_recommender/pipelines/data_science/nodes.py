@@ -22,13 +22,12 @@ from book_recommender.training import (
     FittedModel,
     ModelSpec,
     TrainingData,
-    best,
     better,
     candidates,
-    champion_pools,
     evaluate,
     fit,
     in_parallel,
+    pick_champions,
     to_refit,
     tune,
     validation_splits,
@@ -148,11 +147,10 @@ def train_candidates(
 
 def _champion(
     role: str,
-    pool: list[dict[str, Any]],
+    chosen: dict[str, Any],
     metric: str,
     test: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
-    chosen = best(pool, metric)
     baseline = BASELINE_OF[role]
     mine, theirs = test[chosen["name"]][metric], test[baseline][metric]
     beats = chosen["name"] != baseline and better(metric, mine, theirs)
@@ -202,8 +200,8 @@ def select_champions(
     evaluation = parse("evaluation", evaluation)
     test = {m["name"]: m["metrics"] for m in candidate_metrics}
     champions = {
-        role: _champion(role, pool, metric, test)
-        for role, (pool, metric) in champion_pools(tuning_results, evaluation).items()
+        role: _champion(role, chosen, metric, test)
+        for role, (chosen, metric) in pick_champions(tuning_results, evaluation).items()
     }
     for role, champion in champions.items():
         logger.info(
