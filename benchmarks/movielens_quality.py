@@ -96,8 +96,8 @@ ALS_SETTINGS = parse(
             "alpha": [1.0],
             "nonnegative": False,
             "implicit_strength": 1.0,
-            # Recommenders' protocol ranks every train item: keep them all (the
-            # project's default, 2, would leave single-rating movies unranked).
+            # Recommenders' protocol ranks every train item: keep them all (2
+            # would leave single-rating movies unranked).
             "min_item_interactions": 1,
         },
         "rating": {
