@@ -132,7 +132,7 @@ def bookcrossing_config(n_ratings: int = BOOKCROSSING_RATING_ROWS, seed: int = 4
     )
 
 
-SHAPES = {"demo": DemoConfig, "bookcrossing": bookcrossing_config}
+SHAPES = ("bookcrossing", "demo")  # --shape: bookcrossing_config, DemoConfig
 
 
 def _zipf(order_key: np.ndarray, exponent: float, offset: float) -> np.ndarray:
@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--shape",
-        choices=sorted(SHAPES),
+        choices=SHAPES,
         default="demo",
         help="demo: tidy data, sized by --users/--items/--ratings (default); "
         "bookcrossing: the real files' counts and tails, sized by --ratings alone "
