@@ -37,27 +37,45 @@ ALS = parse(
         },
     },
 )
+ITEM_BASED = parse(
+    "item_based",
+    {
+        **BASE["item_based"],
+        "knn": {**BASE["item_based"]["knn"], "similarity": ["cosine"], "neighbours": [25]},
+        "ease": {**BASE["item_based"]["ease"], "l2": [10, 100]},
+    },
+)
 EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": 5})
 
 
 def test_candidates_are_both_grids_each_after_its_baseline():
-    names = [s.name for s in candidates(ALS)]
+    names = [s.name for s in candidates(ALS, ITEM_BASED)]
     assert names == [
         "popularity",
         "implicit_rank2_reg0.1_alpha1",
         "implicit_rank2_reg0.1_alpha10",
         "implicit_rank4_reg0.1_alpha1",
         "implicit_rank4_reg0.1_alpha10",
+        "knn_cosine_k25",
+        "ease_l2_10",
+        "ease_l2_100",
         "bias_baseline",
         "biased_rank2_reg0.1",
         "biased_rank2_reg0.5",
     ]
-    families = {s.name: s.family for s in candidates(ALS)}
+    families = {s.name: s.family for s in candidates(ALS, ITEM_BASED)}
     assert families["popularity"] == "ranking" and families["bias_baseline"] == "rating"
     no_rating = ALS.model_copy(
         update={"rating": ALS.rating.model_copy(update={"enabled": False})}
     )
-    assert {s.family for s in candidates(no_rating)} == {"ranking"}
+    assert {s.family for s in candidates(no_rating, ITEM_BASED)} == {"ranking"}
+    no_items = ITEM_BASED.model_copy(
+        update={
+            "knn": ITEM_BASED.knn.model_copy(update={"enabled": False}),
+            "ease": ITEM_BASED.ease.model_copy(update={"enabled": False}),
+        }
+    )
+    assert not {s.kind for s in candidates(ALS, no_items)} & {"knn", "ease"}
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +134,13 @@ REGRESSION_METRICS = {"rmse", "mae", "r2", "explained_variance"}
         ModelSpec("biased", 2, 0.1),
         ModelSpec("popularity"),
         ModelSpec("bias"),
+        ModelSpec("knn", similarity="cosine", neighbours=25),
+        ModelSpec("ease", l2=10.0),
     ],
     ids=lambda s: s.kind,
 )
 def test_each_model_kind_fits_and_evaluates_as_served(spark, ratings, data, spec):
-    fitted = fit(spec, data, ALS)
+    fitted = fit(spec, data, ALS, ITEM_BASED)
     # Two target users: one the rating models know, one (41) nobody knows.
     target = ratings.filter(F.col(USER_IDX) == 3).unionByName(
         spark.createDataFrame([(41, 2, 5.0)], ratings.schema)
@@ -144,7 +164,7 @@ def test_each_model_kind_fits_and_evaluates_as_served(spark, ratings, data, spec
 
 
 def test_the_popularity_model_scores_each_item_by_its_interactions(data):
-    fitted = fit(ModelSpec("popularity"), data, ALS)
+    fitted = fit(ModelSpec("popularity"), data, ALS, ITEM_BASED)
     counts = {
         r[ITEM_IDX]: r["count"] for r in data.seen.groupBy(ITEM_IDX).count().collect()
     }
@@ -157,7 +177,7 @@ def test_the_popularity_model_scores_each_item_by_its_interactions(data):
 
 
 def test_the_bias_model_predicts_the_damped_biases(data):
-    fitted = fit(ModelSpec("bias"), data, ALS)
+    fitted = fit(ModelSpec("bias"), data, ALS, ITEM_BASED)
     biases = fit_bias_model(data.ratings, "r", ALS.rating.bias_damping)
     expected = {
         (r[USER_IDX], r[ITEM_IDX]): r["prediction"]
@@ -172,9 +192,9 @@ def test_the_bias_model_predicts_the_damped_biases(data):
 
 def test_num_blocks_defaults_to_the_cores_spark_has(spark, data):
     spec = ModelSpec("explicit", 2, 0.1)
-    default = fit(spec, data, ALS).model
+    default = fit(spec, data, ALS, ITEM_BASED).model
     assert default.userFactors.rdd.getNumPartitions() == (
         spark.sparkContext.defaultParallelism
     )
-    three = fit(spec, data, ALS.model_copy(update={"num_blocks": 3})).model
+    three = fit(spec, data, ALS.model_copy(update={"num_blocks": 3}), ITEM_BASED).model
     assert three.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004

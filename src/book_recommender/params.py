@@ -64,6 +64,23 @@ PositiveAxis = Annotated[
 ]
 
 
+def _words(value: Any) -> Any:
+    if isinstance(value, str):
+        return [p for p in re.split(r"[\s;]+", value.strip()) if p]
+    return value
+
+
+SimilarityAxis = Annotated[
+    list[Literal["bm25", "cosine"]], BeforeValidator(_words), Field(min_length=1)
+]
+CountAxis = Annotated[
+    list[Annotated[int, Field(ge=1)]],
+    BeforeValidator(_no_bools),
+    BeforeValidator(_axis),
+    Field(min_length=1),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,6 +115,31 @@ class AlsParams(_Strict):
     num_blocks: int | None = Field(ge=1)
     ranking: RankingFamily
     rating: RatingFamily
+
+
+class KnnFamily(_Strict):
+    """Item-kNN over co-readers (``item_based.fit_item_knn``)."""
+
+    enabled: bool
+    similarity: SimilarityAxis
+    neighbours: CountAxis  # kept per book
+    max_user_items: int = Field(ge=2)  # a reader's books sampled into the pairs
+    bm25_k1: float = Field(gt=0)
+    bm25_b: float = Field(ge=0, le=1)
+
+
+class EaseFamily(_Strict):
+    """EASE over the most read books (``item_based.fit_ease``)."""
+
+    enabled: bool
+    l2: PositiveAxis
+    max_items: int = Field(ge=2)  # ~20 * max_items^2 bytes on the driver
+
+
+class ItemBasedParams(_Strict):
+    seed: int  # the sample of a prolific reader's books
+    knn: KnnFamily
+    ease: EaseFamily
 
 
 class TuningParams(_Strict):
@@ -201,6 +243,7 @@ class DataProcessingParams(_Strict):
 
 SECTIONS: dict[str, type[_Strict]] = {
     "als": AlsParams,
+    "item_based": ItemBasedParams,
     "tuning": TuningParams,
     "evaluation": EvaluationParams,
     "registry": RegistryParams,
@@ -209,7 +252,9 @@ SECTIONS: dict[str, type[_Strict]] = {
     "reporting": ReportingParams,
 }
 FILES = {
-    **dict.fromkeys(("als", "tuning", "evaluation", "registry"), PARAMS_FILE),
+    **dict.fromkeys(
+        ("als", "item_based", "tuning", "evaluation", "registry"), PARAMS_FILE
+    ),
     "scoring": "parameters_scoring.yml",
     "data_processing": "parameters_data_processing.yml",
     "reporting": "parameters_reporting.yml",

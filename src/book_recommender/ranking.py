@@ -24,13 +24,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_based import ItemBasedModel, item_table_of
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.topk import (
     BLOCK_USERS,
     TILE_CELLS,
     ItemTable,
+    Weights,
     Workspace,
-    rank_block,
+    rank_users,
+    seen_pairs,
 )
 
 COLD_START = "cold_start"
@@ -41,26 +44,35 @@ OUTPUT_SCHEMA = (
 )
 
 
-def item_table(model: ALSModel, fallback: DataFrame) -> ItemTable:
-    """The model's item factors and the fallback scores (ITEM_IDX, SCORE), on
-    the driver."""
-    factors = model.itemFactors.toPandas()
+def item_table(model: ALSModel | ItemBasedModel, fallback: DataFrame) -> ItemTable:
+    """The model's items (with their factors, for a factor model) and the
+    fallback scores (ITEM_IDX, SCORE), on the driver."""
     scores = fallback.select(ITEM_IDX, SCORE).toPandas()
+    fallback_ids = scores[ITEM_IDX].to_numpy(np.int64)
+    fallback_scores = scores[SCORE].to_numpy(np.float32)
+    if not isinstance(model, ALSModel):
+        return item_table_of(model, fallback_ids, fallback_scores)
+    factors = model.itemFactors.toPandas()
     return ItemTable.build(
         factors["id"].to_numpy(np.int64),
         np.stack(factors["features"].to_numpy()).astype(np.float32)
         if len(factors)
         else np.zeros((0, model.rank), dtype=np.float32),
-        scores[ITEM_IDX].to_numpy(np.int64),
-        scores[SCORE].to_numpy(np.float32),
+        fallback_ids,
+        fallback_scores,
     )
 
 
 def _score_blocks(
-    batches: Iterator[pd.DataFrame], table: ItemTable, k: int, tile_cells: int
+    batches: Iterator[pd.DataFrame],
+    table: ItemTable,
+    weights: Weights | None,
+    k: int,
+    tile_cells: int,
 ) -> Iterator[pd.DataFrame]:
     workspace = Workspace.create(tile_cells)
     block = BLOCK_USERS
+    rank_width = table.factors.shape[1]
     for batch in batches:
         # Users with factors first, so their scores are one contiguous product.
         ordered = batch.iloc[batch[_FEATURES].isna().to_numpy().argsort(kind="stable")]
@@ -71,24 +83,11 @@ def _score_blocks(
             warm = (
                 np.stack(features.iloc[:n_warm].to_numpy()).astype(np.float32)
                 if n_warm
-                else np.zeros((0, table.factors.shape[1]), dtype=np.float32)
+                else np.zeros((0, rank_width), dtype=np.float32)
             )
-            seen = part[_SEEN].map(lambda s: s if s is not None else ()).to_numpy()
-            lengths = np.fromiter((len(s) for s in seen), dtype=np.int64)
-            seen_rows = np.repeat(np.arange(len(part)), lengths)
-            seen_cols, present = table.positions(
-                np.concatenate([np.asarray(s, np.int64) for s in seen])
-                if lengths.sum()
-                else np.zeros(0, np.int64)
-            )
-            rows, cols, rank, scores = rank_block(
-                table,
-                warm,
-                len(part),
-                seen_rows[present],
-                seen_cols[present],
-                k,
-                workspace,
+            seen_rows, seen_cols = seen_pairs(table, part[_SEEN].to_numpy())
+            rows, cols, rank, scores, cold = rank_users(
+                table, weights, warm, len(part), seen_rows, seen_cols, k, workspace
             )
             yield pd.DataFrame(
                 {
@@ -96,53 +95,57 @@ def _score_blocks(
                     ITEM_IDX: table.ids[cols].astype(np.int32),
                     SCORE: scores,
                     RANK: (rank + 1).astype(np.int32),
-                    COLD_START: rows >= n_warm,
+                    COLD_START: cold,
                 }
             )
 
 
 def top_k_from_factors(
-    user_factors: DataFrame,
+    user_factors: DataFrame | None,
     table: ItemTable,
     users: DataFrame,
     seen: DataFrame,
     k: int,
     tile_cells: int = TILE_CELLS,
+    weights: Weights | None = None,
 ) -> DataFrame:
     """Each user's ``k`` best items of ``table`` not in ``seen``, ranked 1..k.
 
     ``user_factors`` has (``id``, ``features``) like ``ALSModel.userFactors``;
     ``users`` has USER_IDX; ``seen`` (USER_IDX, ITEM_IDX). Users without factors
     get the table's fallback ranking (``cold_start``). A user with fewer than
-    ``k`` unseen candidates gets what there is.
+    ``k`` unseen candidates gets what there is. With item-based ``weights``
+    (``user_factors`` None), every user is ranked from their seen items.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
     spark = users.sparkSession
-    shared = spark.sparkContext.broadcast(table)
+    shared = spark.sparkContext.broadcast((table, weights))
     seen_lists = seen.groupBy(USER_IDX).agg(F.collect_set(ITEM_IDX).alias(_SEEN))
-    requests = (
-        users.select(USER_IDX)
-        .distinct()
-        .join(
+    requests = users.select(USER_IDX).distinct()
+    if user_factors is None:
+        requests = requests.withColumn(_FEATURES, F.lit(None).cast("array<float>"))
+    else:
+        requests = requests.join(
             user_factors.select(
                 F.col("id").alias(USER_IDX), F.col("features").alias(_FEATURES)
             ),
             on=USER_IDX,
             how="left",
         )
-        .join(seen_lists, on=USER_IDX, how="left")
-        .repartition(spark.sparkContext.defaultParallelism * 2)
+    requests = requests.join(seen_lists, on=USER_IDX, how="left").repartition(
+        spark.sparkContext.defaultParallelism * 2
     )
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        yield from _score_blocks(batches, shared.value, k, tile_cells)
+        table, weights = shared.value
+        yield from _score_blocks(batches, table, weights, k, tile_cells)
 
     return requests.mapInPandas(score, OUTPUT_SCHEMA)
 
 
 def top_k_served(
-    model: ALSModel,
+    model: ALSModel | ItemBasedModel,
     users: DataFrame,
     seen: DataFrame,
     fallback: DataFrame,
@@ -153,6 +156,9 @@ def top_k_served(
     ``fallback`` (ITEM_IDX, SCORE) ranks the items for users without factors."""
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
+    table = item_table(model, fallback)
+    if isinstance(model, ALSModel):
+        return top_k_from_factors(model.userFactors, table, users, seen, k, tile_cells)
     return top_k_from_factors(
-        model.userFactors, item_table(model, fallback), users, seen, k, tile_cells
+        None, table, users, seen, k, tile_cells, weights=model.on(table)
     )

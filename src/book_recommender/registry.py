@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import scipy
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -26,6 +27,7 @@ from pyspark.sql import functions as F
 
 import book_recommender
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_based import ItemBasedModel
 from book_recommender.models import popularity_scores
 from book_recommender.ranking import item_table
 from book_recommender.serving import (
@@ -45,6 +47,7 @@ SERVING_REQUIREMENTS = [
     f"mlflow=={mlflow.__version__}",
     f"numpy=={np.__version__}",
     f"pandas=={pd.__version__}",
+    f"scipy=={scipy.__version__}",
     "pyarrow",
 ]
 
@@ -59,7 +62,7 @@ def item_columns(columns: dict[str, Any]) -> list[str]:
 
 
 def export_bundle(
-    model: ALSModel,
+    model: ALSModel | ItemBasedModel,
     interactions: DataFrame,
     indexed_users: DataFrame,
     indexed_items: DataFrame,
@@ -96,15 +99,22 @@ def export_bundle(
         .rename(columns={USER_IDX: "user_idx"})
         .sort_values("user_idx", ignore_index=True)
     )
-    factors = model.userFactors.toPandas()
-    found = pd.Index(factors["id"]).get_indexer(users["user_idx"])
     users["factor_row"] = -1
-    users.loc[found >= 0, "factor_row"] = np.arange(int((found >= 0).sum()))
-    user_factors = (
-        np.stack(factors["features"].to_numpy()[found[found >= 0]]).astype(np.float32)
-        if (found >= 0).any()
-        else np.zeros((0, model.rank), dtype=np.float32)
-    )
+    if isinstance(model, ALSModel):
+        factors = model.userFactors.toPandas()
+        found = pd.Index(factors["id"]).get_indexer(users["user_idx"])
+        users.loc[found >= 0, "factor_row"] = np.arange(int((found >= 0).sum()))
+        user_factors = (
+            np.stack(factors["features"].to_numpy()[found[found >= 0]]).astype(
+                np.float32
+            )
+            if (found >= 0).any()
+            else np.zeros((0, model.rank), dtype=np.float32)
+        )
+        weights, rank = None, int(model.rank)
+    else:  # item-based: a user is the books they have seen
+        user_factors = np.zeros((0, 0), dtype=np.float32)
+        weights, rank = model.on(table), 0
     seen = interactions.select(USER_IDX, ITEM_IDX).distinct().toPandas()
     rows = np.searchsorted(users["user_idx"].to_numpy(), seen[USER_IDX].to_numpy())
     positions, _ = table.positions(seen[ITEM_IDX].to_numpy())
@@ -118,6 +128,7 @@ def export_bundle(
         table=table,
         seen_indptr=indptr,
         seen_items=positions[order].astype(np.int64),
+        weights=weights,
         meta={
             "columns": {
                 "user_id": columns["user_id"],
@@ -126,7 +137,7 @@ def export_bundle(
             "item_columns": described,
             "k": int(k),
             "clip": list(clip) if clip else None,
-            "rank": int(model.rank),
+            "rank": rank,
         },
     )
 

@@ -33,9 +33,12 @@ import pandas as pd
 from book_recommender.topk import (
     BLOCK_USERS,
     TILE_CELLS,
+    DenseWeights,
     ItemTable,
+    SparseWeights,
+    Weights,
     Workspace,
-    rank_block,
+    rank_users,
 )
 
 K_COLUMN = "k"
@@ -45,6 +48,11 @@ COLD_START = "cold_start"
 KNOWN = "known"
 PREDICTION = "prediction"
 _ARRAYS = ("user_factors", "item_factors", "seen_indptr", "seen_items")
+# An item-based model's weights, by kind: the arrays each is saved as.
+_WEIGHTS = {
+    "sparse": (SparseWeights, ("indptr", "indices", "data")),
+    "dense": (DenseWeights, ("subset", "matrix")),
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Bundle:
     seen_indptr: np.ndarray
     seen_items: np.ndarray
     meta: dict[str, Any]
+    weights: Weights | None = None
 
     @property
     def columns(self) -> dict[str, Any]:
@@ -85,9 +94,17 @@ class Bundle:
             "seen_indptr": self.seen_indptr,
             "seen_items": self.seen_items,
         }
+        meta = dict(self.meta)
+        if self.weights is not None:
+            kind = next(
+                k for k, (cls, _) in _WEIGHTS.items() if isinstance(self.weights, cls)
+            )
+            meta["weights"] = kind
+            for name in _WEIGHTS[kind][1]:
+                arrays[f"weights_{name}"] = getattr(self.weights, name)
         for name, array in arrays.items():
             np.save(folder / f"{name}.npy", array)
-        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2))
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
         return folder
 
     @classmethod
@@ -104,6 +121,11 @@ class Bundle:
             popular=items.pop("_popular").to_numpy(np.float32),
         )
         users = pd.read_parquet(folder / "users.parquet")
+        meta = json.loads((folder / "meta.json").read_text())
+        weights = None
+        if "weights" in meta:
+            kind, names = _WEIGHTS[meta.pop("weights")]
+            weights = kind(**{n: np.load(folder / f"weights_{n}.npy") for n in names})
         return cls(
             users=users,
             user_factors=arrays["user_factors"],
@@ -111,7 +133,8 @@ class Bundle:
             table=table,
             seen_indptr=arrays["seen_indptr"],
             seen_items=arrays["seen_items"],
-            meta=json.loads((folder / "meta.json").read_text()),
+            meta=meta,
+            weights=weights,
         )
 
     # ----------------------------------------------------------------------------
@@ -138,7 +161,11 @@ class Bundle:
     # Ranking
 
     def top_k(
-        self, rows: np.ndarray, k: int, tile_cells: int = TILE_CELLS
+        self,
+        rows: np.ndarray,
+        k: int,
+        tile_cells: int = TILE_CELLS,
+        exclude_seen: bool = True,
     ) -> Iterator[pd.DataFrame]:
         """Top ``k`` unseen items of each request, in blocks of bounded memory
         (``tile_cells`` scores at once, see ``topk``).
@@ -146,7 +173,9 @@ class Bundle:
         ``rows`` are ``users`` rows (-1: unknown user, ranked by the fallback with
         nothing seen). Yields long frames: ``request`` (index into ``rows``),
         ``rank`` from 1, ``position`` in the table, ``score`` (clipped to the
-        rating range for rating models, after ranking), ``cold_start``.
+        rating range for rating models, after ranking), ``cold_start``. Seen
+        items are left out unless ``exclude_seen`` is false (an item-based model
+        still scores from them).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1; found {k}.")
@@ -163,14 +192,16 @@ class Bundle:
             requests, user, factor = requests[order], user[order], factor[order]
             n_warm = int((factor >= 0).sum())
             seen_rows, seen_cols = self._seen(user)
-            found, cols, rank, scores = rank_block(
+            found, cols, rank, scores, cold = rank_users(
                 self.table,
+                self.weights,
                 self.user_factors[factor[:n_warm]],
                 len(requests),
                 seen_rows,
                 seen_cols,
                 k,
                 workspace,
+                exclude_seen,
             )
             if clip:
                 scores = np.clip(scores, clip[0], clip[1])
@@ -180,7 +211,7 @@ class Bundle:
                     RANK: (rank + 1).astype(np.int32),
                     "position": cols,
                     SCORE: scores,
-                    COLD_START: found >= n_warm,
+                    COLD_START: cold,
                 }
             )
 
@@ -258,9 +289,15 @@ class Recommender(_BundleModel):
             lists = grouped[name].agg(list)
             output[name] = [lists.get(i, []) for i in range(len(output))]
         # A fallback's score is a popularity count, not the model's: none (null).
-        cold = bundle.factor_rows(rows) < 0
+        if bundle.weights is None:
+            cold = bundle.factor_rows(rows) < 0
+        else:  # cold: nothing the model scored, only the fallback
+            cold = np.ones(len(output), dtype=bool)
+            cold[ranked.loc[~ranked[COLD_START], "request"].to_numpy()] = False
         output[SCORE] = [
-            [None] * len(scores) if is_cold else scores
+            [None] * len(scores)
+            if is_cold
+            else [None if np.isnan(s) else s for s in scores]
             for scores, is_cold in zip(output[SCORE], cold, strict=True)
         ]
         output[COLD_START] = cold

@@ -24,10 +24,13 @@ whatever the number of items.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 
 @dataclass(frozen=True)
@@ -329,3 +332,209 @@ def rank_block(
         return empty, empty, empty, np.zeros(0, np.float32)
     rows, cols, rank, values = (np.concatenate(column) for column in zip(*parts))
     return rows, cols, rank, values
+
+
+# --------------------------------------------------------------------------------------
+# Item-based models: a user is their history, not a factor vector.
+
+
+@dataclass(frozen=True)
+class SparseWeights:
+    """Item-kNN: ``score(u, j) = sum over u's seen items i of W[i, j]``, W a CSR
+    matrix over table positions whose row i holds i's neighbours."""
+
+    indptr: np.ndarray  # int64 (items + 1)
+    indices: np.ndarray  # int32 table positions
+    data: np.ndarray  # float32
+
+    def scores(
+        self, n_rows: int, seen_rows: np.ndarray, seen_cols: np.ndarray, n_items: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, table position, score) of every item some seen item points to."""
+        history = _history(n_rows, seen_rows, seen_cols, n_items)
+        weights = sparse.csr_matrix(
+            (self.data, self.indices, self.indptr), shape=(n_items, n_items)
+        )
+        product = (history @ weights).tocoo()
+        return (
+            product.row.astype(np.int64),
+            product.col.astype(np.int64),
+            product.data.astype(np.float32),
+        )
+
+
+@dataclass(frozen=True)
+class DenseWeights:
+    """EASE: ``score(u, j) = sum over u's seen items i of B[i, j]`` over the
+    ``subset`` of table positions the model was fitted on (ascending); other
+    items are neither scored nor a part of a user's history."""
+
+    subset: np.ndarray  # int64 table positions, ascending
+    matrix: np.ndarray  # float32 (m, m)
+
+    def scores(
+        self,
+        n_rows: int,
+        seen_rows: np.ndarray,
+        seen_cols: np.ndarray,
+        n_items: int,
+        k: int,
+        workspace: Workspace,
+        exclude_seen: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, table position, score) of at least each row's top ``k`` items
+        of the subset (all of its ties; seen ones left out unless
+        ``exclude_seen`` is false), for rows with a seen item in it."""
+        m = len(self.subset)
+        index = np.full(n_items, -1, np.int64)
+        index[self.subset] = np.arange(m)
+        mapped = index[seen_cols] if len(seen_cols) else np.zeros(0, np.int64)
+        mine = mapped >= 0
+        rows, cols = seen_rows[mine], mapped[mine]
+        warm = np.unique(rows)
+        found = [(np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.float32),)]
+        chunk = max(1, len(workspace.scores) // max(m, 1))
+        for start in range(0, len(warm), chunk):
+            part = warm[start : start + chunk]
+            local = np.searchsorted(part, rows)
+            here = (local < len(part)) & (part[local.clip(0, len(part) - 1)] == rows)
+            history = _history(len(part), local[here], cols[here], m)
+            scores = workspace.tile(len(part), m)
+            scores[...] = history @ self.matrix
+            if exclude_seen:
+                scores[local[here], cols[here]] = -np.inf
+            if m > k:
+                bound = np.partition(scores, m - k, axis=1)[:, m - k]
+                hit_rows, hit_cols = np.nonzero(
+                    (scores >= bound[:, None]) & np.isfinite(scores)
+                )
+            else:
+                hit_rows, hit_cols = np.nonzero(np.isfinite(scores))
+            found.append(
+                (part[hit_rows], self.subset[hit_cols], scores[hit_rows, hit_cols])
+            )
+        return tuple(np.concatenate(column) for column in zip(*found))
+
+
+def _history(
+    n_rows: int, rows: np.ndarray, cols: np.ndarray, n_cols: int
+) -> sparse.csr_matrix:
+    """The 0/1 matrix of what each row has seen (a pair seen twice counts once)."""
+    history = sparse.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(n_rows, n_cols)
+    )
+    history.sum_duplicates()
+    history.data[:] = 1.0
+    return history
+
+
+def rank_history_block(
+    table: ItemTable,
+    weights: SparseWeights | DenseWeights,
+    n_rows: int,
+    seen_rows: np.ndarray,
+    seen_cols: np.ndarray,
+    k: int,
+    workspace: Workspace | None = None,
+    exclude_seen: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The top ``k`` of ``n_rows`` users of an item-based model, each scored from
+    the items they have seen (``seen_rows``/``seen_cols``: row, table position)
+    and, unless ``exclude_seen`` is false, not recommended those again.
+
+    A row the model scores fewer than ``k`` unseen items for is filled up with
+    the fallback ranking (score NaN: the model has none); a row it scores none
+    for is cold. Returns (row, table position, rank from 0, score, cold) arrays,
+    rows ascending, ``cold`` per returned entry.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; found {k}.")
+    workspace = workspace or Workspace.create()
+    seen_rows = np.asarray(seen_rows, np.int64)
+    seen_cols = np.asarray(seen_cols, np.int64)
+    n_items = len(table.ids)
+    if isinstance(weights, DenseWeights):
+        rows, cols, values = weights.scores(
+            n_rows, seen_rows, seen_cols, n_items, k, workspace, exclude_seen
+        )
+    else:
+        rows, cols, values = weights.scores(n_rows, seen_rows, seen_cols, n_items)
+        if exclude_seen:
+            unseen = ~np.isin(rows * n_items + cols, seen_rows * n_items + seen_cols)
+            rows, cols, values = rows[unseen], cols[unseen], values[unseen]
+    if not exclude_seen:
+        seen_rows, seen_cols = seen_rows[:0], seen_cols[:0]
+    rows, cols, rank, values = _ranked(rows, cols, values, n_rows, k)
+    counts = np.bincount(rows, minlength=n_rows)
+    cold = counts == 0
+    short = np.flatnonzero(counts < k)
+    if len(short) and len(table.fallback_order):
+        # The fallback for the short rows, their seen and ranked items left out.
+        slot = np.full(n_rows, -1, np.int64)
+        slot[short] = np.arange(len(short))
+        taken_rows = np.concatenate([seen_rows, rows])
+        taken_cols = np.concatenate([seen_cols, cols])
+        mine = slot[taken_rows] >= 0
+        f_rows, f_cols, f_rank, f_values = _cold_top_k(
+            table, len(short), slot[taken_rows[mine]], taken_cols[mine], k
+        )
+        f_rows = short[f_rows]
+        keep = f_rank < k - counts[f_rows]
+        f_rows, f_cols = f_rows[keep], f_cols[keep]
+        f_rank = f_rank[keep] + counts[f_rows]
+        f_values = np.full(len(f_rows), np.nan, np.float32)
+        order = np.lexsort(
+            (np.concatenate([rank, f_rank]), np.concatenate([rows, f_rows]))
+        )
+        rows = np.concatenate([rows, f_rows])[order]
+        cols = np.concatenate([cols, f_cols])[order]
+        rank = np.concatenate([rank, f_rank])[order]
+        values = np.concatenate([values, f_values])[order]
+    return rows, cols, rank, values, cold[rows]
+
+
+Weights = SparseWeights | DenseWeights
+
+
+def seen_pairs(
+    table: ItemTable, seen_lists: Iterable[Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, table position) of each item of each row's list (None: nothing seen);
+    items the table does not hold are left out."""
+    seen = [s if s is not None else () for s in seen_lists]
+    lengths = np.fromiter((len(s) for s in seen), dtype=np.int64, count=len(seen))
+    rows = np.repeat(np.arange(len(seen)), lengths)
+    cols, present = table.positions(
+        np.concatenate([np.asarray(s, np.int64) for s in seen])
+        if lengths.sum()
+        else np.zeros(0, np.int64)
+    )
+    return rows[present], cols[present]
+
+
+def rank_users(
+    table: ItemTable,
+    weights: Weights | None,
+    warm: np.ndarray,
+    n_rows: int,
+    seen_rows: np.ndarray,
+    seen_cols: np.ndarray,
+    k: int,
+    workspace: Workspace,
+    exclude_seen: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block of users, whatever the model: a factor model (``weights``
+    None) ranks rows ``0..len(warm)-1`` by their factors ``warm`` and the rest
+    by the fallback; an item-based model ranks every row from its seen items.
+    Seen items are left out unless ``exclude_seen`` is false. Returns (row,
+    table position, rank from 0, score, cold) arrays."""
+    if weights is not None:
+        return rank_history_block(
+            table, weights, n_rows, seen_rows, seen_cols, k, workspace, exclude_seen
+        )
+    if not exclude_seen:
+        seen_rows, seen_cols = seen_rows[:0], seen_cols[:0]
+    rows, cols, rank, scores = rank_block(
+        table, warm, n_rows, seen_rows, seen_cols, k, workspace
+    )
+    return rows, cols, rank, scores, rows >= len(warm)

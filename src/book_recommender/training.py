@@ -1,12 +1,13 @@
 """Fitting and evaluating the candidates; used by the data_science nodes.
 
-Two families of candidates answer two questions, and every candidate is stored
-as a Spark ``ALSModel``, so the registry and scoring serve each of them alike:
+Two families of candidates answer two questions. Factor models are stored as
+a Spark ``ALSModel``; item-based ones as their item-item weights
+(``item_based``); the registry and scoring serve each of them alike:
 
 - the ranking family (which books will this reader pick up?): ``implicit`` ALS
   on interaction strengths, the explicit ratings and the implicit zeros alike,
-  and the ``popularity`` baseline (rank 1: every user ``[1]``, every item its
-  interaction count);
+  ``knn`` (item-kNN) and ``ease`` on every interaction, and the ``popularity``
+  baseline (rank 1: every user ``[1]``, every item its interaction count);
 - the rating family (how would this reader rate this book?): ``biased`` ALS (the
   damped bias model ``mu + b_u + b_i``, ALS on its residuals, the biases folded
   into the factors, see ``models.fold_biases``) or the tutorial's ``explicit``
@@ -14,8 +15,9 @@ as a Spark ``ALSModel``, so the registry and scoring serve each of them alike:
   Rating predictions are clipped to the training ratings' range.
 
 Every candidate is evaluated as it would be served (``ranking.top_k_served``):
-users without factors get the popular fallback, so all candidates are ranked on
-the same users; the metrics of users with factors are reported beside them.
+users without factors (for an item-based model: without a seen book it knows)
+get the popular fallback, so all candidates are ranked on the same users; the
+metrics of the other users are reported beside them (``warm.*``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
+from book_recommender.item_based import ItemBasedModel, fit_ease, fit_item_knn
 from book_recommender.metrics import (
     RANKING_PARTS,
     per_user_ranking,
@@ -45,7 +48,12 @@ from book_recommender.models import (
     popularity_als_model,
     popularity_scores,
 )
-from book_recommender.params import AlsParams, EvaluationParams, TuningParams
+from book_recommender.params import (
+    AlsParams,
+    EvaluationParams,
+    ItemBasedParams,
+    TuningParams,
+)
 from book_recommender.ranking import COLD_START, top_k_served
 
 logger = logging.getLogger(__name__)
@@ -54,8 +62,10 @@ T = TypeVar("T")
 STRENGTH = "_strength"
 RESIDUAL = "_residual"
 LOWER_IS_BETTER = {"rmse", "mae"}
-RANKING_KINDS = ("implicit", "popularity")
+RANKING_KINDS = ("implicit", "popularity", "knn", "ease")
+ITEM_BASED_KINDS = ("knn", "ease")
 BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
+HYPERPARAMETERS = ("rank", "reg_param", "alpha", "similarity", "neighbours", "l2")
 WARM = "warm"  # prefix of the metrics over users the model has factors for
 
 
@@ -78,10 +88,13 @@ class TrainingData:
 class ModelSpec:
     """One candidate: a model kind and, for ALS, its hyperparameters."""
 
-    kind: str  # implicit | popularity | biased | explicit | bias
+    kind: str  # implicit | popularity | knn | ease | biased | explicit | bias
     rank: int | None = None
     reg_param: float | None = None
     alpha: float | None = None
+    similarity: str | None = None  # knn
+    neighbours: int | None = None  # knn
+    l2: float | None = None  # ease
 
     @property
     def family(self) -> str:
@@ -95,12 +108,16 @@ class ModelSpec:
     def name(self) -> str:
         if self.is_baseline:
             return BASELINE_NAMES[self.kind]
+        if self.kind == "knn":
+            return f"knn_{self.similarity}_k{self.neighbours}"
+        if self.kind == "ease":
+            return f"ease_l2_{self.l2:g}"
         alpha = f"_alpha{self.alpha:g}" if self.alpha is not None else ""
         return f"{self.kind}_rank{self.rank}_reg{self.reg_param:g}{alpha}"
 
     def as_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"model_kind": self.kind, "family": self.family}
-        for key in ("rank", "reg_param", "alpha"):
+        for key in HYPERPARAMETERS:
             if getattr(self, key) is not None:
                 params[key] = getattr(self, key)
         return params
@@ -109,10 +126,15 @@ class ModelSpec:
 @dataclass(frozen=True)
 class FittedModel:
     spec: ModelSpec
-    model: ALSModel
+    model: ALSModel | ItemBasedModel
     clip: tuple[float, float] | None  # rating range predictions are clipped to
 
     def predict(self, pairs: DataFrame) -> DataFrame:
+        if not isinstance(self.model, ALSModel):
+            raise ValueError(
+                f"{self.spec.name} is an item-based recommender: it ranks books, "
+                "it predicts no ratings."
+            )
         predicted = self.model.transform(pairs)
         if self.clip is None:
             return predicted
@@ -126,9 +148,10 @@ class FittedModel:
 # Candidates
 
 
-def candidates(als: AlsParams) -> list[ModelSpec]:
-    """Popularity, then the ranking grid (rank x regParam x alpha); the bias
-    baseline, then the rating grid (rank x regParam), for the enabled families.
+def candidates(als: AlsParams, item_based: ItemBasedParams) -> list[ModelSpec]:
+    """Popularity, then the ranking grids (implicit ALS: rank x regParam x alpha;
+    item-kNN: similarity x neighbours; EASE: l2); the bias baseline, then the
+    rating grid (rank x regParam), for the enabled families.
 
     Each baseline comes before its family, so a model that only ties with it is
     not chosen over it."""
@@ -141,6 +164,16 @@ def candidates(als: AlsParams) -> list[ModelSpec]:
                 ranking.rank, ranking.reg_param, ranking.alpha
             )
         ]
+    knn, ease = item_based.knn, item_based.ease
+    if knn.enabled:
+        specs += [
+            ModelSpec("knn", similarity=similarity, neighbours=neighbours)
+            for similarity, neighbours in itertools.product(
+                knn.similarity, knn.neighbours
+            )
+        ]
+    if ease.enabled:
+        specs += [ModelSpec("ease", l2=l2) for l2 in ease.l2]
     if rating.enabled:
         specs.append(ModelSpec("bias"))
         specs += [
@@ -212,13 +245,40 @@ def _rating_range(data: TrainingData) -> tuple[float, float]:
     return float(bounds[0]), float(bounds[1])
 
 
-def fit(spec: ModelSpec, data: TrainingData, als: AlsParams) -> FittedModel:
+def fit_item_based(
+    spec: ModelSpec, data: TrainingData, item_based: ItemBasedParams
+) -> FittedModel:
+    """Item-kNN or EASE on every interaction ``data`` has (``data.seen``)."""
+    if spec.kind == "knn":
+        knn = item_based.knn
+        model = fit_item_knn(
+            data.seen,
+            spec.similarity,
+            spec.neighbours,
+            knn.max_user_items,
+            knn.bm25_k1,
+            knn.bm25_b,
+            item_based.seed,
+        )
+    else:
+        model = fit_ease(data.seen, spec.l2, item_based.ease.max_items)
+    return FittedModel(spec, model, clip=None)
+
+
+def fit(
+    spec: ModelSpec,
+    data: TrainingData,
+    als: AlsParams,
+    item_based: ItemBasedParams,
+) -> FittedModel:
     """Fits one candidate on ``data``.
 
     ALS splits users and items into ``als.num_blocks`` blocks each (null: Spark's
     default parallelism, i.e. the cores it has). Spark's own default of 10 makes
     every iteration run 10 x 10 tiny tasks on a small machine.
     """
+    if spec.kind in ITEM_BASED_KINDS:
+        return fit_item_based(spec, data, item_based)
     if spec.kind == "popularity":
         model = popularity_als_model(data.seen, _workdir(data))
         return FittedModel(spec, model, clip=None)
@@ -317,6 +377,7 @@ def tune(
     specs: list[ModelSpec],
     splits: list[tuple[TrainingData, DataFrame]],
     als: AlsParams,
+    item_based: ItemBasedParams,
     evaluation: EvaluationParams,
     parallelism: int = 1,
     label: str = "",
@@ -328,7 +389,7 @@ def tune(
 
     def validate(spec: ModelSpec) -> dict[str, Any]:
         folds = [
-            evaluate(fit(spec, data, als), data, validation, evaluation)
+            evaluate(fit(spec, data, als, item_based), data, validation, evaluation)
             for data, validation in splits
         ]
         mean = {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
@@ -383,7 +444,7 @@ def evaluate(
 
 
 def evaluate_ranking(
-    model: ALSModel,
+    model: ALSModel | ItemBasedModel,
     data: TrainingData,
     target: DataFrame,
     evaluation: EvaluationParams,

@@ -44,6 +44,12 @@ SMALL_GRID = {
         "num_epochs": 5,
     },
 }
+# Both item-based families on, one grid point each.
+SMALL_ITEM_GRID = {
+    **BASE["item_based"],
+    "knn": {**BASE["item_based"]["knn"], "similarity": ["bm25"], "neighbours": [5]},
+    "ease": {**BASE["item_based"]["ease"], "l2": [10.0]},
+}
 EVALUATION = {**BASE["evaluation"], "k": K}
 
 
@@ -73,17 +79,32 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
 ):
     train, test, implicit = everyone_reads_the_bestsellers
     tuning = tune_candidates(
-        train, implicit, COLUMNS, SMALL_GRID, BASE["tuning"], EVALUATION
+        train,
+        implicit,
+        COLUMNS,
+        SMALL_GRID,
+        SMALL_ITEM_GRID,
+        BASE["tuning"],
+        EVALUATION,
     )
     models, metrics = train_candidates(
-        train, implicit, test, tuning, COLUMNS, SMALL_GRID, BASE["tuning"], EVALUATION
+        train,
+        implicit,
+        test,
+        tuning,
+        COLUMNS,
+        SMALL_GRID,
+        SMALL_ITEM_GRID,
+        BASE["tuning"],
+        EVALUATION,
     )
     validation = {r["name"]: r["validation"]["ndcg_at_5"] for r in tuning}
     assert validation["popularity"] == max(validation.values())
     # Only the champions and the baselines are refitted and see test: here
     # popularity (the recommender champion), the bias baseline and the rating
     # family's best on validation RMSE.
-    assert len(tuning) == 5  # noqa: PLR2004
+    assert len(tuning) == 7  # noqa: PLR2004
+    assert {"knn_bm25_k5", "ease_l2_10"} <= set(validation)
     rating = [r for r in tuning if r["params"]["family"] == "rating"]
     best_rating = min(rating, key=lambda r: r["validation"]["rmse"])["name"]
     names = [m["name"] for m in metrics]

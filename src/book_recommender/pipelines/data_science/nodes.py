@@ -12,6 +12,7 @@ from typing import Any
 import mlflow
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -19,6 +20,7 @@ from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.params import parse
 from book_recommender.registry import export_bundle, log_served_model, register
 from book_recommender.training import (
+    HYPERPARAMETERS,
     FittedModel,
     ModelSpec,
     TrainingData,
@@ -73,6 +75,7 @@ def tune_candidates(
     implicit_interactions: DataFrame,
     columns: dict[str, str],
     als: dict[str, Any],
+    item_based: dict[str, Any],
     tuning: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> list[dict[str, Any]]:
@@ -81,8 +84,9 @@ def tune_candidates(
     TrainValidationSplit fits every candidate once on ``train_ratio`` of the
     training ratings; CrossValidator fits it ``num_folds`` times and averages.
     """
-    als, tuning, evaluation = (
+    als, item_based, tuning, evaluation = (
         parse("als", als),
+        parse("item_based", item_based),
         parse("tuning", tuning),
         parse("evaluation", evaluation),
     )
@@ -92,7 +96,13 @@ def tune_candidates(
         for fit_part, validation in validation_splits(train_ratings, tuning)
     ]
     return tune(
-        candidates(als), splits, als, evaluation, tuning.parallelism, tuning.method
+        candidates(als, item_based),
+        splits,
+        als,
+        item_based,
+        evaluation,
+        tuning.parallelism,
+        tuning.method,
     )
 
 
@@ -103,6 +113,7 @@ def train_candidates(
     tuning_results: list[dict[str, Any]],
     columns: dict[str, str],
     als: dict[str, Any],
+    item_based: dict[str, Any],
     tuning: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> tuple[list[FittedModel], list[dict[str, Any]]]:
@@ -113,13 +124,14 @@ def train_candidates(
     metrics only: refitting them would double the fits for numbers no decision
     uses."""
     als, evaluation = parse("als", als), parse("evaluation", evaluation)
+    item_based = parse("item_based", item_based)
     data = _data(train_ratings.cache(), implicit_interactions, columns)
     test_ratings = test_ratings.cache()
-    specs = to_refit(candidates(als), tuning_results, evaluation)
+    specs = to_refit(candidates(als, item_based), tuning_results, evaluation)
 
     def train(spec: ModelSpec) -> tuple[FittedModel, dict[str, Any]]:
         started = time.perf_counter()
-        fitted = fit(spec, data, als)
+        fitted = fit(spec, data, als, item_based)
         fitted_at = time.perf_counter()
         test_metrics = evaluate(fitted, data, test_ratings, evaluation)
         seconds = {
@@ -222,9 +234,14 @@ def predict_test_ratings(
     columns: dict[str, str],
 ) -> DataFrame:
     """The rating champion's predictions (else the recommender champion's scores)
-    for the test ratings it can score, for the report."""
+    for the test ratings it can score, for the report. An item-based recommender
+    predicts no ratings: its column is null."""
     name = champions.get("rating", champions["recommender"])["name"]
     fitted = next(m for m in candidate_models if m.spec.name == name)
+    if not isinstance(fitted.model, ALSModel):
+        return test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]).withColumn(
+            PREDICTION, F.lit(None).cast("float")
+        )
     return fitted.predict(test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]))
 
 
@@ -251,22 +268,28 @@ def log_candidates(
     tuning_results: list[dict[str, Any]],
     train_ratings: DataFrame,
     als: dict[str, Any],
+    item_based: dict[str, Any],
 ) -> dict[str, str]:
     """One nested MLflow run per candidate: its params and validation metrics
     (``validation_*``); for the refitted ones (champions and baselines) also
-    their test metrics, the seconds they took and the model with a signature.
-    Returns run ids by candidate name."""
-    als = parse("als", als)
+    their test metrics, the seconds they took and, for a Spark model, the model
+    with a signature (an item-based model's weights are in the registered
+    champion's bundle). Returns run ids by candidate name."""
+    als, item_based = parse("als", als), parse("item_based", item_based)
     runs = {}
     refitted = {
         fitted.spec.name: (fitted, metrics)
         for fitted, metrics in zip(candidate_models, candidate_metrics, strict=True)
     }
-    specs = {spec.name: spec for spec in candidates(als)}
+    specs = {spec.name: spec for spec in candidates(als, item_based)}
     for result in tuning_results:
         spec: ModelSpec = specs[result["name"]]
         params = dict(spec.as_params())
-        if not spec.is_baseline:
+        if spec.kind == "knn":
+            params["max_user_items"] = item_based.knn.max_user_items
+        elif spec.kind == "ease":
+            params["max_items"] = item_based.ease.max_items
+        elif not spec.is_baseline:
             family = als.ranking if spec.family == "ranking" else als.rating
             params["num_epochs"] = family.num_epochs
         with mlflow.start_run(run_name=spec.name, nested=True) as run:
@@ -288,7 +311,10 @@ def log_candidates(
                         },
                     }
                 )
-                _log_model(fitted, train_ratings)
+                if isinstance(fitted.model, ALSModel):
+                    _log_model(fitted, train_ratings)
+                else:
+                    mlflow.log_metric("model_bytes", fitted.model.nbytes)
             runs[spec.name] = run.info.run_id
     return runs
 
@@ -307,9 +333,9 @@ def _description(
     mine, theirs = champion["test_metrics"][metric], test[champion["baseline"]][metric]
     data = data_statistics["model_input"]
     params = ", ".join(
-        f"{key} {value:g}"
+        f"{key} {value:g}" if not isinstance(value, str) else f"{key} {value}"
         for key, value in champion["params"].items()
-        if key in ("rank", "reg_param", "alpha")
+        if key in HYPERPARAMETERS
     )
     what = (
         f"Top-{k} unseen books for a raw '{columns['user_id']}' (column 'k' "

@@ -23,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         "implicit_interactions": "implicit_interactions",
         "columns": _COLUMNS,
         "als": "params:als",
+        "item_based": "params:item_based",
     }
     return Pipeline(
         [
@@ -76,6 +77,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "tuning_results": "tuning_results",
                     "train_ratings": "train_ratings",
                     "als": "params:als",
+                    "item_based": "params:item_based",
                 },
                 outputs="candidate_runs",
                 name="log_candidates",

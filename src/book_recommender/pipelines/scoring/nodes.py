@@ -3,7 +3,6 @@ recommender, as a Delta table."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -24,11 +23,11 @@ MODEL_VERSION = "model_version"
 
 
 def _ranked_rows(
-    bundle: Bundle, rows: np.ndarray, k: int, tile_cells: int
+    bundle: Bundle, rows: np.ndarray, k: int, tile_cells: int, exclude_rated: bool
 ) -> Iterator[pd.DataFrame]:
     """The Delta table's rows for the users at ``rows`` of the bundle."""
     user = bundle.columns["user_id"]
-    for ranked in bundle.top_k(rows, k, tile_cells):
+    for ranked in bundle.top_k(rows, k, tile_cells, exclude_rated):
         requested = bundle.users.iloc[rows[ranked["request"].to_numpy()]]
         items = bundle.items.iloc[ranked["position"].to_numpy()]
         cold = ranked[COLD_START].to_numpy()
@@ -58,7 +57,7 @@ def recommend_for_users(
     ``cold_start``.
     """
     scoring = parse("scoring", scoring)
-    k, tile_cells = scoring.k, scoring.tile_cells
+    k, tile_cells, exclude_rated = scoring.k, scoring.tile_cells, scoring.exclude_rated
     bundle = champion.bundle
     if bundle.users.empty or not len(bundle.table.ids):
         raise ValueError(
@@ -66,12 +65,6 @@ def recommend_for_users(
             f"{len(bundle.users)} users and {len(bundle.table.ids)} items: refusing "
             "to write an empty recommendations table. The previous Delta version "
             "stays current; score another version or retrain on real data."
-        )
-    if not scoring.exclude_rated:
-        bundle = dataclasses.replace(
-            bundle,
-            seen_indptr=np.zeros_like(bundle.seen_indptr),
-            seen_items=bundle.seen_items[:0],
         )
     spark = SparkSession.getActiveSession()
     if spark is None:
@@ -98,7 +91,9 @@ def recommend_for_users(
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            yield from _ranked_rows(shared.value, batch["id"].to_numpy(), k, tile_cells)
+            yield from _ranked_rows(
+                shared.value, batch["id"].to_numpy(), k, tile_cells, exclude_rated
+            )
 
     return (
         spark.range(len(bundle.users))

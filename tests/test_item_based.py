@@ -1,0 +1,199 @@
+"""Item-kNN and EASE against small numpy references: the same similarity, the
+same weights and the same served top-10 lists (seen books out, ties by item id,
+short lists topped up and cold users served by the popular fallback)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_based import fit_ease, fit_item_knn
+from book_recommender.metrics import RANK, SCORE
+from book_recommender.models import popularity_scores
+from book_recommender.ranking import COLD_START, item_table, top_k_served
+from book_recommender.registry import export_bundle
+
+N_USERS, N_ITEMS, K = 60, 40, 10
+K1, B = 1.2, 0.75
+
+
+@pytest.fixture(scope="module")
+def interactions() -> pd.DataFrame:
+    """Seeded (user, item) pairs with a popularity skew; user 0 reads one book
+    nobody else reads, users 60-61 are unknown to the model (in no pair)."""
+    rng = np.random.default_rng(3)
+    weights = 1.0 / np.arange(1, N_ITEMS + 1)
+    pairs = {
+        (int(u), int(i))
+        for u in range(1, N_USERS)
+        for i in rng.choice(
+            N_ITEMS - 1, size=rng.integers(1, 12), p=weights[:-1] / weights[:-1].sum()
+        )
+    }
+    pairs.add((0, N_ITEMS - 1))
+    return pd.DataFrame(sorted(pairs), columns=[USER_IDX, ITEM_IDX])
+
+
+@pytest.fixture(scope="module")
+def frame(spark, interactions):
+    return spark.createDataFrame(interactions, f"{USER_IDX} int, {ITEM_IDX} int")
+
+
+def _matrix(interactions: pd.DataFrame) -> np.ndarray:
+    x = np.zeros((N_USERS, N_ITEMS))
+    x[interactions[USER_IDX], interactions[ITEM_IDX]] = 1.0
+    return x
+
+
+def _similarity(x: np.ndarray, kind: str, neighbours: int) -> np.ndarray:
+    """Item x item similarity, each row cut to its ``neighbours`` best (ties:
+    lower item), the item itself excluded."""
+    readers = x.sum(axis=0)
+    if kind == "cosine":
+        w = x / np.sqrt(np.where(readers > 0, readers, 1.0))
+    else:
+        books = x.sum(axis=1)
+        n_items = int((readers > 0).sum())
+        idf = np.log(n_items) - np.log1p(books)
+        length = (1 - B) + B * readers / readers[readers > 0].mean()
+        w = x * ((K1 + 1) / (K1 * length + 1))[None, :] * idf[:, None]
+    s = w.T @ w
+    np.fill_diagonal(s, 0.0)
+    kept = np.zeros_like(s)
+    for i in range(len(s)):
+        order = np.lexsort((np.arange(len(s)), -s[i]))
+        best = [j for j in order if s[i, j] > 0][:neighbours]
+        kept[i, best] = s[i, best]
+    return kept
+
+
+def _ease(x: np.ndarray, l2: float, max_items: int) -> tuple[np.ndarray, np.ndarray]:
+    counts = x.sum(axis=0)
+    top = np.sort(np.lexsort((np.arange(N_ITEMS), -counts))[:max_items])
+    top = top[counts[top] > 0]
+    g = x[:, top].T @ x[:, top] + l2 * np.eye(len(top))
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return top, b
+
+
+def _reference_lists(
+    scores: np.ndarray, scored: np.ndarray, x: np.ndarray, users: list[int]
+) -> dict[int, list[int]]:
+    """Top K unseen items by score among ``scored`` (bool, users x items), ties
+    by item; topped up with the popular unseen items (ties by item)."""
+    popularity = x.sum(axis=0)
+    popular = [i for i in np.lexsort((np.arange(N_ITEMS), -popularity)) if popularity[i]]
+    lists = {}
+    for u in users:
+        seen = x[u] > 0 if u < N_USERS else np.zeros(N_ITEMS, bool)
+        mine = [
+            int(i)
+            for i in np.lexsort((np.arange(N_ITEMS), -scores[u]))
+            if scored[u, i] and not seen[i]
+        ][:K]
+        mine += [int(i) for i in popular if not seen[i] and i not in mine]
+        lists[u] = mine[:K]
+    return lists
+
+
+def _served(model, spark, frame) -> tuple[dict[int, list[int]], dict[int, bool]]:
+    users = spark.range(N_USERS + 2).select(F.col("id").cast("int").alias(USER_IDX))
+    rows = top_k_served(model, users, frame, popularity_scores(frame), K).orderBy(
+        USER_IDX, RANK
+    )
+    lists: dict[int, list[int]] = {}
+    cold: dict[int, bool] = {}
+    for row in rows.collect():
+        lists.setdefault(row[USER_IDX], []).append(row[ITEM_IDX])
+        cold[row[USER_IDX]] = row[COLD_START]
+    return lists, cold
+
+
+@pytest.mark.parametrize(("kind", "neighbours"), [("cosine", 5), ("bm25", 8)])
+def test_item_knn_serves_the_numpy_reference_lists(
+    spark, frame, interactions, kind, neighbours
+):
+    x = _matrix(interactions)
+    expected = _similarity(x, kind, neighbours)
+    model = fit_item_knn(frame, kind, neighbours, 1000, K1, B, seed=1)
+    got = np.zeros((N_ITEMS, N_ITEMS))
+    rows = np.repeat(np.arange(len(model.item_ids)), np.diff(model.indptr))
+    got[model.item_ids[rows], model.item_ids[model.indices]] = model.data
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+    scores = np.vstack([x @ expected, np.zeros((2, N_ITEMS))])
+    history = np.vstack([x, np.zeros((2, N_ITEMS))])
+    scored = (history @ (expected > 0)) > 0
+    users = list(range(N_USERS + 2))
+    lists, cold = _served(model, spark, frame)
+    assert lists == _reference_lists(scores, scored, x, users)
+    # Cold: the unknown users and user 0, whose one book has no co-reader.
+    assert sorted(u for u, c in cold.items() if c) == [0, N_USERS, N_USERS + 1]
+
+
+def test_ease_serves_the_numpy_reference_lists(spark, frame, interactions):
+    x = _matrix(interactions)
+    top, b = _ease(x, l2=5.0, max_items=25)
+    model = fit_ease(frame, l2=5.0, max_items=25)
+    np.testing.assert_array_equal(model.item_ids, top)
+    np.testing.assert_allclose(model.matrix, b, rtol=1e-4, atol=1e-6)
+
+    scores = np.full((N_USERS + 2, N_ITEMS), -np.inf)
+    scores[:N_USERS, top] = x[:, top] @ b
+    scored = np.zeros_like(scores, dtype=bool)
+    scored[:N_USERS, top] = x[:, top].sum(axis=1, keepdims=True) > 0
+    lists, cold = _served(model, spark, frame)
+    assert lists == _reference_lists(scores, scored, x, list(range(N_USERS + 2)))
+    # Only books of the subset are ranked by the model; the rest are fallback.
+    assert cold[N_USERS] and cold[0]  # user 0's only book is outside the subset
+
+
+def test_a_prolific_reader_adds_only_a_sample_of_their_books(spark):
+    """One reader with 6 books, max_user_items 3: only pairs among 3 of them."""
+    frame = spark.createDataFrame(
+        [(1, i) for i in range(6)] + [(2, 0), (2, 1)],
+        f"{USER_IDX} int, {ITEM_IDX} int",
+    )
+    capped = fit_item_knn(frame, "cosine", 10, 3, K1, B, seed=5)
+    full = fit_item_knn(frame, "cosine", 10, 6, K1, B, seed=5)
+    pairs = lambda m: {  # noqa: E731
+        (int(m.item_ids[r]), int(m.item_ids[c]))
+        for r, c in zip(
+            np.repeat(np.arange(len(m.item_ids)), np.diff(m.indptr)), m.indices, strict=True
+        )
+    }
+    assert len(pairs(full)) == 6 * 5
+    reader_one = pairs(capped) - {(0, 1), (1, 0)}
+    books = {i for pair in reader_one for i in pair}
+    assert len(books) <= 3 and len(reader_one) == len(books) * (len(books) - 1)
+    assert (0, 1) in pairs(capped)  # reader 2 has only 2 books: never sampled
+
+
+@pytest.mark.parametrize("family", ["knn", "ease"])
+def test_the_bundle_serves_the_lists_spark_evaluates(spark, frame, family):
+    model = (
+        fit_item_knn(frame, "bm25", 6, 1000, K1, B, seed=1)
+        if family == "knn"
+        else fit_ease(frame, l2=5.0, max_items=25)
+    )
+    lists, _ = _served(model, spark, frame)
+    users = frame.select(USER_IDX).distinct().withColumn("User-ID", F.col(USER_IDX).cast("string"))
+    items = frame.select(ITEM_IDX).distinct().withColumn("ISBN", F.col(ITEM_IDX).cast("string"))
+    columns = {"user_id": "User-ID", "item_id": "ISBN", "item_info": None}
+    bundle = export_bundle(model, frame, users, items, columns, K, None)
+    ranked = pd.concat(list(bundle.top_k(np.arange(len(bundle.users)), K)))
+    ranked["user"] = bundle.users["user_idx"].to_numpy()[ranked["request"]]
+    ranked["item"] = bundle.table.ids[ranked["position"]]
+    served = {
+        int(u): group.sort_values(RANK)["item"].tolist()
+        for u, group in ranked.groupby("user")
+    }
+    assert served == {u: items for u, items in lists.items() if u < N_USERS}
+    assert ranked[SCORE].isna().sum() > 0  # topped-up entries carry no score
+    distinct = frame.select(ITEM_IDX).distinct().count()
+    assert len(item_table(model, popularity_scores(frame)).ids) == distinct
