@@ -162,9 +162,7 @@ def numpy_ease(x: sparse.csr_matrix, l2: float, max_items: int):
 
 
 def ndcg(spark, lists: pd.DataFrame, test: DataFrame) -> float:
-    recs = spark.createDataFrame(
-        lists, f"{USER_IDX} int, {ITEM_IDX} int, {RANK} int"
-    )
+    recs = spark.createDataFrame(lists, f"{USER_IDX} int, {ITEM_IDX} int, {RANK} int")
     relevant = test.select(USER_IDX, ITEM_IDX)
     per_user = per_user_ranking(recs, relevant, K)
     assert "ndcg" in RANKING_PARTS

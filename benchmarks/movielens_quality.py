@@ -10,8 +10,9 @@ as the pipeline's candidates), plus Spark's ``RankingEvaluator``
 meanAveragePrecision (``metrics.mean_average_precision``) for their MAP column.
 
 Rows: ALS with Recommenders' settings (the sanity check), the project's explicit
-ALS and implicit ALS with hyperparameters chosen on validation data carved from
-train by the same split (never on test), and the popularity and bias baselines. The same rows
+ALS, implicit ALS, item-kNN and EASE with hyperparameters chosen on validation
+data carved from train by the same split (never on test), and the popularity and
+bias baselines. The same rows
 follow on a user-stratified split (the current form of their split), for reference.
 
     MOVIELENS_DIR=../shared/data/ml-100k python benchmarks/movielens_quality.py
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from common import (
     PROJECT,
     RESULTS,
@@ -84,6 +86,12 @@ IMPLICIT_GRIDS = [
         "alpha": [0.5, 1, 2],
     }
 ]
+KNN_GRID = [
+    ModelSpec("knn", similarity=similarity, neighbours=neighbours)
+    for similarity in ("bm25", "cosine")
+    for neighbours in (50, 200)
+]
+EASE_GRID = [ModelSpec("ease", l2=l2) for l2 in (50.0, 250.0, 1000.0)]
 # The project's typed settings; the grids above replace its grid axes.
 _FAMILY = {"enabled": True, "rank": [10], "reg_param": [0.1], "num_epochs": 20}
 ALS_SETTINGS = parse(
@@ -107,6 +115,15 @@ ALS_SETTINGS = parse(
             "bias_damping": 5.0,
         },
     },
+)
+
+
+# Item-based settings beside the grids: the project's defaults.
+ITEM_BASED_SETTINGS = parse(
+    "item_based",
+    yaml.safe_load((PROJECT / "conf/base/parameters_data_science.yml").read_text())[
+        "item_based"
+    ],
 )
 
 
@@ -190,7 +207,9 @@ def chosen(
     """``training.tune`` on the benchmark's own validation split, ``best`` by
     ``metric``: the spec, and every spec's validation metrics."""
     part = TrainingData(fit_part, fit_part.limit(0).select(USER_IDX, ITEM_IDX), RATING)
-    results = tune(specs, [(part, validation)], ALS_SETTINGS, EVALUATION)
+    results = tune(
+        specs, [(part, validation)], ALS_SETTINGS, ITEM_BASED_SETTINGS, EVALUATION
+    )
     name = best(results, metric)["name"]
     return next(s for s in specs if s.name == name), results
 
@@ -218,21 +237,40 @@ def run_split(
     rows["project explicit ALS, tuned on validation RMSE"] = {
         "params": spec.name,
         "tuning": tried,
-        **evaluate_model(fit(spec, data, ALS_SETTINGS), data, test),
+        **evaluate_model(
+            fit(spec, data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
+        ),
     }
     spec, tried = chosen(_specs(IMPLICIT_GRIDS), fit_part, validation, "ndcg_at_10")
     rows["project implicit ALS, tuned on validation nDCG@10"] = {
         "params": spec.name,
         "tuning": tried,
-        **evaluate_model(fit(spec, data, ALS_SETTINGS), data, test),
+        **evaluate_model(
+            fit(spec, data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
+        ),
     }
+    for label, grid in (("item-kNN", KNN_GRID), ("EASE", EASE_GRID)):
+        spec, tried = chosen(grid, fit_part, validation, "ndcg_at_10")
+        rows[f"project {label}, tuned on validation nDCG@10"] = {
+            "params": spec.name,
+            "tuning": tried,
+            **evaluate_model(
+                fit(spec, data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
+            ),
+        }
     rows["popularity baseline"] = {
         "params": "most interactions in train",
-        **evaluate_model(fit(ModelSpec("popularity"), data, ALS_SETTINGS), data, test),
+        **evaluate_model(
+            fit(ModelSpec("popularity"), data, ALS_SETTINGS, ITEM_BASED_SETTINGS),
+            data,
+            test,
+        ),
     }
     rows["bias baseline"] = {
         "params": f"damping {ALS_SETTINGS.rating.bias_damping:g}",
-        **evaluate_model(fit(ModelSpec("bias"), data, ALS_SETTINGS), data, test),
+        **evaluate_model(
+            fit(ModelSpec("bias"), data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
+        ),
     }
     train.unpersist()
     test.unpersist()

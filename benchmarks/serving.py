@@ -35,7 +35,11 @@ import mlflow
 mlflow.set_tracking_uri(sys.argv[1])
 model = mlflow.pyfunc.load_model(sys.argv[2])
 print(time.perf_counter() - started)
-print(",".join(model.unwrap_python_model().bundle.users["user"].head(1000)))
+bundle = model.unwrap_python_model().bundle
+print(bundle.meta.get("rank", 0), type(bundle.weights).__name__)
+local = mlflow.artifacts.download_artifacts(artifact_uri=sys.argv[2])
+print(sum(f.stat().st_size for f in __import__("pathlib").Path(local).rglob("*") if f.is_file()))
+print(",".join(bundle.users["user"].head(1000)))
 """
 
 
@@ -63,6 +67,9 @@ def main() -> None:
     parser.add_argument("--model", default=f"models:/{MODEL}@champion")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--label", default=None, help="the row's name (default: the champion's kind)"
+    )
     args = parser.parse_args()
 
     loaded = subprocess.run(  # noqa: S603
@@ -71,7 +78,12 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.splitlines()
-    load_seconds, users = float(loaded[-2]), loaded[-1].split(",")
+    load_seconds, users = float(loaded[-5]), loaded[-1].split(",")
+    rank, weights = loaded[-4].split()
+    artifact_bytes = int(loaded[-2])
+    kind = {"SparseWeights": "item-kNN", "DenseWeights": "EASE"}.get(
+        weights, f"factors (rank {rank})"
+    )
 
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
@@ -132,9 +144,11 @@ def main() -> None:
         server.wait(timeout=30)
 
     p50, p99 = np.percentile(latencies, [50, 99])
-    results = {
+    result = {
         "machine": machine(),
         "model": args.model,
+        "kind": kind,
+        "artifact_mib": round(artifact_bytes / 2**20, 1),
         "users": len(users),
         "k": args.k,
         "requests": len(latencies),
@@ -146,9 +160,17 @@ def main() -> None:
             "max": round(max(latencies), 1),
         },
     }
+    path = PROJECT / "benchmarks" / "results" / "serving.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if "model" in results:  # the former single-row layout
+        results = {"factors": results}
+    results[args.label or kind] = result
     table = markdown_table(
-        ["model", "load (fresh process, s)", "server ready (s)", "requests", "p50 (ms)", "p99 (ms)"],
-        [[args.model, load_seconds, serve_seconds, len(latencies), float(p50), float(p99)]],
+        ["row", "model", "artifact (MiB)", "load (fresh process, s)", "server ready (s)",
+         "requests", "p50 (ms)", "p99 (ms)"],
+        [[label, r["model"], r.get("artifact_mib"), r["load_seconds_fresh_process"],
+          r["serve_ready_seconds"], r["requests"], r["latency_ms"]["p50"],
+          r["latency_ms"]["p99"]] for label, r in results.items()],
     )  # fmt: skip
     as_json, _ = write_results("serving", results, table)
     print(table)  # noqa: T201

@@ -167,7 +167,8 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     result = _kedro_run(
         project, cluster, "--params",
         "als.ranking.rank=8,als.ranking.reg_param=1,als.ranking.alpha=5,"
-        "als.rating.rank=4,als.rating.reg_param=1",
+        "als.rating.rank=4,als.rating.reg_param=1,item_based.knn.similarity=bm25,"
+        "item_based.knn.neighbours=50,item_based.ease.l2=250",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
@@ -187,6 +188,12 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     parent = run.data.tags.get("mlflow.parentRunId", run.info.run_id)
     assert client.get_run(parent).info.status == "FINISHED"
     assert client.get_run(parent).data.metrics["scoring.users"] > 0
+    # The item-based families were fitted and evaluated there too.
+    candidates = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    kinds = {c.data.params["model_kind"] for c in candidates}
+    assert {"knn", "ease", "implicit"} <= kinds
 
     # The Delta table: k books for every user, scored by that model version.
     table = DeltaTable(str(project / "data/07_model_output/user_recommendations"))

@@ -560,9 +560,12 @@ def test_degenerate_ratings_fail_before_the_model_inputs_are_replaced(
 
 def _candidate_count(params: dict) -> int:
     ranking, rating = params["als"]["ranking"], params["als"]["rating"]
+    knn, ease = params["item_based"]["knn"], params["item_based"]["ease"]
     return (
         2
         + len(ranking["rank"]) * len(ranking["reg_param"]) * len(ranking["alpha"])
+        + len(knn["similarity"]) * len(knn["neighbours"])
+        + len(ease["l2"])
         + len(rating["rank"]) * len(rating["reg_param"])
     )
 
@@ -590,6 +593,10 @@ def _check_candidate_runs(subruns, parent, params: dict) -> None:
             continue
         assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
         assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
+        if run.data.params["model_kind"] in ("knn", "ease"):
+            # Item-based: the weights live in the registered bundle, sized here.
+            assert run.data.metrics["model_bytes"] > 0, run.info.run_name
+            continue
         info = get_model_info(f"runs:/{run.info.run_id}/model")
         assert info.signature is not None
         assert [c.name for c in info.signature.inputs.inputs] == [
@@ -614,7 +621,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     subruns = children[parent.info.run_id]
     _check_candidate_runs(subruns, parent, params)
     kinds = {r.data.params["model_kind"] for r in subruns}
-    assert kinds == {"popularity", "implicit", "bias", "biased"}
+    assert kinds == {"popularity", "implicit", "knn", "ease", "bias", "biased"}
 
     metrics = parent.data.metrics
     assert {"data.users", "data.sparsity", "bias_baseline.rmse"} <= set(metrics)
@@ -648,12 +655,16 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
                 "ranking": {"rank": "8", "reg_param": "0.1", "alpha": "1 20"},
                 "rating": {"rank": 4, "reg_param": [1.0]},
             },
+            "item_based": {
+                "knn": {"similarity": "cosine", "neighbours": "50"},
+                "ease": {"l2": "250"},
+            },
             "tuning": {"method": "CrossValidator", "num_folds": 2},
         },
     )
     parents, children = _parents_and_children(client)
     cv_run = client.get_run(parents[-1].info.run_id)
-    assert len(children[cv_run.info.run_id]) == 2 + 2 + 1  # noqa: PLR2004
+    assert len(children[cv_run.info.run_id]) == 2 + 2 + 1 + 1 + 1  # noqa: PLR2004
     assert cv_run.data.params["tuning.method"] == "CrossValidator"
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.run_id == cv_run.info.run_id

@@ -17,6 +17,8 @@ carries to leave them out.
   than ``max_user_items`` books adds only a seeded sample of that many of them
   to the similarity (a reader with n books makes n^2 pairs): the work is
   bounded by ``readers * max_user_items^2``; their whole history still scores.
+  The weighted matrix is built on the driver and broadcast; Spark tasks compute
+  the similarity rows of blocks of books and keep their top neighbours.
 - **EASE** (``fit_ease``, numpy on the driver): ``B = I - P / diag(P)``,
   ``P = (X'X + l2 I)^-1`` over the ``max_items`` books with the most
   interactions; other books are neither recommended nor part of a history.
@@ -27,23 +29,24 @@ carries to leave them out.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import DataFrame, Window
+import pandas as pd
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
 from scipy.linalg import lapack
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.topk import DenseWeights, ItemTable, SparseWeights
+from book_recommender.topk import DenseWeights, ItemTable, SparseWeights, best_of_rows
 
 logger = logging.getLogger(__name__)
 
 SIMILARITIES = ("bm25", "cosine")
-_NEIGHBOUR = "_neighbour"
-_WEIGHT = "_weight"
-_SIMILARITY = "_similarity"
+# Similarity entries one task computes at once (before its top-k), ~16 bytes each.
+_BLOCK_ENTRIES = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,71 @@ def _distinct_pairs(interactions: DataFrame) -> DataFrame:
     return interactions.select(USER_IDX, ITEM_IDX).distinct()
 
 
+def _knn_matrix(
+    pairs: pd.DataFrame,
+    similarity: str,
+    max_user_items: int,
+    bm25_k1: float,
+    bm25_b: float,
+    seed: int,
+) -> tuple[np.ndarray, sparse.csc_matrix]:
+    """(item ids, weighted users x items matrix) of the distinct ``pairs``: each
+    cell weighted for ``similarity``, a prolific reader's cells sampled down to
+    ``max_user_items``."""
+    users, u = np.unique(pairs[USER_IDX].to_numpy(np.int64), return_inverse=True)
+    item_ids, i = np.unique(pairs[ITEM_IDX].to_numpy(np.int64), return_inverse=True)
+    readers = np.bincount(i, minlength=len(item_ids)).astype(np.float64)
+    books = np.bincount(u, minlength=len(users)).astype(np.float64)
+    if similarity == "cosine":
+        weight = 1.0 / np.sqrt(readers[i])
+    else:
+        length = (1.0 - bm25_b) + bm25_b * readers[i] / readers.mean()
+        idf = np.log(len(item_ids)) - np.log1p(books[u])
+        weight = (bm25_k1 + 1.0) / (bm25_k1 * length + 1.0) * idf
+    # A seeded random order within each reader; the first max_user_items stay.
+    order = np.lexsort((np.random.default_rng(seed).random(len(u)), u))
+    starts = np.searchsorted(u[order], np.arange(len(users)))
+    place = np.empty(len(u), np.int64)
+    place[order] = np.arange(len(u)) - starts[u[order]]
+    keep = place < max_user_items
+    matrix = sparse.csc_matrix(
+        (weight[keep], (u[keep], i[keep])), shape=(len(users), len(item_ids))
+    )
+    return item_ids, matrix
+
+
+def _blocks(matrix: sparse.csc_matrix, budget: int) -> list[tuple[int, int]]:
+    """Contiguous item ranges whose similarity rows hold at most about
+    ``budget`` entries each (a row's entries: at most the books its readers
+    add)."""
+    binary = matrix.copy()
+    binary.data[:] = 1.0
+    per_user = np.asarray(binary.sum(axis=1)).ravel()
+    cost = np.asarray(binary.T @ per_user).ravel() + 1
+    edges = np.searchsorted(
+        np.cumsum(cost), np.arange(budget, cost.sum() + budget, budget)
+    )
+    bounds = np.unique(np.concatenate([[0], np.minimum(edges + 1, len(cost))]))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+
+def _top_neighbours(
+    block: sparse.csr_matrix, first: int, neighbours: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item, neighbour, similarity) of each row's ``neighbours`` best entries
+    (ties: the lower neighbour), the item itself and zeros left out."""
+    block = block.tocoo()
+    mine = (block.row + first != block.col) & (block.data > 0)
+    rows, cols, values = block.row[mine], block.col[mine], block.data[mine]
+    best = best_of_rows(rows, values, block.shape[0], neighbours)
+    rows, cols, values = rows[best], cols[best], values[best]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.searchsorted(rows, np.arange(block.shape[0]))
+    keep = np.arange(len(rows)) - starts[rows] < neighbours
+    return rows[keep] + first, cols[keep], values[keep]
+
+
 def fit_item_knn(
     interactions: DataFrame,
     similarity: str,
@@ -115,71 +183,56 @@ def fit_item_knn(
     seed: int,
 ) -> ItemKnnModel:
     """The ``neighbours`` most similar books of every book, by ``similarity``
-    over the (USER_IDX, ITEM_IDX) ``interactions``; see the module docstring."""
+    over the (USER_IDX, ITEM_IDX) ``interactions``; see the module docstring.
+
+    The weighted user x book matrix is built on the driver and broadcast; Spark
+    tasks compute the similarity rows of blocks of books (a sparse product per
+    block, its top ``neighbours`` per row kept there), so no pair of books is
+    ever shuffled.
+    """
     if similarity not in SIMILARITIES:
         raise ValueError(
             f"similarity must be one of {SIMILARITIES}; found {similarity!r}"
         )
-    pairs = _distinct_pairs(interactions).cache()
-    item_counts = pairs.groupBy(ITEM_IDX).agg(F.count(F.lit(1)).alias("_readers"))
-    user_counts = pairs.groupBy(USER_IDX).agg(F.count(F.lit(1)).alias("_books"))
-    n_items, mean_readers = item_counts.agg(
-        F.count(F.lit(1)), F.avg("_readers")
-    ).first()
-    weighted = pairs.join(item_counts, on=ITEM_IDX).join(user_counts, on=USER_IDX)
-    if similarity == "cosine":
-        weight = 1.0 / F.sqrt(F.col("_readers").cast("double"))
-    else:
-        length = (1.0 - bm25_b) + bm25_b * F.col("_readers") / F.lit(mean_readers)
-        idf = F.log(F.lit(float(n_items))) - F.log1p(F.col("_books").cast("double"))
-        weight = (bm25_k1 + 1.0) / (bm25_k1 * length + 1.0) * idf
-    # A prolific reader adds a seeded sample of max_user_items books to the pairs.
-    by_user = Window.partitionBy(USER_IDX).orderBy(F.xxhash64(ITEM_IDX, F.lit(seed)))
-    sampled = (
-        weighted.select(USER_IDX, ITEM_IDX, weight.alias(_WEIGHT), "_books")
-        .withColumn(
-            "_pick",
-            F.when(F.col("_books") <= max_user_items, F.lit(1)).otherwise(
-                F.row_number().over(by_user)
-            ),
-        )
-        .where(F.col("_pick") <= max_user_items)
-        .select(USER_IDX, ITEM_IDX, _WEIGHT)
+    spark = interactions.sparkSession
+    pairs = _distinct_pairs(interactions).toPandas()
+    item_ids, matrix = _knn_matrix(
+        pairs, similarity, max_user_items, bm25_k1, bm25_b, seed
     )
-    other = sampled.select(
-        USER_IDX,
-        F.col(ITEM_IDX).alias(_NEIGHBOUR),
-        F.col(_WEIGHT).alias("_other_weight"),
-    )
-    similarities = (
-        sampled.join(other, on=USER_IDX)
-        .where(F.col(ITEM_IDX) != F.col(_NEIGHBOUR))
-        .groupBy(ITEM_IDX, _NEIGHBOUR)
-        .agg(F.sum(F.col(_WEIGHT) * F.col("_other_weight")).alias(_SIMILARITY))
-    )
-    best = Window.partitionBy(ITEM_IDX).orderBy(F.desc(_SIMILARITY), F.asc(_NEIGHBOUR))
+    blocks = _blocks(matrix, _BLOCK_ENTRIES)
+    shared = spark.sparkContext.broadcast((matrix, blocks))
+
+    def rows(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        matrix, blocks = shared.value
+        for batch in batches:
+            for index in batch["id"]:
+                first, stop = blocks[int(index)]
+                product = (matrix[:, first:stop].T @ matrix).tocsr()
+                item, neighbour, value = _top_neighbours(product, first, neighbours)
+                yield pd.DataFrame(
+                    {"item": item, "neighbour": neighbour, "value": value}
+                )
+
     kept = (
-        similarities.withColumn("_n", F.row_number().over(best))
-        .where(F.col("_n") <= neighbours)
-        .select(ITEM_IDX, _NEIGHBOUR, F.col(_SIMILARITY).cast("float"))
+        spark.range(len(blocks))
+        .repartition(spark.sparkContext.defaultParallelism * 2)
+        .mapInPandas(rows, "item long, neighbour long, value float")
         .toPandas()
     )
-    item_ids = np.sort(
-        pairs.select(ITEM_IDX).distinct().toPandas()[ITEM_IDX].to_numpy(np.int64)
-    )
-    pairs.unpersist()
-    rows = np.searchsorted(item_ids, kept[ITEM_IDX].to_numpy(np.int64))
-    cols = np.searchsorted(item_ids, kept[_NEIGHBOUR].to_numpy(np.int64))
-    matrix = sparse.csr_matrix(
-        (kept[_SIMILARITY].to_numpy(np.float32), (rows, cols)),
+    shared.unpersist()
+    result = sparse.csr_matrix(
+        (
+            kept["value"].to_numpy(np.float32),
+            (kept["item"].to_numpy(np.int64), kept["neighbour"].to_numpy(np.int64)),
+        ),
         shape=(len(item_ids), len(item_ids)),
     )
-    matrix.sort_indices()
+    result.sort_indices()
     return ItemKnnModel(
         item_ids=item_ids,
-        indptr=matrix.indptr.astype(np.int64),
-        indices=matrix.indices.astype(np.int32),
-        data=matrix.data.astype(np.float32),
+        indptr=result.indptr.astype(np.int64),
+        indices=result.indices.astype(np.int32),
+        data=result.data.astype(np.float32),
     )
 
 

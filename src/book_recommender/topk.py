@@ -416,6 +416,21 @@ class DenseWeights:
         return tuple(np.concatenate(column) for column in zip(*found))
 
 
+def best_of_rows(
+    rows: np.ndarray, values: np.ndarray, n_rows: int, k: int
+) -> np.ndarray:
+    """Which entries can be in their row's top ``k`` by value: all of a row with
+    at most ``k`` entries, else those at or above its k-th best (ties kept, for
+    the caller to break). ``rows`` ascending."""
+    keep = np.ones(len(values), dtype=bool)
+    starts = np.searchsorted(rows, np.arange(n_rows + 1))
+    for row in np.flatnonzero(np.diff(starts) > k):
+        a, b = starts[row], starts[row + 1]
+        part = values[a:b]
+        keep[a:b] = part >= np.partition(part, len(part) - k)[len(part) - k]
+    return keep
+
+
 def _history(
     n_rows: int, rows: np.ndarray, cols: np.ndarray, n_cols: int
 ) -> sparse.csr_matrix:
@@ -462,6 +477,8 @@ def rank_history_block(
         if exclude_seen:
             unseen = ~np.isin(rows * n_items + cols, seen_rows * n_items + seen_cols)
             rows, cols, values = rows[unseen], cols[unseen], values[unseen]
+        best = best_of_rows(rows, values, n_rows, k)
+        rows, cols, values = rows[best], cols[best], values[best]
     if not exclude_seen:
         seen_rows, seen_cols = seen_rows[:0], seen_cols[:0]
     rows, cols, rank, values = _ranked(rows, cols, values, n_rows, k)
