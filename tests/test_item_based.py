@@ -87,7 +87,9 @@ def _reference_lists(
     """Top K unseen items by score among ``scored`` (bool, users x items), ties
     by item; topped up with the popular unseen items (ties by item)."""
     popularity = x.sum(axis=0)
-    popular = [i for i in np.lexsort((np.arange(N_ITEMS), -popularity)) if popularity[i]]
+    popular = [
+        i for i in np.lexsort((np.arange(N_ITEMS), -popularity)) if popularity[i]
+    ]
     lists = {}
     for u in users:
         seen = x[u] > 0 if u < N_USERS else np.zeros(N_ITEMS, bool)
@@ -164,7 +166,9 @@ def test_a_prolific_reader_adds_only_a_sample_of_their_books(spark):
     pairs = lambda m: {  # noqa: E731
         (int(m.item_ids[r]), int(m.item_ids[c]))
         for r, c in zip(
-            np.repeat(np.arange(len(m.item_ids)), np.diff(m.indptr)), m.indices, strict=True
+            np.repeat(np.arange(len(m.item_ids)), np.diff(m.indptr)),
+            m.indices,
+            strict=True,
         )
     }
     assert len(pairs(full)) == 6 * 5
@@ -182,8 +186,16 @@ def test_the_bundle_serves_the_lists_spark_evaluates(spark, frame, family):
         else fit_ease(frame, l2=5.0, max_items=25)
     )
     lists, _ = _served(model, spark, frame)
-    users = frame.select(USER_IDX).distinct().withColumn("User-ID", F.col(USER_IDX).cast("string"))
-    items = frame.select(ITEM_IDX).distinct().withColumn("ISBN", F.col(ITEM_IDX).cast("string"))
+    users = (
+        frame.select(USER_IDX)
+        .distinct()
+        .withColumn("User-ID", F.col(USER_IDX).cast("string"))
+    )
+    items = (
+        frame.select(ITEM_IDX)
+        .distinct()
+        .withColumn("ISBN", F.col(ITEM_IDX).cast("string"))
+    )
     columns = {"user_id": "User-ID", "item_id": "ISBN", "item_info": None}
     bundle = export_bundle(model, frame, users, items, columns, K, None)
     ranked = pd.concat(list(bundle.top_k(np.arange(len(bundle.users)), K)))

@@ -41,7 +41,11 @@ ITEM_BASED = parse(
     "item_based",
     {
         **BASE["item_based"],
-        "knn": {**BASE["item_based"]["knn"], "similarity": ["cosine"], "neighbours": [25]},
+        "knn": {
+            **BASE["item_based"]["knn"],
+            "similarity": ["cosine"],
+            "neighbours": [25],
+        },
         "ease": {**BASE["item_based"]["ease"], "l2": [10, 100]},
     },
 )
