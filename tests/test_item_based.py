@@ -15,6 +15,12 @@ from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
 from book_recommender.ranking import COLD_START, item_table, top_k_served
 from book_recommender.registry import export_bundle
+from book_recommender.topk import (
+    ItemTable,
+    SparseWeights,
+    rank_history_block,
+    top_of_rows,
+)
 
 N_USERS, N_ITEMS, K = 60, 40, 10
 K1, B = 1.2, 0.75
@@ -209,3 +215,52 @@ def test_the_bundle_serves_the_lists_spark_evaluates(spark, frame, family):
     assert ranked[SCORE].isna().sum() > 0  # topped-up entries carry no score
     distinct = frame.select(ITEM_IDX).distinct().count()
     assert len(item_table(model, popularity_scores(frame)).ids) == distinct
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_top_of_rows_keeps_each_rows_best_ties_to_the_lower_column(ties):
+    rng = np.random.default_rng(7)
+    lengths = rng.geometric(0.02, 300) - 1  # some rows far longer than k
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.concatenate([rng.permutation(2000)[:n] for n in lengths])
+    values = (rng.integers(0, 4, len(rows)) if ties else rng.random(len(rows))).astype(
+        np.float32
+    )
+    k = 12
+    order = np.lexsort((cols, -values, rows))
+    place = np.empty(len(rows), np.int64)
+    place[order] = np.arange(len(rows)) - np.searchsorted(rows[order], rows[order])
+    expected = place < k
+    np.testing.assert_array_equal(
+        top_of_rows(rows, cols, values, len(lengths), k), expected
+    )
+
+
+@pytest.mark.parametrize("kind", ["cosine", "bm25"])
+def test_fewer_neighbours_cut_from_a_wider_fit_equal_their_own_fit(frame, kind):
+    wide = fit_item_knn(frame, kind, 12, 1000, K1, B, seed=1)
+    for neighbours in (1, 4):
+        own = fit_item_knn(frame, kind, neighbours, 1000, K1, B, seed=1)
+        cut = wide.cut(neighbours)
+        np.testing.assert_array_equal(cut.indptr, own.indptr)
+        np.testing.assert_array_equal(cut.indices, own.indices)
+        np.testing.assert_array_equal(cut.data, own.data)
+
+
+def test_seen_books_are_ranked_again_only_when_asked():
+    """W: 0 -> 1 (0.5), 1 -> 0 (0.25), 1 -> 2 (0.125); a reader of 0 and 1."""
+    table = ItemTable.build(
+        np.arange(3), np.zeros((3, 0), np.float32), np.arange(3), np.ones(3)
+    )
+    weights = SparseWeights(
+        indptr=np.array([0, 1, 3, 3]),
+        indices=np.array([1, 0, 2], np.int32),
+        data=np.array([0.5, 0.25, 0.125], np.float32),
+    )
+    seen = (np.array([0, 0]), np.array([0, 1]))
+    for exclude, expected in ((True, [2]), (False, [1, 0, 2])):
+        rows, cols, rank, scores, cold = rank_history_block(
+            table, weights, 1, *seen, k=3, exclude_seen=exclude
+        )
+        assert cols[np.isfinite(scores)].tolist() == expected
+        assert not cold.any()

@@ -14,6 +14,8 @@ from book_recommender.training import (
     candidates,
     evaluate,
     fit,
+    shared_fits,
+    tune,
     validation_splits,
 )
 from tests.test_params import BASE
@@ -202,3 +204,28 @@ def test_num_blocks_defaults_to_the_cores_spark_has(spark, data):
     )
     three = fit(spec, data, ALS.model_copy(update={"num_blocks": 3}), ITEM_BASED).model
     assert three.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004
+
+
+def test_specs_that_share_a_fit_are_tuned_as_if_fitted_alone(ratings, data):
+    """Item-kNN of one similarity share one fit cut to each K, EASE one Gram
+    matrix: the validation metrics equal those of separate fits."""
+    specs = [
+        ModelSpec("popularity"),
+        ModelSpec("knn", similarity="cosine", neighbours=2),
+        ModelSpec("ease", l2=10.0),
+        ModelSpec("knn", similarity="cosine", neighbours=25),
+        ModelSpec("ease", l2=100.0),
+    ]
+    assert [[s.name for s in g] for g in shared_fits(specs)] == [
+        ["popularity"],
+        ["knn_cosine_k2", "knn_cosine_k25"],
+        ["ease_l2_10", "ease_l2_100"],
+    ]
+    fit_part, validation = ratings.randomSplit([0.7, 0.3], seed=4)
+    part = TrainingData(fit_part, data.implicit, data.rating_col)
+    together = tune(specs, [(part, validation)], ALS, ITEM_BASED, EVALUATION)
+    assert [r["name"] for r in together] == [s.name for s in specs]
+    for spec, result in zip(specs, together, strict=True):
+        alone = evaluate(fit(spec, part, ALS, ITEM_BASED), part, validation, EVALUATION)
+        assert result["validation"] == pytest.approx(alone, abs=1e-9)
+    assert together[1]["validation"] != together[3]["validation"]  # K matters here

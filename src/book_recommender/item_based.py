@@ -40,7 +40,7 @@ from scipy import sparse
 from scipy.linalg import lapack
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.topk import DenseWeights, ItemTable, SparseWeights, best_of_rows
+from book_recommender.topk import DenseWeights, ItemTable, SparseWeights, top_of_rows
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,30 @@ class ItemKnnModel:
             data=matrix.data.astype(np.float32),
         )
 
+    def cut(self, neighbours: int) -> ItemKnnModel:
+        """The model with each book's ``neighbours`` best neighbours (ties: the
+        lower one) of those it keeps: a fit with fewer neighbours, exactly."""
+        rows = np.repeat(np.arange(len(self.item_ids)), np.diff(self.indptr))
+        keep = top_of_rows(
+            rows, self.indices, self.data, len(self.item_ids), neighbours
+        )
+        indptr = np.concatenate(
+            [[0], np.cumsum(np.bincount(rows[keep], minlength=len(self.item_ids)))]
+        )
+        return ItemKnnModel(
+            item_ids=self.item_ids,
+            indptr=indptr.astype(np.int64),
+            indices=self.indices[keep],
+            data=self.data[keep],
+        )
+
     @property
     def nbytes(self) -> int:
         return (
             self.item_ids.nbytes
             + self.indptr.nbytes
             + self.indices.nbytes
-            + (self.data.nbytes)
+            + self.data.nbytes
         )
 
 
@@ -164,13 +181,8 @@ def _top_neighbours(
     block = block.tocoo()
     mine = (block.row + first != block.col) & (block.data > 0)
     rows, cols, values = block.row[mine], block.col[mine], block.data[mine]
-    best = best_of_rows(rows, values, block.shape[0], neighbours)
-    rows, cols, values = rows[best], cols[best], values[best]
-    order = np.lexsort((cols, -values, rows))
-    rows, cols, values = rows[order], cols[order], values[order]
-    starts = np.searchsorted(rows, np.arange(block.shape[0]))
-    keep = np.arange(len(rows)) - starts[rows] < neighbours
-    return rows[keep] + first, cols[keep], values[keep]
+    best = top_of_rows(rows, cols, values, block.shape[0], neighbours)
+    return rows[best] + first, cols[best], values[best]
 
 
 def fit_item_knn(
@@ -200,31 +212,33 @@ def fit_item_knn(
         pairs, similarity, max_user_items, bm25_k1, bm25_b, seed
     )
     blocks = _blocks(matrix, _BLOCK_ENTRIES)
-    shared = spark.sparkContext.broadcast((matrix, blocks))
+    shared = spark.sparkContext.broadcast(matrix)
 
-    def rows(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        matrix, blocks = shared.value
-        for batch in batches:
-            for index in batch["id"]:
-                first, stop = blocks[int(index)]
-                product = (matrix[:, first:stop].T @ matrix).tocsr()
-                item, neighbour, value = _top_neighbours(product, first, neighbours)
-                yield pd.DataFrame(
-                    {"item": item, "neighbour": neighbour, "value": value}
-                )
+    def rows(ranges: Iterator[tuple[int, int]]) -> Iterator[tuple[np.ndarray, ...]]:
+        matrix = shared.value
+        for first, stop in ranges:
+            product = (matrix[:, first:stop].T @ matrix).tocsr()
+            item, neighbour, value = _top_neighbours(product, first, neighbours)
+            yield item.astype(np.int32), neighbour.astype(np.int32), value
 
+    # An RDD of numpy arrays: millions of kept pairs come back as a few pickled
+    # arrays per block, not as rows converted through the JVM.
     kept = (
-        spark.range(len(blocks))
-        .repartition(spark.sparkContext.defaultParallelism * 2)
-        .mapInPandas(rows, "item long, neighbour long, value float")
-        .toPandas()
+        spark.sparkContext.parallelize(
+            blocks, min(len(blocks), spark.sparkContext.defaultParallelism * 2)
+        )
+        .mapPartitions(rows)
+        .collect()
     )
     shared.unpersist()
+    item, neighbour, value = (
+        np.concatenate([part[i] for part in kept])
+        if kept
+        else np.zeros(0, (np.int32, np.int32, np.float32)[i])
+        for i in range(3)
+    )
     result = sparse.csr_matrix(
-        (
-            kept["value"].to_numpy(np.float32),
-            (kept["item"].to_numpy(np.int64), kept["neighbour"].to_numpy(np.int64)),
-        ),
+        (value.astype(np.float32), (item, neighbour)),
         shape=(len(item_ids), len(item_ids)),
     )
     result.sort_indices()
@@ -259,9 +273,27 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseModel:
-    """EASE over the ``max_items`` books with the most interactions (ties: the
-    lower id), fitted on the driver; see the module docstring."""
+@dataclass(frozen=True)
+class EaseGram:
+    """X'X of the binary user x book matrix over the books EASE is fitted on:
+    what every l2 of the grid starts from."""
+
+    item_ids: np.ndarray  # int64 ITEM_IDX values, ascending
+    gram: np.ndarray  # float64 (m, m)
+
+    def model(self, l2: float) -> EaseModel:
+        logger.info(
+            "EASE l2 %g over %s books: %.0f MiB of weights",
+            l2,
+            len(self.item_ids),
+            len(self.item_ids) ** 2 * 4 / 2**20,
+        )
+        return EaseModel(item_ids=self.item_ids, matrix=ease_weights(self.gram, l2))
+
+
+def ease_gram(interactions: DataFrame, max_items: int) -> EaseGram:
+    """The Gram matrix over the ``max_items`` books with the most interactions
+    (ties: the lower id), on the driver."""
     pairs = _distinct_pairs(interactions)
     top = (
         pairs.groupBy(ITEM_IDX)
@@ -278,15 +310,13 @@ def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseModel:
         (np.ones(len(kept), np.float64), (users, cols)),
         shape=(int(users.max(initial=-1)) + 1, len(item_ids)),
     )
-    gram = (x.T @ x).toarray()
-    logger.info(
-        "EASE l2 %g over %s books (%s interactions): %.0f MiB of weights",
-        l2,
-        len(item_ids),
-        len(kept),
-        len(item_ids) ** 2 * 4 / 2**20,
-    )
-    return EaseModel(item_ids=item_ids, matrix=ease_weights(gram, l2))
+    return EaseGram(item_ids=item_ids, gram=(x.T @ x).toarray())
+
+
+def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseModel:
+    """EASE over the ``max_items`` books with the most interactions (ties: the
+    lower id), fitted on the driver; see the module docstring."""
+    return ease_gram(interactions, max_items).model(l2)
 
 
 def item_table_of(model: ItemBasedModel, fallback_ids, fallback_scores) -> ItemTable:

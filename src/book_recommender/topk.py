@@ -347,15 +347,35 @@ class SparseWeights:
     indices: np.ndarray  # int32 table positions
     data: np.ndarray  # float32
 
-    def scores(
-        self, n_rows: int, seen_rows: np.ndarray, seen_cols: np.ndarray, n_items: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row, table position, score) of every item some seen item points to."""
-        history = _history(n_rows, seen_rows, seen_cols, n_items)
-        weights = sparse.csr_matrix(
-            (self.data, self.indices, self.indptr), shape=(n_items, n_items)
+    @cached_property
+    def matrix(self) -> sparse.csr_matrix:
+        """W, built once per process (not per block of users)."""
+        n = len(self.indptr) - 1
+        return sparse.csr_matrix(
+            (self.data, self.indices, self.indptr), shape=(n, n), copy=False
         )
-        product = (history @ weights).tocoo()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The arrays travel; the matrix over them is rebuilt where it is used.
+        return {k: v for k, v in self.__dict__.items() if k != "matrix"}
+
+    def scores(
+        self,
+        n_rows: int,
+        seen_rows: np.ndarray,
+        seen_cols: np.ndarray,
+        n_items: int,
+        exclude_seen: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, table position, score) of every item some seen item points to,
+        rows ascending (seen items left out unless ``exclude_seen`` is false)."""
+        history = _history(n_rows, seen_rows, seen_cols, n_items)
+        product = (history @ self.matrix).tocsr()
+        if exclude_seen:
+            # Similarities are > 0, so a score is 0 only where it was seen.
+            product = product - product.multiply(history)
+            product.eliminate_zeros()
+        product = product.tocoo()
         return (
             product.row.astype(np.int64),
             product.col.astype(np.int64),
@@ -416,19 +436,62 @@ class DenseWeights:
         return tuple(np.concatenate(column) for column in zip(*found))
 
 
+def _kth_of_rows(
+    rows: np.ndarray, values: np.ndarray, n_rows: int, k: int
+) -> np.ndarray:
+    """Each row's k-th best value; -inf for a row with at most ``k`` entries.
+    ``rows`` ascending.
+
+    Rows of similar length (within a factor of two) are padded with -inf into
+    one matrix, at most twice their cells, and partitioned together."""
+    starts = np.searchsorted(rows, np.arange(n_rows + 1))
+    lengths = np.diff(starts)
+    threshold = np.full(n_rows, -np.inf, dtype=np.float64)
+    long = np.flatnonzero(lengths > k)
+    size = np.ceil(np.log2(lengths[long])).astype(np.int64)
+    for bucket in np.unique(size):
+        mine = long[size == bucket]
+        width = int(lengths[mine].max())
+        step = max(1, _BEST_CELLS // width)
+        offset = np.arange(width)
+        for first in range(0, len(mine), step):
+            part = mine[first : first + step]
+            inside = offset[None, :] < lengths[part, None]
+            at = np.where(inside, starts[part, None] + offset[None, :], 0)
+            padded = np.where(inside, values[at], -np.inf)
+            threshold[part] = np.partition(padded, width - k, axis=1)[:, width - k]
+    return threshold
+
+
 def best_of_rows(
     rows: np.ndarray, values: np.ndarray, n_rows: int, k: int
 ) -> np.ndarray:
     """Which entries can be in their row's top ``k`` by value: all of a row with
     at most ``k`` entries, else those at or above its k-th best (ties kept, for
     the caller to break). ``rows`` ascending."""
-    keep = np.ones(len(values), dtype=bool)
-    starts = np.searchsorted(rows, np.arange(n_rows + 1))
-    for row in np.flatnonzero(np.diff(starts) > k):
-        a, b = starts[row], starts[row + 1]
-        part = values[a:b]
-        keep[a:b] = part >= np.partition(part, len(part) - k)[len(part) - k]
+    return values >= _kth_of_rows(rows, values, n_rows, k)[rows]
+
+
+def top_of_rows(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, k: int
+) -> np.ndarray:
+    """Which entries are their row's top ``k`` by value, ties to the lower
+    column: exactly ``min(k, row length)`` per row. ``rows`` ascending; no
+    order is needed within a row."""
+    threshold = _kth_of_rows(rows, values, n_rows, k)[rows]
+    keep = values > threshold
+    tied = np.flatnonzero(values == threshold)
+    if len(tied):
+        room = k - np.bincount(rows[keep], minlength=n_rows)
+        tied = tied[np.lexsort((cols[tied], rows[tied]))]
+        tied_rows = rows[tied]
+        first = np.searchsorted(tied_rows, tied_rows)
+        keep[tied[np.arange(len(tied)) - first < room[tied_rows]]] = True
     return keep
+
+
+# Padded cells ``best_of_rows`` partitions at once (float32/64, index: ~32 MiB).
+_BEST_CELLS = 1 << 21
 
 
 def _history(
@@ -473,10 +536,9 @@ def rank_history_block(
             n_rows, seen_rows, seen_cols, n_items, k, workspace, exclude_seen
         )
     else:
-        rows, cols, values = weights.scores(n_rows, seen_rows, seen_cols, n_items)
-        if exclude_seen:
-            unseen = ~np.isin(rows * n_items + cols, seen_rows * n_items + seen_cols)
-            rows, cols, values = rows[unseen], cols[unseen], values[unseen]
+        rows, cols, values = weights.scores(
+            n_rows, seen_rows, seen_cols, n_items, exclude_seen
+        )
         best = best_of_rows(rows, values, n_rows, k)
         rows, cols, values = rows[best], cols[best], values[best]
     if not exclude_seen:

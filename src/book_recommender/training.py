@@ -25,9 +25,10 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 from pyspark.ml.recommendation import ALS, ALSModel
@@ -35,7 +36,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.item_based import ItemBasedModel, fit_ease, fit_item_knn
+from book_recommender.item_based import ItemBasedModel, ease_gram, fit_item_knn
 from book_recommender.metrics import (
     RANKING_PARTS,
     per_user_ranking,
@@ -77,11 +78,21 @@ class TrainingData:
     implicit: DataFrame  # implicit interactions (USER_IDX, ITEM_IDX)
     rating_col: str
 
-    @property
+    @cached_property
     def seen(self) -> DataFrame:
-        return self.ratings.select(USER_IDX, ITEM_IDX).unionByName(
-            self.implicit.select(USER_IDX, ITEM_IDX)
+        """Every (USER_IDX, ITEM_IDX) interaction, cached: each candidate's fit
+        and evaluation reads it."""
+        return (
+            self.ratings.select(USER_IDX, ITEM_IDX)
+            .unionByName(self.implicit.select(USER_IDX, ITEM_IDX))
+            .cache()
         )
+
+    @cached_property
+    def popular(self) -> DataFrame:
+        """The fallback ranking (ITEM_IDX, SCORE) of users a model cannot rank,
+        computed once for every candidate."""
+        return popularity_scores(self.seen).cache()
 
 
 @dataclass(frozen=True)
@@ -245,24 +256,50 @@ def _rating_range(data: TrainingData) -> tuple[float, float]:
     return float(bounds[0]), float(bounds[1])
 
 
-def fit_item_based(
-    spec: ModelSpec, data: TrainingData, item_based: ItemBasedParams
-) -> FittedModel:
-    """Item-kNN or EASE on every interaction ``data`` has (``data.seen``)."""
-    if spec.kind == "knn":
+def shared_fits(specs: list[ModelSpec]) -> list[list[ModelSpec]]:
+    """``specs`` in groups fitted together by ``fit_many``: the item-kNN specs
+    of one similarity (one fit at the most neighbours, cut for the others) and
+    the EASE specs (one Gram matrix for every l2); every other spec alone.
+    Groups in the order of their first spec."""
+    groups: dict[tuple, list[ModelSpec]] = {}
+    for index, spec in enumerate(specs):
+        key = {"knn": ("knn", spec.similarity), "ease": ("ease",)}.get(
+            spec.kind, (index,)
+        )
+        groups.setdefault(key, []).append(spec)
+    return list(groups.values())
+
+
+def fit_many(
+    specs: list[ModelSpec],
+    data: TrainingData,
+    als: AlsParams,
+    item_based: ItemBasedParams,
+) -> Iterator[FittedModel]:
+    """The fitted models of one ``shared_fits`` group, one at a time, in the
+    order of ``specs`` (as Spark's ``Estimator.fitMultiple``): item-kNN fitted
+    once with the most neighbours and cut, EASE's Gram matrix computed once."""
+    kind = specs[0].kind
+    if kind == "knn":
         knn = item_based.knn
-        model = fit_item_knn(
+        widest = fit_item_knn(
             data.seen,
-            spec.similarity,
-            spec.neighbours,
+            specs[0].similarity,
+            max(spec.neighbours for spec in specs),
             knn.max_user_items,
             knn.bm25_k1,
             knn.bm25_b,
             item_based.seed,
         )
+        for spec in specs:
+            yield FittedModel(spec, widest.cut(spec.neighbours), clip=None)
+    elif kind == "ease":
+        gram = ease_gram(data.seen, item_based.ease.max_items)
+        for spec in specs:
+            yield FittedModel(spec, gram.model(spec.l2), clip=None)
     else:
-        model = fit_ease(data.seen, spec.l2, item_based.ease.max_items)
-    return FittedModel(spec, model, clip=None)
+        for spec in specs:
+            yield fit(spec, data, als, item_based)
 
 
 def fit(
@@ -278,7 +315,7 @@ def fit(
     every iteration run 10 x 10 tiny tasks on a small machine.
     """
     if spec.kind in ITEM_BASED_KINDS:
-        return fit_item_based(spec, data, item_based)
+        return next(fit_many([spec], data, als, item_based))
     if spec.kind == "popularity":
         model = popularity_als_model(data.seen, _workdir(data))
         return FittedModel(spec, model, clip=None)
@@ -361,9 +398,7 @@ def validation_splits(
     return splits
 
 
-def in_parallel(
-    work: Callable[[ModelSpec], T], specs: list[ModelSpec], n: int
-) -> list[T]:
+def in_parallel(work: Callable[[Any], T], specs: list[Any], n: int) -> list[T]:
     """``work`` for every spec, ``n`` at a time (as Spark's tuning ``parallelism``):
     on small data a fit or an evaluation is many short Spark jobs that leave the
     cores idle between them. Results keep the order of ``specs``."""
@@ -384,28 +419,35 @@ def tune(
 ) -> list[dict[str, Any]]:
     """Every spec fitted on each split's data and evaluated on its validation
     ratings; its metrics averaged over the splits (one for TrainValidationSplit,
-    ``num_folds`` for CrossValidator, or any the caller carved). Pick with
-    ``best``."""
+    ``num_folds`` for CrossValidator, or any the caller carved). The specs of
+    one ``shared_fits`` group share their fits. Pick with ``best``."""
 
-    def validate(spec: ModelSpec) -> dict[str, Any]:
-        folds = [
-            evaluate(fit(spec, data, als, item_based), data, validation, evaluation)
-            for data, validation in splits
-        ]
-        mean = {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
+    def validate(group: list[ModelSpec]) -> list[dict[str, Any]]:
+        folds: list[list[dict[str, float]]] = [[] for _ in group]
+        for data, validation in splits:
+            for i, fitted in enumerate(fit_many(group, data, als, item_based)):
+                folds[i].append(evaluate(fitted, data, validation, evaluation))
+        return [result(spec, mean(f)) for spec, f in zip(group, folds, strict=True)]
+
+    def mean(folds: list[dict[str, float]]) -> dict[str, float]:
+        return {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
+
+    def result(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, Any]:
         logger.info(
             "%s: validation %s = %.4f%s%s",
             spec.name,
             evaluation.ranking_key,
-            mean[evaluation.ranking_key],
-            f", {evaluation.rating_metric} = {mean[evaluation.rating_metric]:.4f}"
+            metrics[evaluation.ranking_key],
+            f", {evaluation.rating_metric} = {metrics[evaluation.rating_metric]:.4f}"
             if spec.family == "rating"
             else "",
             f" ({label})" if label else "",
         )
-        return {"name": spec.name, "params": spec.as_params(), "validation": mean}
+        return {"name": spec.name, "params": spec.as_params(), "validation": metrics}
 
-    return in_parallel(validate, specs, parallelism)
+    done = in_parallel(validate, shared_fits(specs), parallelism)
+    by_name = {r["name"]: r for group in done for r in group}
+    return [by_name[spec.name] for spec in specs]
 
 
 # --------------------------------------------------------------------------------------
@@ -458,7 +500,7 @@ def evaluate_ranking(
         model,
         relevant.select(USER_IDX).distinct(),
         data.seen,
-        popularity_scores(data.seen),
+        data.popular,
         k,
         evaluation.tile_cells,
     ).cache()  # read twice below
