@@ -87,13 +87,16 @@ def test_the_environment_in_force_is_named():
         check_parameters({"evaluation": {**BASE["evaluation"], "k": 0}}, "movielens")
 
 
-def test_both_families_disabled_is_a_contradiction():
+def test_every_family_disabled_is_a_contradiction():
     als = _with("als", "ranking.enabled", False)
     als["rating"]["enabled"] = False
-    with pytest.raises(
-        ConfigurationError, match=r"als.ranking.enabled and als.rating.enabled"
-    ):
-        parse("als", als)
+    item_based = copy.deepcopy(BASE["item_based"])
+    check_parameters({"als": als, "item_based": item_based})  # item families on
+    item_based["knn"]["enabled"] = item_based["ease"]["enabled"] = False
+    with pytest.raises(ConfigurationError) as error:
+        check_parameters({"als": als, "item_based": item_based})
+    for key in ("als.ranking", "als.rating", "item_based.knn", "item_based.ease"):
+        assert f"{key}.enabled" in str(error.value)
 
 
 def test_scoring_and_minimum_data_settings_are_checked_at_start_up_too():

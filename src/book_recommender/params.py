@@ -312,15 +312,25 @@ def _check_combinations(section: str, parsed: Any) -> None:
                 "data_processing.download.remote_url is not set "
                 f"(conf/base/{FILES[section]})."
             )
-    if section == "als" and not (parsed.ranking.enabled or parsed.rating.enabled):
-        raise ConfigurationError(
-            "als.ranking.enabled and als.rating.enabled are both false: enable at "
-            f"least one model family (conf/base/{PARAMS_FILE})."
-        )
 
 
 def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None:
-    """Validates every typed section present in ``parameters``."""
-    for section in SECTIONS:
-        if section in parameters:
-            parse(section, parameters[section], env)
+    """Validates every typed section present in ``parameters``, and that at
+    least one model family is on (the baselines alone train nothing)."""
+    parsed = {
+        section: parse(section, parameters[section], env)
+        for section in SECTIONS
+        if section in parameters
+    }
+    if "als" in parsed and "item_based" in parsed:
+        switches = {
+            "als.ranking.enabled": parsed["als"].ranking.enabled,
+            "als.rating.enabled": parsed["als"].rating.enabled,
+            "item_based.knn.enabled": parsed["item_based"].knn.enabled,
+            "item_based.ease.enabled": parsed["item_based"].ease.enabled,
+        }
+        if not any(switches.values()):
+            raise ConfigurationError(
+                f"{', '.join(switches)} are all false: enable at least one model "
+                f"family (conf/base/{PARAMS_FILE})."
+            )
