@@ -78,8 +78,8 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.splitlines()
-    load_seconds, users = float(loaded[-5]), loaded[-1].split(",")
-    rank, weights = loaded[-4].split()
+    load_seconds, users = float(loaded[-4]), loaded[-1].split(",")
+    rank, weights = loaded[-3].split()
     artifact_bytes = int(loaded[-2])
     kind = {"SparseWeights": "item-kNN", "DenseWeights": "EASE"}.get(
         weights, f"factors (rank {rank})"
