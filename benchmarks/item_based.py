@@ -28,6 +28,7 @@ Writes benchmarks/results/item_based.{json,md} (each run updates its own key).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_based import side_information
 from book_recommender.metrics import RANK, RANKING_PARTS, per_user_ranking
 from book_recommender.params import parse
 from book_recommender.training import (
@@ -240,6 +242,12 @@ def cost(
     spark, folder: Path, rating: str, implicit_value, parallelism: int = 1
 ) -> dict[str, Any]:
     data, test = load(spark, folder, rating, implicit_value)
+    # The books' side information, as the pipeline gives it (EASE's beta grid).
+    side = side_information(
+        spark.read.parquet(str(folder / "indexed_items.parquet")),
+        ITEM_BASED.side_information,
+    )
+    data = dataclasses.replace(data, side=side.cache() if side is not None else None)
     interactions = data.seen.count()
     no_als = ALS_SETTINGS.model_copy(
         update={
@@ -251,7 +259,7 @@ def cost(
     fit_part, validation = data.ratings.randomSplit(
         [TUNING.train_ratio, 1 - TUNING.train_ratio], seed=TUNING.seed
     )
-    part = TrainingData(fit_part.cache(), data.implicit, data.rating_col)
+    part = TrainingData(fit_part.cache(), data.implicit, data.rating_col, data.side)
     validation = validation.cache()
     part.ratings.count(), validation.count(), data.ratings.count()
     popularity = ModelSpec("popularity")  # the baseline, untimed: it also warms

@@ -10,7 +10,13 @@ import pytest
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.item_based import fit_ease, fit_item_knn
+from book_recommender.item_based import (
+    SIDE,
+    ease_gram,
+    fit_ease,
+    fit_item_knn,
+    side_information,
+)
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
 from book_recommender.ranking import COLD_START, item_table, top_k_served
@@ -76,11 +82,17 @@ def _similarity(x: np.ndarray, kind: str, neighbours: int) -> np.ndarray:
     return kept
 
 
-def _ease(x: np.ndarray, l2: float, max_items: int) -> tuple[np.ndarray, np.ndarray]:
+def _ease(
+    x: np.ndarray, l2: float, max_items: int, beta: float = 0.0, a=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """EASE over the most read books; with ``a`` (authors x items incidence),
+    the Gram matrix gains ``beta * a'a``."""
     counts = x.sum(axis=0)
     top = np.sort(np.lexsort((np.arange(N_ITEMS), -counts))[:max_items])
     top = top[counts[top] > 0]
     g = x[:, top].T @ x[:, top] + l2 * np.eye(len(top))
+    if a is not None:
+        g += beta * a[:, top].T @ a[:, top]
     p = np.linalg.inv(g)
     b = -p / np.diag(p)[None, :]
     np.fill_diagonal(b, 0.0)
@@ -122,6 +134,20 @@ def _served(model, spark, frame) -> tuple[dict[int, list[int]], dict[int, bool]]
     return lists, cold
 
 
+def _assert_ease_serves(model, top, b, x, spark, frame) -> dict[int, bool]:
+    """``model`` holds the reference weights ``b`` over ``top`` and serves the
+    reference lists; returns who was served cold."""
+    np.testing.assert_array_equal(model.item_ids, top)
+    np.testing.assert_allclose(model.matrix, b, rtol=1e-4, atol=1e-6)
+    scores = np.full((N_USERS + 2, N_ITEMS), -np.inf)
+    scores[:N_USERS, top] = x[:, top] @ b
+    scored = np.zeros_like(scores, dtype=bool)
+    scored[:N_USERS, top] = x[:, top].sum(axis=1, keepdims=True) > 0
+    lists, cold = _served(model, spark, frame)
+    assert lists == _reference_lists(scores, scored, x, list(range(N_USERS + 2)))
+    return cold
+
+
 @pytest.mark.parametrize(("kind", "neighbours"), [("cosine", 5), ("bm25", 8)])
 def test_item_knn_serves_the_numpy_reference_lists(
     spark, frame, interactions, kind, neighbours
@@ -147,16 +173,9 @@ def test_item_knn_serves_the_numpy_reference_lists(
 def test_ease_serves_the_numpy_reference_lists(spark, frame, interactions):
     x = _matrix(interactions)
     top, b = _ease(x, l2=5.0, max_items=25)
-    model = fit_ease(frame, l2=5.0, max_items=25)
-    np.testing.assert_array_equal(model.item_ids, top)
-    np.testing.assert_allclose(model.matrix, b, rtol=1e-4, atol=1e-6)
-
-    scores = np.full((N_USERS + 2, N_ITEMS), -np.inf)
-    scores[:N_USERS, top] = x[:, top] @ b
-    scored = np.zeros_like(scores, dtype=bool)
-    scored[:N_USERS, top] = x[:, top].sum(axis=1, keepdims=True) > 0
-    lists, cold = _served(model, spark, frame)
-    assert lists == _reference_lists(scores, scored, x, list(range(N_USERS + 2)))
+    cold = _assert_ease_serves(
+        fit_ease(frame, l2=5.0, max_items=25), top, b, x, spark, frame
+    )
     # Only books of the subset are ranked by the model; the rest are fallback.
     assert cold[N_USERS] and cold[0]  # user 0's only book is outside the subset
 
@@ -264,3 +283,93 @@ def test_seen_books_are_ranked_again_only_when_asked():
         )
         assert cols[np.isfinite(scores)].tolist() == expected
         assert not cold.any()
+
+
+# Seven authors over the items, spelt differently from book to book.
+SPELLINGS = ("J.R.R. Tolkien", "j. r. r. tolkien", "JRR  TOLKIEN")
+
+
+def _author_of(item: int) -> str | None:
+    if item % 9 == 8:  # noqa: PLR2004
+        return None if item % 2 else "  "  # no author: no side information
+    author = item % 7
+    return SPELLINGS[item % 3] if author == 0 else f"Author-{author}"
+
+
+@pytest.fixture(scope="module")
+def side(spark):
+    items = spark.createDataFrame(
+        [(i, _author_of(i)) for i in range(N_ITEMS)],
+        f"{ITEM_IDX} int, `Book-Author` string",
+    )
+    return side_information(items, ["Book-Author"])
+
+
+def test_side_information_is_normalized_and_skips_empty_values(side):
+    values = {r[ITEM_IDX]: r[SIDE] for r in side.collect()}
+    assert {values[i] for i in range(0, N_ITEMS, 7) if i % 9 != 8} == {  # noqa: PLR2004
+        "Book-Author=jrrtolkien"
+    }
+    assert all(i not in values for i in range(N_ITEMS) if i % 9 == 8)  # noqa: PLR2004
+    assert len(set(values.values())) == 7  # noqa: PLR2004
+
+
+def test_ease_with_side_information_serves_the_numpy_reference_lists(
+    spark, frame, interactions, side
+):
+    x = _matrix(interactions)
+    top, b = _ease(x, l2=5.0, max_items=25, beta=3.0, a=_authors())
+    gram = ease_gram(frame, max_items=25, side=side)
+    model = gram.model(5.0, beta=3.0)
+    _assert_ease_serves(model, top, b, x, spark, frame)
+    lists, _ = _served(model, spark, frame)
+    # The author term changes what is served; beta 0 is the plain EASE exactly.
+    plain = fit_ease(frame, l2=5.0, max_items=25)
+    assert not np.allclose(plain.matrix, model.matrix)
+    np.testing.assert_array_equal(gram.model(5.0, beta=0.0).matrix, plain.matrix)
+    assert _served(plain, spark, frame)[0] != lists
+
+
+def _authors() -> np.ndarray:
+    """The side fixture's authors x items incidence."""
+    a = np.zeros((7, N_ITEMS))
+    for i in range(N_ITEMS):
+        if i % 9 != 8:  # noqa: PLR2004
+            a[i % 7, i] = 1.0
+    return a
+
+
+@pytest.mark.parametrize("kind", ["cosine", "bm25"])
+def test_item_knn_with_side_information_serves_the_numpy_reference_lists(
+    spark, frame, interactions, side, kind
+):
+    """Similarity + 0.5 x the authors two books share (books with a reader)."""
+    x = _matrix(interactions)
+    read = x.sum(axis=0) > 0
+    a = _authors() * read[None, :]
+    plain = _similarity(x, kind, N_ITEMS)  # every neighbour
+    shared = 0.5 * (a.T @ a)
+    np.fill_diagonal(shared, 0.0)
+    full = plain + shared
+    expected = np.zeros_like(full)
+    for i in range(N_ITEMS):
+        order = np.lexsort((np.arange(N_ITEMS), -full[i]))
+        best = [j for j in order if full[i, j] > 0][:6]
+        expected[i, best] = full[i, best]
+    model = fit_item_knn(
+        frame, kind, 6, 1000, K1, B, seed=1, side=side, side_weight=0.5
+    )
+    got = np.zeros((N_ITEMS, N_ITEMS))
+    rows = np.repeat(np.arange(len(model.item_ids)), np.diff(model.indptr))
+    got[model.item_ids[rows], model.item_ids[model.indices]] = model.data
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    scores = np.vstack([x @ expected, np.zeros((2, N_ITEMS))])
+    scored = (np.vstack([x, np.zeros((2, N_ITEMS))]) @ (expected > 0)) > 0
+    lists, _ = _served(model, spark, frame)
+    assert lists == _reference_lists(scores, scored, x, list(range(N_USERS + 2)))
+    # Weight 0 is the plain family exactly.
+    zero = fit_item_knn(frame, kind, 6, 1000, K1, B, seed=1, side=side, side_weight=0)
+    own = fit_item_knn(frame, kind, 6, 1000, K1, B, seed=1)
+    np.testing.assert_array_equal(zero.indices, own.indices)
+    np.testing.assert_array_equal(zero.data, own.data)
+    assert _served(own, spark, frame)[0] != lists

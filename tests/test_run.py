@@ -564,8 +564,8 @@ def _candidate_count(params: dict) -> int:
     return (
         2
         + len(ranking["rank"]) * len(ranking["reg_param"]) * len(ranking["alpha"])
-        + len(knn["similarity"]) * len(knn["neighbours"])
-        + len(ease["l2"])
+        + len(knn["similarity"]) * len(knn["neighbours"]) * len(knn["side_weight"])
+        + len(ease["l2"]) * len(ease["beta"])
         + len(rating["rank"]) * len(rating["reg_param"])
     )
 
@@ -664,7 +664,9 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     )
     parents, children = _parents_and_children(client)
     cv_run = client.get_run(parents[-1].info.run_id)
-    assert len(children[cv_run.info.run_id]) == 2 + 2 + 1 + 1 + 1  # noqa: PLR2004
+    # baselines 2, implicit 2, knn 2 (side weight 0 and 3), EASE 2 (beta 0 and
+    # 10), rating 1
+    assert len(children[cv_run.info.run_id]) == 2 + 2 + 2 + 2 + 1  # noqa: PLR2004
     assert cv_run.data.params["tuning.method"] == "CrossValidator"
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.run_id == cv_run.info.run_id

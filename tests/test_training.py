@@ -47,8 +47,9 @@ ITEM_BASED = parse(
             **BASE["item_based"]["knn"],
             "similarity": ["cosine"],
             "neighbours": [25],
+            "side_weight": [0.0, 2.0],
         },
-        "ease": {**BASE["item_based"]["ease"], "l2": [10, 100]},
+        "ease": {**BASE["item_based"]["ease"], "l2": [10, 100], "beta": [0.0, 5.0]},
     },
 )
 EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": 5})
@@ -63,8 +64,11 @@ def test_candidates_are_both_grids_each_after_its_baseline():
         "implicit_rank4_reg0.1_alpha1",
         "implicit_rank4_reg0.1_alpha10",
         "knn_cosine_k25",
+        "knn_cosine_k25_w2",
         "ease_l2_10",
+        "ease_l2_10_beta5",
         "ease_l2_100",
+        "ease_l2_100_beta5",
         "bias_baseline",
         "biased_rank2_reg0.1",
         "biased_rank2_reg0.5",

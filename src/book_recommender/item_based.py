@@ -18,7 +18,9 @@ carries to leave them out.
   to the similarity (a reader with n books makes n^2 pairs): the work is
   bounded by ``readers * max_user_items^2``; their whole history still scores.
   The weighted matrix is built on the driver and broadcast; Spark tasks compute
-  the similarity rows of blocks of books and keep their top neighbours.
+  the similarity rows of blocks of books and keep their top neighbours. With
+  side information (e.g. the author), each value is a pseudo-reader of its books
+  with weight ``side_weight``: two books of one author gain that much similarity.
 - **EASE** (``fit_ease``, numpy on the driver): ``B = I - P / diag(P)``,
   ``P = (X'X + l2 I)^-1`` over the ``max_items`` books with the most
   interactions; other books are neither recommended nor part of a history.
@@ -146,16 +148,41 @@ def _knn_matrix(
         length = (1.0 - bm25_b) + bm25_b * readers[i] / readers.mean()
         idf = np.log(len(item_ids)) - np.log1p(books[u])
         weight = (bm25_k1 + 1.0) / (bm25_k1 * length + 1.0) * idf
-    # A seeded random order within each reader; the first max_user_items stay.
-    order = np.lexsort((np.random.default_rng(seed).random(len(u)), u))
-    starts = np.searchsorted(u[order], np.arange(len(users)))
-    place = np.empty(len(u), np.int64)
-    place[order] = np.arange(len(u)) - starts[u[order]]
-    keep = place < max_user_items
+    keep = _sampled(u, len(users), max_user_items, seed)
     matrix = sparse.csc_matrix(
         (weight[keep], (u[keep], i[keep])), shape=(len(users), len(item_ids))
     )
     return item_ids, matrix
+
+
+def _sampled(rows: np.ndarray, n_rows: int, most: int, seed: int) -> np.ndarray:
+    """Which entries stay when each row keeps a seeded random ``most`` of its
+    entries (all of a row with fewer)."""
+    order = np.lexsort((np.random.default_rng(seed).random(len(rows)), rows))
+    starts = np.searchsorted(rows[order], np.arange(n_rows))
+    place = np.empty(len(rows), np.int64)
+    place[order] = np.arange(len(rows)) - starts[rows[order]]
+    return place < most
+
+
+def _side_rows(
+    side: pd.DataFrame, item_ids: np.ndarray, weight: float, most: int, seed: int
+) -> sparse.csc_matrix:
+    """Side values x books, ``sqrt(weight)`` where a book has the value: stacked
+    under the readers, each value is a pseudo-reader of its books, so the
+    similarity gains ``weight`` x the values two books share. A value with more
+    than ``most`` books keeps a seeded sample of them, as a prolific reader."""
+    ids = side[ITEM_IDX].to_numpy(np.int64)
+    position = np.searchsorted(item_ids, ids).clip(0, max(len(item_ids) - 1, 0))
+    known = (item_ids[position] == ids) if len(item_ids) else np.zeros(len(ids), bool)
+    _, rows = np.unique(side[SIDE].to_numpy(str)[known], return_inverse=True)
+    cols = position[known]
+    n_rows = int(rows.max(initial=-1)) + 1
+    keep = _sampled(rows, n_rows, most, seed)
+    return sparse.csc_matrix(
+        (np.full(int(keep.sum()), np.sqrt(weight)), (rows[keep], cols[keep])),
+        shape=(n_rows, len(item_ids)),
+    )
 
 
 def _blocks(matrix: sparse.csc_matrix, budget: int) -> list[tuple[int, int]]:
@@ -193,9 +220,12 @@ def fit_item_knn(
     bm25_k1: float,
     bm25_b: float,
     seed: int,
+    side: DataFrame | None = None,
+    side_weight: float = 0.0,
 ) -> ItemKnnModel:
     """The ``neighbours`` most similar books of every book, by ``similarity``
-    over the (USER_IDX, ITEM_IDX) ``interactions``; see the module docstring.
+    over the (USER_IDX, ITEM_IDX) ``interactions`` plus ``side_weight`` x the
+    ``side`` values (ITEM_IDX, SIDE) two books share; see the module docstring.
 
     The weighted user x book matrix is built on the driver and broadcast; Spark
     tasks compute the similarity rows of blocks of books (a sparse product per
@@ -211,6 +241,14 @@ def fit_item_knn(
     item_ids, matrix = _knn_matrix(
         pairs, similarity, max_user_items, bm25_k1, bm25_b, seed
     )
+    if side_weight:
+        if side is None:
+            raise ValueError(
+                f"item-kNN side_weight {side_weight:g} needs side information: set "
+                "item_based.side_information to the items' column(s)."
+            )
+        rows = _side_rows(side.toPandas(), item_ids, side_weight, max_user_items, seed)
+        matrix = sparse.vstack([matrix, rows], format="csc")
     blocks = _blocks(matrix, _BLOCK_ENTRIES)
     shared = spark.sparkContext.broadcast(matrix)
 
@@ -273,27 +311,77 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+SIDE = "_side"  # a normalized side-information value of a book (its author...)
+
+
+def side_information(items: DataFrame, columns: list[str]) -> DataFrame | None:
+    """(ITEM_IDX, SIDE): each book's values of the side-information
+    ``columns`` (e.g. ``Book-Author``), normalized to their lower-case letters
+    and digits (case, punctuation and spacing ignored), each prefixed by its
+    column; empty values left out. None without columns."""
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in items.columns]
+    if missing:
+        raise ValueError(
+            f"item_based.side_information names {missing}, not columns of the "
+            f"items table (found {items.columns}); name the items' column(s) or "
+            "set it to [] and item_based.ease.beta to [0.0]."
+        )
+    parts = []
+    for column in columns:
+        # Letters and digits only, lower case: "J.R.R. Tolkien" = "j. r. r. tolkien".
+        value = F.regexp_replace(
+            F.lower(F.col(column).cast("string")), r"[^\p{L}\p{N}]", ""
+        )
+        parts.append(
+            items.filter(value != "").select(
+                ITEM_IDX, F.concat(F.lit(f"{column}="), value).alias(SIDE)
+            )
+        )
+    side = parts[0]
+    for part in parts[1:]:
+        side = side.unionByName(part)
+    return side.distinct()
+
+
 @dataclass(frozen=True)
 class EaseGram:
-    """X'X of the binary user x book matrix over the books EASE is fitted on:
-    what every l2 of the grid starts from."""
+    """X'X of the binary user x book matrix over the books EASE is fitted on,
+    and A'A of their side information (A: value x book incidence, e.g. one row
+    per author): what every (l2, beta) of the grid starts from."""
 
     item_ids: np.ndarray  # int64 ITEM_IDX values, ascending
     gram: np.ndarray  # float64 (m, m)
+    side: np.ndarray | None = None  # float64 (m, m): books sharing a value
 
-    def model(self, l2: float) -> EaseModel:
+    def model(self, l2: float, beta: float = 0.0) -> EaseModel:
+        """EASE on ``gram + beta * side``: each side value a pseudo-reader of
+        all its books with weight ``beta`` (0: the plain EASE, exactly)."""
         logger.info(
-            "EASE l2 %g over %s books: %.0f MiB of weights",
+            "EASE l2 %g beta %g over %s books: %.0f MiB of weights",
             l2,
+            beta,
             len(self.item_ids),
             len(self.item_ids) ** 2 * 4 / 2**20,
         )
-        return EaseModel(item_ids=self.item_ids, matrix=ease_weights(self.gram, l2))
+        gram = self.gram
+        if beta:
+            if self.side is None:
+                raise ValueError(
+                    f"EASE beta {beta:g} needs side information: set "
+                    "item_based.side_information to the items' column(s)."
+                )
+            gram = gram + beta * self.side
+        return EaseModel(item_ids=self.item_ids, matrix=ease_weights(gram, l2))
 
 
-def ease_gram(interactions: DataFrame, max_items: int) -> EaseGram:
+def ease_gram(
+    interactions: DataFrame, max_items: int, side: DataFrame | None = None
+) -> EaseGram:
     """The Gram matrix over the ``max_items`` books with the most interactions
-    (ties: the lower id), on the driver."""
+    (ties: the lower id), and that of their ``side`` information (ITEM_IDX,
+    SIDE), on the driver."""
     pairs = _distinct_pairs(interactions)
     top = (
         pairs.groupBy(ITEM_IDX)
@@ -310,7 +398,19 @@ def ease_gram(interactions: DataFrame, max_items: int) -> EaseGram:
         (np.ones(len(kept), np.float64), (users, cols)),
         shape=(int(users.max(initial=-1)) + 1, len(item_ids)),
     )
-    return EaseGram(item_ids=item_ids, gram=(x.T @ x).toarray())
+    side_gram = None
+    if side is not None:
+        values = side.join(F.broadcast(top), on=ITEM_IDX).toPandas()
+        _, rows = np.unique(values[SIDE].to_numpy(str), return_inverse=True)
+        a = sparse.csr_matrix(
+            (
+                np.ones(len(values), np.float64),
+                (rows, np.searchsorted(item_ids, values[ITEM_IDX].to_numpy(np.int64))),
+            ),
+            shape=(int(rows.max(initial=-1)) + 1, len(item_ids)),
+        )
+        side_gram = (a.T @ a).toarray()
+    return EaseGram(item_ids=item_ids, gram=(x.T @ x).toarray(), side=side_gram)
 
 
 def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseModel:

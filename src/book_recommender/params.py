@@ -123,6 +123,7 @@ class KnnFamily(_Strict):
     enabled: bool
     similarity: SimilarityAxis
     neighbours: CountAxis  # kept per book
+    side_weight: NonNegativeAxis  # similarity per shared side value (0: none)
     max_user_items: int = Field(ge=2)  # a reader's books sampled into the pairs
     bm25_k1: float = Field(gt=0)
     bm25_b: float = Field(ge=0, le=1)
@@ -133,11 +134,13 @@ class EaseFamily(_Strict):
 
     enabled: bool
     l2: PositiveAxis
+    beta: NonNegativeAxis  # weight of the side information (0: none)
     max_items: int = Field(ge=2)  # ~20 * max_items^2 bytes on the driver
 
 
 class ItemBasedParams(_Strict):
     seed: int  # the sample of a prolific reader's books
+    side_information: list[str]  # items' columns, e.g. [Book-Author]; [] none
     knn: KnnFamily
     ease: EaseFamily
 
@@ -294,6 +297,8 @@ def parse(section: str, value: Any, env: str | None = None) -> Any:
             + "; --params overrides them too."
         ) from None
     _check_combinations(section, parsed)
+    if section == "item_based":
+        _check_item_based(parsed)
     return parsed
 
 
@@ -311,6 +316,20 @@ def _check_combinations(section: str, parsed: Any) -> None:
                 "data_processing.download.overwrite is true but "
                 "data_processing.download.remote_url is not set "
                 f"(conf/base/{FILES[section]})."
+            )
+
+
+def _check_item_based(parsed: ItemBasedParams) -> None:
+    for key, axis in (
+        ("knn.side_weight", parsed.knn.side_weight),
+        ("ease.beta", parsed.ease.beta),
+    ):
+        weighted = [w for w in axis if w > 0]
+        if weighted and not parsed.side_information:
+            raise ConfigurationError(
+                f"item_based.{key} has {weighted} but item_based.side_information "
+                "is empty: name the items' column(s) (e.g. [Book-Author]) or set "
+                f"item_based.{key} to [0.0] (conf/base/{PARAMS_FILE})."
             )
 
 

@@ -66,7 +66,16 @@ LOWER_IS_BETTER = {"rmse", "mae"}
 RANKING_KINDS = ("implicit", "popularity", "knn", "ease")
 ITEM_BASED_KINDS = ("knn", "ease")
 BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
-HYPERPARAMETERS = ("rank", "reg_param", "alpha", "similarity", "neighbours", "l2")
+HYPERPARAMETERS = (
+    "rank",
+    "reg_param",
+    "alpha",
+    "similarity",
+    "neighbours",
+    "side_weight",
+    "l2",
+    "beta",
+)
 WARM = "warm"  # prefix of the metrics over users the model has factors for
 
 
@@ -77,6 +86,7 @@ class TrainingData:
     ratings: DataFrame  # explicit training ratings (USER_IDX, ITEM_IDX, rating)
     implicit: DataFrame  # implicit interactions (USER_IDX, ITEM_IDX)
     rating_col: str
+    side: DataFrame | None = None  # the books' side information (ITEM_IDX, SIDE)
 
     @cached_property
     def seen(self) -> DataFrame:
@@ -105,7 +115,9 @@ class ModelSpec:
     alpha: float | None = None
     similarity: str | None = None  # knn
     neighbours: int | None = None  # knn
+    side_weight: float | None = None  # knn: similarity per shared side value
     l2: float | None = None  # ease
+    beta: float | None = None  # ease: weight of the side information
 
     @property
     def family(self) -> str:
@@ -120,9 +132,10 @@ class ModelSpec:
         if self.is_baseline:
             return BASELINE_NAMES[self.kind]
         if self.kind == "knn":
-            return f"knn_{self.similarity}_k{self.neighbours}"
+            side = f"_w{self.side_weight:g}" if self.side_weight else ""
+            return f"knn_{self.similarity}_k{self.neighbours}{side}"
         if self.kind == "ease":
-            return f"ease_l2_{self.l2:g}"
+            return f"ease_l2_{self.l2:g}" + (f"_beta{self.beta:g}" if self.beta else "")
         alpha = f"_alpha{self.alpha:g}" if self.alpha is not None else ""
         return f"{self.kind}_rank{self.rank}_reg{self.reg_param:g}{alpha}"
 
@@ -178,13 +191,18 @@ def candidates(als: AlsParams, item_based: ItemBasedParams) -> list[ModelSpec]:
     knn, ease = item_based.knn, item_based.ease
     if knn.enabled:
         specs += [
-            ModelSpec("knn", similarity=similarity, neighbours=neighbours)
-            for similarity, neighbours in itertools.product(
-                knn.similarity, knn.neighbours
+            ModelSpec(
+                "knn", similarity=similarity, neighbours=neighbours, side_weight=weight
+            )
+            for similarity, weight, neighbours in itertools.product(
+                knn.similarity, knn.side_weight, knn.neighbours
             )
         ]
     if ease.enabled:
-        specs += [ModelSpec("ease", l2=l2) for l2 in ease.l2]
+        specs += [
+            ModelSpec("ease", l2=l2, beta=beta)
+            for l2, beta in itertools.product(ease.l2, ease.beta)
+        ]
     if rating.enabled:
         specs.append(ModelSpec("bias"))
         specs += [
@@ -258,14 +276,15 @@ def _rating_range(data: TrainingData) -> tuple[float, float]:
 
 def shared_fits(specs: list[ModelSpec]) -> list[list[ModelSpec]]:
     """``specs`` in groups fitted together by ``fit_many``: the item-kNN specs
-    of one similarity (one fit at the most neighbours, cut for the others) and
-    the EASE specs (one Gram matrix for every l2); every other spec alone.
-    Groups in the order of their first spec."""
+    of one similarity and side weight (one fit at the most neighbours, cut for
+    the others) and the EASE specs (one Gram matrix for every l2 and beta);
+    every other spec alone. Groups in the order of their first spec."""
     groups: dict[tuple, list[ModelSpec]] = {}
     for index, spec in enumerate(specs):
-        key = {"knn": ("knn", spec.similarity), "ease": ("ease",)}.get(
-            spec.kind, (index,)
-        )
+        key = {
+            "knn": ("knn", spec.similarity, spec.side_weight or 0.0),
+            "ease": ("ease",),
+        }.get(spec.kind, (index,))
         groups.setdefault(key, []).append(spec)
     return list(groups.values())
 
@@ -290,13 +309,16 @@ def fit_many(
             knn.bm25_k1,
             knn.bm25_b,
             item_based.seed,
+            side=data.side,
+            side_weight=specs[0].side_weight or 0.0,
         )
         for spec in specs:
             yield FittedModel(spec, widest.cut(spec.neighbours), clip=None)
     elif kind == "ease":
-        gram = ease_gram(data.seen, item_based.ease.max_items)
+        side = data.side if any(spec.beta for spec in specs) else None
+        gram = ease_gram(data.seen, item_based.ease.max_items, side)
         for spec in specs:
-            yield FittedModel(spec, gram.model(spec.l2), clip=None)
+            yield FittedModel(spec, gram.model(spec.l2, spec.beta or 0.0), clip=None)
     else:
         for spec in specs:
             yield fit(spec, data, als, item_based)

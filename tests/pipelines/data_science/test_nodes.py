@@ -47,8 +47,14 @@ SMALL_GRID = {
 # Both item-based families on, one grid point each.
 SMALL_ITEM_GRID = {
     **BASE["item_based"],
-    "knn": {**BASE["item_based"]["knn"], "similarity": ["bm25"], "neighbours": [5]},
-    "ease": {**BASE["item_based"]["ease"], "l2": [10.0]},
+    "knn": {
+        **BASE["item_based"]["knn"],
+        "similarity": ["bm25"],
+        "neighbours": [5],
+        "side_weight": [0.0],
+    },
+    "ease": {**BASE["item_based"]["ease"], "l2": [10.0], "beta": [0.0]},
+    "side_information": [],
 }
 EVALUATION = {**BASE["evaluation"], "k": K}
 
@@ -78,9 +84,11 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     spark, everyone_reads_the_bestsellers, caplog
 ):
     train, test, implicit = everyone_reads_the_bestsellers
+    items = train.select(ITEM_IDX).unionByName(test.select(ITEM_IDX)).distinct()
     tuning = tune_candidates(
         train,
         implicit,
+        items,
         COLUMNS,
         SMALL_GRID,
         SMALL_ITEM_GRID,
@@ -90,6 +98,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     models, metrics = train_candidates(
         train,
         implicit,
+        items,
         test,
         tuning,
         COLUMNS,

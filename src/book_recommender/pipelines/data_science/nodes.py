@@ -17,7 +17,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.params import parse
+from book_recommender.item_based import side_information
+from book_recommender.params import ItemBasedParams, parse
 from book_recommender.registry import export_bundle, log_served_model, register
 from book_recommender.training import (
     HYPERPARAMETERS,
@@ -61,9 +62,20 @@ def select_implicit_interactions(
 
 
 def _data(
-    train: DataFrame, implicit: DataFrame, columns: dict[str, str]
+    train: DataFrame,
+    implicit: DataFrame,
+    columns: dict[str, str],
+    side: DataFrame | None = None,
 ) -> TrainingData:
-    return TrainingData(ratings=train, implicit=implicit, rating_col=columns["rating"])
+    return TrainingData(
+        ratings=train, implicit=implicit, rating_col=columns["rating"], side=side
+    )
+
+
+def _side(items: DataFrame, item_based: ItemBasedParams) -> DataFrame | None:
+    """The books' side information, cached (every EASE fit reads it)."""
+    side = side_information(items, item_based.side_information)
+    return side.cache() if side is not None else None
 
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:
@@ -73,6 +85,7 @@ def _rounded(metrics: dict[str, float]) -> dict[str, float]:
 def tune_candidates(
     train_ratings: DataFrame,
     implicit_interactions: DataFrame,
+    indexed_items: DataFrame,
     columns: dict[str, str],
     als: dict[str, Any],
     item_based: dict[str, Any],
@@ -91,8 +104,12 @@ def tune_candidates(
         parse("evaluation", evaluation),
     )
     train_ratings = train_ratings.cache()
+    side = _side(indexed_items, item_based)
     splits = [
-        (_data(fit_part.cache(), implicit_interactions, columns), validation.cache())
+        (
+            _data(fit_part.cache(), implicit_interactions, columns, side),
+            validation.cache(),
+        )
         for fit_part, validation in validation_splits(train_ratings, tuning)
     ]
     return tune(
@@ -109,6 +126,7 @@ def tune_candidates(
 def train_candidates(
     train_ratings: DataFrame,
     implicit_interactions: DataFrame,
+    indexed_items: DataFrame,
     test_ratings: DataFrame,
     tuning_results: list[dict[str, Any]],
     columns: dict[str, str],
@@ -125,7 +143,12 @@ def train_candidates(
     uses."""
     als, evaluation = parse("als", als), parse("evaluation", evaluation)
     item_based = parse("item_based", item_based)
-    data = _data(train_ratings.cache(), implicit_interactions, columns)
+    data = _data(
+        train_ratings.cache(),
+        implicit_interactions,
+        columns,
+        _side(indexed_items, item_based),
+    )
     test_ratings = test_ratings.cache()
     specs = to_refit(candidates(als, item_based), tuning_results, evaluation)
 

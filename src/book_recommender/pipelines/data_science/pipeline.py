@@ -21,6 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     training = {
         "train_ratings": "train_ratings",
         "implicit_interactions": "implicit_interactions",
+        "indexed_items": "indexed_items",
         "columns": _COLUMNS,
         "als": "params:als",
         "item_based": "params:item_based",
