@@ -114,3 +114,18 @@ def test_scoring_and_minimum_data_settings_are_checked_at_start_up_too():
         check_parameters(
             yaml.safe_load((PROJECT_ROOT / "conf/base" / name).read_text())
         )
+
+
+@pytest.mark.parametrize("key", ["knn.side_weight", "ease.beta"])
+def test_a_side_weight_without_side_columns_is_refused(key):
+    item_based = _with("item_based", "side_information", [])
+    family, axis = key.split(".")
+    item_based[family][axis] = [0.0, 2.0]
+    other = {"knn": ("ease", "beta"), "ease": ("knn", "side_weight")}[family]
+    item_based[other[0]][other[1]] = [0.0]
+    with pytest.raises(ConfigurationError) as error:
+        parse("item_based", item_based)
+    assert f"item_based.{key} has [2.0]" in str(error.value)
+    assert "item_based.side_information is empty" in str(error.value)
+    item_based[family][axis] = [0.0]
+    parse("item_based", item_based)  # no weight, no side columns: fine
