@@ -165,6 +165,19 @@ def _sampled(rows: np.ndarray, n_rows: int, most: int, seed: int) -> np.ndarray:
     return place < most
 
 
+def _side_incidence(side: pd.DataFrame, item_ids: np.ndarray) -> sparse.csr_matrix:
+    """Side values x books (1 where a book has the value), over ``item_ids``;
+    books outside them left out."""
+    ids = side[ITEM_IDX].to_numpy(np.int64)
+    position = np.searchsorted(item_ids, ids).clip(0, max(len(item_ids) - 1, 0))
+    known = (item_ids[position] == ids) if len(item_ids) else np.zeros(len(ids), bool)
+    _, rows = np.unique(side[SIDE].to_numpy(str)[known], return_inverse=True)
+    return sparse.csr_matrix(
+        (np.ones(len(rows), np.float64), (rows, position[known])),
+        shape=(int(rows.max(initial=-1)) + 1, len(item_ids)),
+    )
+
+
 def _side_rows(
     side: pd.DataFrame, item_ids: np.ndarray, weight: float, most: int, seed: int
 ) -> sparse.csc_matrix:
@@ -172,16 +185,14 @@ def _side_rows(
     under the readers, each value is a pseudo-reader of its books, so the
     similarity gains ``weight`` x the values two books share. A value with more
     than ``most`` books keeps a seeded sample of them, as a prolific reader."""
-    ids = side[ITEM_IDX].to_numpy(np.int64)
-    position = np.searchsorted(item_ids, ids).clip(0, max(len(item_ids) - 1, 0))
-    known = (item_ids[position] == ids) if len(item_ids) else np.zeros(len(ids), bool)
-    _, rows = np.unique(side[SIDE].to_numpy(str)[known], return_inverse=True)
-    cols = position[known]
-    n_rows = int(rows.max(initial=-1)) + 1
-    keep = _sampled(rows, n_rows, most, seed)
+    incidence = _side_incidence(side, item_ids).tocoo()
+    keep = _sampled(incidence.row, incidence.shape[0], most, seed)
     return sparse.csc_matrix(
-        (np.full(int(keep.sum()), np.sqrt(weight)), (rows[keep], cols[keep])),
-        shape=(n_rows, len(item_ids)),
+        (
+            np.full(int(keep.sum()), np.sqrt(weight)),
+            (incidence.row[keep], incidence.col[keep]),
+        ),
+        shape=incidence.shape,
     )
 
 
@@ -326,7 +337,8 @@ def side_information(items: DataFrame, columns: list[str]) -> DataFrame | None:
         raise ValueError(
             f"item_based.side_information names {missing}, not columns of the "
             f"items table (found {items.columns}); name the items' column(s) or "
-            "set it to [] and item_based.ease.beta to [0.0]."
+            "set it to [] and item_based.knn.side_weight and item_based.ease.beta "
+            "to [0.0]."
         )
     parts = []
     for column in columns:
@@ -400,14 +412,8 @@ def ease_gram(
     )
     side_gram = None
     if side is not None:
-        values = side.join(F.broadcast(top), on=ITEM_IDX).toPandas()
-        _, rows = np.unique(values[SIDE].to_numpy(str), return_inverse=True)
-        a = sparse.csr_matrix(
-            (
-                np.ones(len(values), np.float64),
-                (rows, np.searchsorted(item_ids, values[ITEM_IDX].to_numpy(np.int64))),
-            ),
-            shape=(int(rows.max(initial=-1)) + 1, len(item_ids)),
+        a = _side_incidence(
+            side.join(F.broadcast(top), on=ITEM_IDX).toPandas(), item_ids
         )
         side_gram = (a.T @ a).toarray()
     return EaseGram(item_ids=item_ids, gram=(x.T @ x).toarray(), side=side_gram)

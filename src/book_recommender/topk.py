@@ -490,7 +490,7 @@ def top_of_rows(
     return keep
 
 
-# Padded cells ``best_of_rows`` partitions at once (float32/64, index: ~32 MiB).
+# Padded cells ``_kth_of_rows`` partitions at once (float32/64, index: ~32 MiB).
 _BEST_CELLS = 1 << 21
 
 
