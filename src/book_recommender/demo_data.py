@@ -95,6 +95,13 @@ class DemoConfig:
     popularity_sd: float = 2.0
     bias_popularity_corr: float = 0.5
     user_activity_sd: float = 1.8
+    # Authors write in one genre; a genre's authors are unequally prolific (the
+    # k-th of a genre weighs (k + 1)^-author_zipf), ~books_per_author books each.
+    # A reading is, with chance author_return, another book by the author of one
+    # of the reader's earlier books (by its weight): readers come back to authors.
+    books_per_author: float = 2.5
+    author_zipf: float = 0.4
+    author_return: float = 0.3
     # Zipf-Mandelbrot (exponent, offset) weights instead of the lognormal ones:
     # the k-th most active user (most popular book) weighs (k + offset)^-exponent.
     activity_zipf: tuple[float, float] | None = None
@@ -129,6 +136,7 @@ def bookcrossing_config(n_ratings: int = BOOKCROSSING_RATING_ROWS, seed: int = 4
         popularity_zipf=(0.85, 50 * scale),
         list_unrated_books=False,
         orphan_rarity=0.6,
+        author_return=0.45,
     )
 
 
@@ -337,57 +345,132 @@ class DemoTables:
     users: list[list[str]]
 
 
+class _Books:
+    """Draws of books: by genre (a reader's taste) or by author, each by the
+    books' choice weight."""
+
+    def __init__(self, weight: np.ndarray, item_genre: np.ndarray, author: np.ndarray):
+        self.weight, self.item_genre, self.author = weight, item_genre, author
+        self.by_genre = []
+        for g in range(int(item_genre.max(initial=-1)) + 1):
+            members = np.flatnonzero(item_genre == g)
+            cdf = np.cumsum(weight[members])
+            self.by_genre.append((members, cdf / cdf[-1] if len(cdf) else cdf))
+        # Books sorted by author; an author's books are one run of the order.
+        self.order = np.argsort(author, kind="stable")
+        self.cumulative = np.cumsum(weight[self.order])
+        n_authors = int(author.max(initial=-1)) + 1
+        self.start = np.searchsorted(author[self.order], np.arange(n_authors))
+        self.end = np.searchsorted(author[self.order], np.arange(n_authors), "right")
+
+    def of_genres(self, genres: np.ndarray, u: np.ndarray) -> np.ndarray:
+        books = np.empty(len(genres), dtype=np.int64)
+        for g, (members, cdf) in enumerate(self.by_genre):
+            rows = np.flatnonzero(genres == g)
+            if len(rows):
+                picked = np.searchsorted(cdf, u[rows], side="right")
+                books[rows] = members[np.minimum(picked, len(members) - 1)]
+        return books
+
+    def of_authors(self, authors: np.ndarray, u: np.ndarray) -> np.ndarray:
+        start, end = self.start[authors], self.end[authors]
+        below = np.where(start > 0, self.cumulative[np.maximum(start - 1, 0)], 0.0)
+        target = below + u * (self.cumulative[end - 1] - below)
+        picked = np.searchsorted(self.cumulative, target, side="right")
+        return self.order[np.clip(picked, start, end - 1)]
+
+
+def _distinct(pairs: np.ndarray) -> np.ndarray:
+    """``pairs`` without repeats, the first of each kept, in order."""
+    _, first = np.unique(pairs, return_index=True)
+    return pairs[np.sort(first)]
+
+
 def _draw_pairs(
     rng: np.random.Generator,
     config: DemoConfig,
     activity: np.ndarray,
     taste: np.ndarray,
-    item_genre: np.ndarray,
-    weight: np.ndarray,
+    books: _Books,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, item) index pairs, ordered by user."""
     n_u, n_i, n_g = config.n_users, config.n_items, config.n_genres
     # Rating rows: a user by activity, then a genre by taste and how much there
     # is to read in it, then a book of that genre by its weight. One row per
     # (user, book): the first draw wins; draw again until there are enough.
+    # Then the returns to authors: a user by activity again, one of their books,
+    # another book by its author (a user without books yet draws by genre).
     if config.n_ratings > n_u * n_i // 2:
         raise ValueError(
             f"n_ratings={config.n_ratings} is more than half of all "
             f"{n_u} x {n_i} user-book pairs; ask for fewer ratings or more users/items."
         )
-    genre_mass = np.bincount(item_genre, weights=weight, minlength=n_g)
+    genre_mass = np.bincount(books.item_genre, weights=books.weight, minlength=n_g)
     genre_cdf = np.cumsum(
         genre_mass[None, :] * np.exp(config.choice_from_taste * taste), axis=1
     )
     genre_cdf /= genre_cdf[:, -1:]
-    item_cdfs = []
-    for g in range(n_g):
-        members = np.flatnonzero(item_genre == g)
-        cdf = np.cumsum(weight[members])
-        item_cdfs.append((members, cdf / cdf[-1]))
+
+    def by_taste(users: np.ndarray) -> np.ndarray:
+        u = rng.random(len(users))
+        genres = np.minimum((genre_cdf[users] < u[:, None]).sum(axis=1), n_g - 1)
+        return books.of_genres(genres, rng.random(len(users)))
+
+    first_pass = round(config.n_ratings * (1.0 - config.author_return))
     pairs = np.empty(0, dtype=np.int64)
-    while True:
-        n_draw = 2 * (config.n_ratings - len(pairs)) + 100
-        draw_user = _pick(rng, activity, n_draw)
-        u = rng.random(n_draw)
-        draw_genre = np.minimum(
-            (genre_cdf[draw_user] < u[:, None]).sum(axis=1), n_g - 1
-        )
-        draw_item = np.empty(n_draw, dtype=np.int64)
-        u = rng.random(n_draw)
-        for g, (members, cdf) in enumerate(item_cdfs):
-            rows = np.flatnonzero(draw_genre == g)
-            picked = np.searchsorted(cdf, u[rows], side="right")
-            draw_item[rows] = members[np.minimum(picked, len(members) - 1)]
-        pairs = np.concatenate([pairs, draw_user.astype(np.int64) * n_i + draw_item])
-        _, first = np.unique(pairs, return_index=True)
-        pairs = pairs[np.sort(first)]
-        if len(pairs) >= config.n_ratings:
-            break
+    while len(pairs) < first_pass:
+        users = _pick(rng, activity, 2 * (first_pass - len(pairs)) + 100)
+        pairs = _distinct(np.concatenate([pairs, users * n_i + by_taste(users)]))
+    pairs = pairs[:first_pass]
+    while len(pairs) < config.n_ratings:
+        users = _pick(rng, activity, 2 * (config.n_ratings - len(pairs)) + 100)
+        read = np.sort(pairs)  # by user, then book
+        start = np.searchsorted(read // n_i, users)
+        count = np.searchsorted(read // n_i, users, side="right") - start
+        pick = start + (rng.random(len(users)) * count).astype(np.int64)
+        earlier = read[np.minimum(pick, len(read) - 1)] % n_i
+        again = books.of_authors(books.author[earlier], rng.random(len(users)))
+        drawn = by_taste(users)
+        # A return that finds no book the user has not read (an author of one
+        # book, or a repeat) is a draw by taste instead: the same user reads.
+        returns = (count > 0) & ~np.isin(users * n_i + again, read)
+        drawn[returns] = again[returns]
+        pairs = _distinct(np.concatenate([pairs, users * n_i + drawn]))
     pairs = pairs[: config.n_ratings]
     # The real Ratings.csv is ordered by user.
     pairs = pairs[np.argsort(pairs // n_i, kind="stable")]
     return pairs // n_i, pairs % n_i
+
+
+def _authors(
+    rng: np.random.Generator, config: DemoConfig, item_genre: np.ndarray
+) -> np.ndarray:
+    """Each book's author index: authors of a book's genre, by prolificness."""
+    n_g = config.n_genres
+    n_authors = max(n_g, round(len(item_genre) / config.books_per_author))
+    author_genre = np.arange(n_authors) % n_g
+    author = np.empty(len(item_genre), dtype=np.int64)
+    for g in range(n_g):
+        pool = np.flatnonzero(author_genre == g)
+        prolific = _permutation(rng, len(pool))  # the k-th weighs (k + 1)^-zipf
+        rows = np.flatnonzero(item_genre == g)
+        picked = _pick(rng, (prolific + 1.0) ** -config.author_zipf, len(rows))
+        author[rows] = pool[picked]
+    return author
+
+
+def _author_names(rng: np.random.Generator, n_authors: int) -> list[str]:
+    """Distinct "First I. Last" names (a number after them once those run out)."""
+    n_first, n_last = len(_FIRST), len(_LAST)
+    n_names = n_first * 26 * n_last
+    code = _permutation(rng, n_names)[np.arange(n_authors) % n_names]
+    first, rest = code // (26 * n_last), code % (26 * n_last)
+    names = []
+    for a in range(n_authors):
+        initial, last = divmod(int(rest[a]), n_last)
+        name = f"{_FIRST[first[a]]} {chr(65 + initial)}. {_LAST[last]}"
+        names.append(name if a < n_names else f"{name} {a // n_names + 1}")
+    return names
 
 
 def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
@@ -426,7 +509,9 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
     user_style = _normal(rng, n_u * config.style_rank).reshape(n_u, config.style_rank)
     item_style = _normal(rng, n_i * config.style_rank).reshape(n_i, config.style_rank)
     weight = popularity * np.exp(config.choice_from_bias * item_bias)
-    row_user, row_item = _draw_pairs(rng, config, activity, taste, item_genre, weight)
+    author = _authors(rng, config, item_genre)
+    books = _Books(weight, item_genre, author)
+    row_user, row_item = _draw_pairs(rng, config, activity, taste, books)
     n_r = len(row_user)
 
     # Scores: planted model, rounded and clipped to 1-10; some rows implicit.
@@ -473,7 +558,10 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
         unlisted,
     )
 
-    books = _books(rng, config, [isbns[i] for i in listed])
+    names = _author_names(rng, int(author.max()) + 1)
+    books = _books(
+        rng, config, [isbns[i] for i in listed], [names[a] for a in author[listed]]
+    )
     users = _users(rng, config)
     # User ids are 1-based and sparse-ish, like the real ones.
     user_ids = _user_ids(n_u)
@@ -491,12 +579,13 @@ def _user_ids(n_users: int) -> list[str]:
 
 
 def _books(
-    rng: np.random.Generator, config: DemoConfig, isbns: list[str]
+    rng: np.random.Generator, config: DemoConfig, isbns: list[str], authors: list[str]
 ) -> list[list[str]]:
     n = len(isbns)
     titles = _titles(rng, n)
-    first = _pick(rng, np.ones(len(_FIRST)), n)
-    last = _pick(rng, np.exp(-0.15 * np.arange(len(_LAST))), n)
+    # Written as the real file does, not always the same way: some upper case,
+    # some without the initial's dot (side information normalizes both away).
+    spelling = rng.random(n)
     years = 1950 + (rng.random(n) ** 0.4 * 55).astype(int)
     years[rng.random(n) < config.year_zero_share] = 0
     publisher = _pick(rng, np.exp(-0.2 * np.arange(len(_PUBLISHERS))), n)
@@ -507,7 +596,7 @@ def _books(
             [
                 isbn,
                 titles[k],
-                f"{_FIRST[first[k]]} {_LAST[last[k]]}",
+                _spelled(authors[k], spelling[k]),
                 str(years[k]),
                 _PUBLISHERS[publisher[k]],
                 url.format("THUMBZZZ"),
@@ -516,6 +605,14 @@ def _books(
             ]
         )
     return rows
+
+
+def _spelled(name: str, draw: float) -> str:
+    if draw < 0.05:
+        return name.upper()
+    if draw < 0.10:
+        return name.replace(".", "")
+    return name
 
 
 def _users(rng: np.random.Generator, config: DemoConfig) -> list[list[str]]:
