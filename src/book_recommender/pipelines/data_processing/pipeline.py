@@ -9,6 +9,7 @@ from .nodes import (
     fetch_raw_data,
     index_items,
     index_users,
+    measure_side_information,
     merge_ratings,
     prepare_model_input,
     split_ratings,
@@ -117,12 +118,24 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="check_model_input",
             ),
             Node(
+                measure_side_information,
+                inputs={
+                    "model_input_ratings": "model_input_ratings",
+                    "test_ratings": "test_ratings",
+                    "indexed_items": "indexed_items",
+                    "side_columns": "params:item_based.side_information",
+                },
+                outputs="side_information_report",
+                name="measure_side_information",
+            ),
+            Node(
                 compute_statistics,
                 inputs={
                     "ratings_report": "ratings_validation_report",
                     "users_report": "users_validation_report",
                     "items_report": "items_validation_report",
                     "joins_report": "join_report",
+                    "side_report": "side_information_report",
                     "model_input_ratings": "model_input_ratings",
                     "train_ratings": "train_ratings",
                     "test_ratings": "test_ratings",
