@@ -254,6 +254,16 @@ def test_the_registered_champion_answers_raw_ids_in_a_fresh_process(spark, train
     for an id the model never saw, one answer per input row."""
     project, client = trained
     champion = client.get_model_version_by_alias(MODEL, "champion")
+    # The demo's champion weighs the author (side information): the served
+    # model carries that similarity and answers as the scoring pipeline did.
+    chosen = json.loads((project / "data/08_reporting/champions.json").read_text())[
+        "recommender"
+    ]
+    assert chosen["name"] == champion.tags["name"]
+    assert (
+        chosen["params"].get("beta", 0) > 0
+        or chosen["params"].get("side_weight", 0) > 0
+    )
     recs = _read_delta(
         spark, project / "data/07_model_output/user_recommendations"
     ).toPandas()
@@ -570,15 +580,17 @@ def _candidate_count(params: dict) -> int:
     )
 
 
-def _check_candidate_runs(subruns, parent, params: dict) -> None:
+def _check_candidate_runs(subruns, parent, params: dict, reference: str) -> None:
     assert len(subruns) == _candidate_count(params)
-    # Every candidate has validation metrics; only the champions and the
-    # baselines were refitted and saw test.
+    # Every candidate has validation metrics; only the champions, the
+    # baselines and the best candidate without side information (the
+    # recommender champion uses it) were refitted and saw test.
     refitted = {
         parent.data.tags["champion.name"],
         parent.data.tags["rating_champion.name"],
         "popularity",
         "bias_baseline",
+        reference,
     }
     for run in subruns:
         family = run.data.params["family"]
@@ -606,6 +618,37 @@ def _check_candidate_runs(subruns, parent, params: dict) -> None:
 
 
 @pytest.mark.e2e
+def test_the_champion_weighs_the_author_and_beats_the_best_model_without_it(trained):
+    """Readers return to authors in the demo data as in the real data (20-30%
+    of test interactions share an author with one of the reader's other
+    books); the champion chosen on validation weighs the author, and on test
+    beats the best candidate without side information, refitted beside it."""
+    project, client = trained
+    reports = project / "data/08_reporting"
+    champions = json.loads((reports / "champions.json").read_text())
+    without = champions["recommender"]["without_side_information"]
+    parent = client.get_run(client.get_model_version_by_alias(MODEL, "champion").run_id)
+    metrics = parent.data.metrics
+    statistics = json.loads((reports / "data_statistics.json").read_text())
+    share = statistics["side_information"]["test_share_sharing_a_value"]
+    assert 0.2 <= share <= 0.3  # noqa: PLR2004
+    assert metrics["data.side_information_share"] == pytest.approx(share)
+    chosen = champions["recommender"]["params"]
+    assert chosen.get("beta", 0) > 0 or chosen.get("side_weight", 0) > 0
+    assert not without["params"].get("beta") and not without["params"].get(
+        "side_weight"
+    )
+    tested = {
+        m["name"]: m["metrics"]["ndcg_at_10"]
+        for m in json.loads((reports / "candidate_metrics.json").read_text())
+    }
+    assert tested[champions["recommender"]["name"]] > tested[without["name"]]
+    assert metrics["champion.without_side_information.ndcg_at_10"] == pytest.approx(
+        tested[without["name"]]
+    )
+
+
+@pytest.mark.e2e
 def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     spark, trained
 ):
@@ -619,7 +662,10 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     subruns = children[parent.info.run_id]
-    _check_candidate_runs(subruns, parent, params)
+    reports = project_copy / "data/08_reporting"
+    champions = json.loads((reports / "champions.json").read_text())
+    without = champions["recommender"]["without_side_information"]
+    _check_candidate_runs(subruns, parent, params, without["name"])
     kinds = {r.data.params["model_kind"] for r in subruns}
     assert kinds == {"popularity", "implicit", "knn", "ease", "bias", "biased"}
 

@@ -15,6 +15,7 @@ from book_recommender.training import (
     evaluate,
     fit,
     shared_fits,
+    to_refit,
     tune,
     validation_splits,
 )
@@ -101,6 +102,37 @@ def ratings(spark):
 
 def _tuning(**overrides):
     return parse("tuning", {**BASE["tuning"], **overrides})
+
+
+def _result(spec: ModelSpec, ndcg: float, rmse: float | None = None):
+    validation = {"ndcg_at_5": ndcg} | ({} if rmse is None else {"rmse": rmse})
+    return {"name": spec.name, "params": spec.as_params(), "validation": validation}
+
+
+def test_a_side_information_champion_is_refitted_beside_the_best_without_it():
+    """The best candidate without side information sees test too, so the gain
+    is measured; without a side-information champion nothing extra is refitted."""
+    specs = candidates(ALS, ITEM_BASED)
+    by_name = {spec.name: spec for spec in specs}
+    scores = dict.fromkeys(by_name, 0.1) | {
+        "ease_l2_100_beta5": 0.30,  # the champion, with the author term
+        "knn_cosine_k25_w2": 0.29,  # second, but uses it too
+        "ease_l2_10": 0.25,  # the best without it
+    }
+    results = [
+        _result(spec, scores[spec.name], 1.0 if spec.family == "rating" else None)
+        for spec in specs
+    ]
+    refit = {spec.name for spec in to_refit(specs, results, EVALUATION)}
+    assert refit == {"popularity", "bias_baseline", "ease_l2_100_beta5", "ease_l2_10"}
+
+    scores["ease_l2_10"] = 0.31  # now the champion does without
+    results = [
+        _result(spec, scores[spec.name], 1.0 if spec.family == "rating" else None)
+        for spec in specs
+    ]
+    refit = {spec.name for spec in to_refit(specs, results, EVALUATION)}
+    assert refit == {"popularity", "bias_baseline", "ease_l2_10"}
 
 
 def test_train_validation_split_is_disjoint_and_complete(ratings):

@@ -241,19 +241,41 @@ def pick_champions(
     }
 
 
+def uses_side_information(params: dict[str, Any]) -> bool:
+    """Whether a candidate's params (``ModelSpec.as_params``) weigh the books'
+    side information (an item-kNN side weight or an EASE beta above 0)."""
+    return bool(params.get("side_weight") or params.get("beta"))
+
+
+def best_without_side_information(
+    results: list[dict[str, Any]], evaluation: EvaluationParams
+) -> dict[str, Any] | None:
+    """If the recommender champion uses side information, the candidate
+    ``best`` picks on validation among those that do not: refitted and tested
+    beside it, it shows on test what the side information adds. Else None."""
+    champion, metric = pick_champions(results, evaluation)["recommender"]
+    if not uses_side_information(champion["params"]):
+        return None
+    return best([r for r in results if not uses_side_information(r["params"])], metric)
+
+
 def to_refit(
     specs: list[ModelSpec],
     results: list[dict[str, Any]],
     evaluation: EvaluationParams,
 ) -> list[ModelSpec]:
     """The specs that are refitted on the whole training set and evaluated on
-    test: the champions ``pick_champions`` picks on validation, and the
-    baselines they are judged against. The other candidates stop at their
-    validation metrics, as with Spark's TrainValidationSplit and CrossValidator
-    (which refit only the best), and never see test."""
+    test: the champions ``pick_champions`` picks on validation, the baselines
+    they are judged against and, for a champion using side information, the
+    best candidate without it. The other candidates stop at their validation
+    metrics, as with Spark's TrainValidationSplit and CrossValidator (which
+    refit only the best), and never see test."""
     chosen = {
         champion["name"] for champion, _ in pick_champions(results, evaluation).values()
     }
+    reference = best_without_side_information(results, evaluation)
+    if reference is not None:
+        chosen.add(reference["name"])
     return [spec for spec in specs if spec.is_baseline or spec.name in chosen]
 
 

@@ -25,6 +25,7 @@ from book_recommender.training import (
     FittedModel,
     ModelSpec,
     TrainingData,
+    best_without_side_information,
     better,
     candidates,
     evaluate,
@@ -230,7 +231,10 @@ def select_champions(
     candidates, popularity included. The rating champion: the best validation
     rating metric among the rating family, the bias baseline included.
 
-    A champion that is its baseline, or loses to it on test, is said loudly.
+    A champion that is its baseline, or loses to it on test, is said loudly. A
+    recommender champion using side information also carries the best
+    candidate without it (``without_side_information``: name, params,
+    validation value and test metrics), refitted beside it.
     """
     evaluation = parse("evaluation", evaluation)
     test = {m["name"]: m["metrics"] for m in candidate_metrics}
@@ -238,6 +242,24 @@ def select_champions(
         role: _champion(role, chosen, metric, test)
         for role, (chosen, metric) in pick_champions(tuning_results, evaluation).items()
     }
+    reference = best_without_side_information(tuning_results, evaluation)
+    if reference is not None:
+        recommender = champions["recommender"]
+        metric = recommender["selected_by"].removeprefix("validation_")
+        recommender["without_side_information"] = {
+            "name": reference["name"],
+            "params": reference["params"],
+            "validation_value": reference["validation"][metric],
+            "test_metrics": test[reference["name"]],
+        }
+        logger.info(
+            "Without side information the best candidate is %s: on test %s %.4f "
+            "against the champion's %.4f",
+            reference["name"],
+            metric,
+            test[reference["name"]][metric],
+            recommender["test_metrics"][metric],
+        )
     for role, champion in champions.items():
         logger.info(
             "%s champion: %s (%s %.4f); on test %s",
@@ -368,12 +390,19 @@ def _description(
         "clipped to the rating range; pairs without factors come back known=false."
     )
     verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
+    without = champion.get("without_side_information")
+    side = (
+        f" The best candidate without side information, {without['name']}: "
+        f"{without['test_metrics'][metric]:.4f}."
+        if without
+        else ""
+    )
     return (
         f"{champion['role'].capitalize()} champion {champion['name']} "
         f"({champion['kind']}{', ' + params if params else ''}), picked on "
         f"{champion['selected_by']} among {n_candidates} candidates. "
         f"On test it {verdict} {champion['baseline']}: {metric} {mine:.4f} vs "
-        f"{theirs:.4f}. Data: {data['users']:,} users x {data['items']:,} items, "
+        f"{theirs:.4f}.{side} Data: {data['users']:,} users x {data['items']:,} items, "
         f"{data['interactions']:,} interactions. {what}"
     )
 
@@ -507,8 +536,19 @@ def collect_run_metrics(
             values.update(
                 {f"{candidate['name']}.{m}": v for m, v in candidate["metrics"].items()}
             )
+    share = data_statistics.get("side_information", {}).get(
+        "test_share_sharing_a_value"
+    )
+    if share is not None:
+        values["data.side_information_share"] = float(share)
     for role, champion in champions.items():
         values.update(
             {f"{RUN_PREFIX[role]}.{m}": v for m, v in champion["test_metrics"].items()}
         )
+        reference = champion.get("without_side_information")
+        if reference is not None:
+            prefix = f"{RUN_PREFIX[role]}.without_side_information"
+            values.update(
+                {f"{prefix}.{m}": v for m, v in reference["test_metrics"].items()}
+            )
     return {key: {"value": value, "step": 0} for key, value in values.items()}
