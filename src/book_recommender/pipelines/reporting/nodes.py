@@ -310,13 +310,19 @@ def sample_recommendations(
     reporting: dict[str, Any],
 ) -> str:
     """A Markdown table: for a few active users, books they rated highly next to
-    the books recommended to them."""
+    the books recommended to them, each with its author when the data has one
+    (``columns.item_author``): a reader can see the model come back to authors."""
     reporting = parse("reporting", reporting)
     n_users, n_books = (
         reporting.sample_users,
         reporting.sample_books,
     )
     rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
+    author = (
+        None
+        if _missing_column(indexed_items, columns, "item_author")
+        else (columns["item_author"])
+    )
     explicit = model_input_ratings.filter(F.col(rating) > 0)
     users = [
         r[USER_IDX]
@@ -326,13 +332,20 @@ def sample_recommendations(
         .limit(n_users)
         .collect()
     ]
-    titles = indexed_items.select(ITEM_IDX, title)
+    books = indexed_items.select(ITEM_IDX, title, *([author] if author else []))
     liked = (
-        explicit.filter(F.col(USER_IDX).isin(users))
-        .join(titles, on=ITEM_IDX)
+        explicit.filter(F.col(USER_IDX).isin(users)).join(books, on=ITEM_IDX).toPandas()
+    )
+    recs = (
+        user_recommendations.filter(F.col(USER_IDX).isin(users))
+        .select(USER_IDX, user, "rank", ITEM_IDX)
+        .join(books, on=ITEM_IDX, how="left")
         .toPandas()
     )
-    recs = user_recommendations.filter(F.col(USER_IDX).isin(users)).toPandas()
+
+    def book(row: pd.Series) -> str:
+        return f"{row[title]} ({row[author]})" if author else str(row[title])
+
     lines = [
         "| user | rated highly | recommended |",
         "| --- | --- | --- |",
@@ -346,12 +359,10 @@ def sample_recommendations(
         recommended = recs[recs[USER_IDX] == uid].sort_values("rank").head(n_books)
         user_id = recommended[user].iloc[0] if len(recommended) else uid
         rated_text = "<br>".join(
-            f"{t} ({r:g})"
-            for t, r in zip(top_rated[title], top_rated[rating], strict=True)
+            f"{book(row)}: {row[rating]:g}" for _, row in top_rated.iterrows()
         )
         rec_text = "<br>".join(
-            f"{n}. {t}"
-            for n, t in zip(recommended["rank"], recommended[title], strict=True)
+            f"{row['rank']}. {book(row)}" for _, row in recommended.iterrows()
         )
         lines.append(f"| {user_id} | {rated_text} | {rec_text} |")
     return "\n".join(lines) + "\n"
