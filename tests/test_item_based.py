@@ -19,7 +19,14 @@ from book_recommender.item_based import (
 )
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
-from book_recommender.ranking import COLD_START, item_table, top_k_served
+from book_recommender.params import parse
+from book_recommender.ranking import (
+    COLD_START,
+    MODEL,
+    item_table,
+    top_k_served,
+    top_k_served_many,
+)
 from book_recommender.registry import export_bundle
 from book_recommender.topk import (
     ItemTable,
@@ -27,6 +34,14 @@ from book_recommender.topk import (
     rank_history_block,
     top_of_rows,
 )
+from book_recommender.training import (
+    FittedModel,
+    ModelSpec,
+    TrainingData,
+    evaluate,
+    evaluate_many,
+)
+from tests.test_params import BASE
 
 N_USERS, N_ITEMS, K = 60, 40, 10
 K1, B = 1.2, 0.75
@@ -373,3 +388,35 @@ def test_item_knn_with_side_information_serves_the_numpy_reference_lists(
     np.testing.assert_array_equal(zero.indices, own.indices)
     np.testing.assert_array_equal(zero.data, own.data)
     assert _served(own, spark, frame)[0] != lists
+
+
+def test_models_ranked_in_one_pass_serve_what_each_serves_alone(spark, frame):
+    """Tuning ranks a shared-fit group in one pass: each model's rows are its
+    own lists, and the metrics of the pass are those of one model at a time."""
+    knn = fit_item_knn(frame, "cosine", 20, 500, K1, B, seed=1)
+    models = [knn, knn.cut(5), fit_ease(frame, 10.0, N_ITEMS)]
+    users = spark.range(N_USERS + 2).select(F.col("id").cast("int").alias(USER_IDX))
+    together = (
+        top_k_served_many(models, users, frame, popularity_scores(frame), K)
+        .toPandas()
+        .sort_values([MODEL, USER_IDX, RANK], ignore_index=True)
+    )
+    assert sorted(together[MODEL].unique()) == [0, 1, 2]
+    for index, model in enumerate(models):
+        alone = (
+            top_k_served(model, users, frame, popularity_scores(frame), K)
+            .toPandas()
+            .sort_values([USER_IDX, RANK], ignore_index=True)
+        )
+        mine = together[together[MODEL] == index].drop(columns=MODEL)
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone)
+
+    part, held_out = frame.randomSplit([0.7, 0.3], seed=2)
+    data = TrainingData(part.withColumn("rating", F.lit(8.0)), part.limit(0), "rating")
+    target = held_out.withColumn("rating", F.lit(8.0))
+    evaluation = parse("evaluation", {**BASE["evaluation"], "k": K})
+    fitted = [FittedModel(ModelSpec("knn"), m, clip=None) for m in models]
+    at_once = evaluate_many(fitted, data, target, evaluation)
+    assert len({round(m["ndcg_at_10"], 6) for m in at_once}) > 1  # they differ
+    for metrics, one in zip(at_once, fitted, strict=True):
+        assert metrics == pytest.approx(evaluate(one, data, target, evaluation))

@@ -67,23 +67,31 @@ def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, floa
 
 
 def per_user_ranking(
-    recommendations: DataFrame, relevant: DataFrame, k: int
+    recommendations: DataFrame,
+    relevant: DataFrame,
+    k: int,
+    models: DataFrame | None = None,
 ) -> DataFrame:
     """One row per user with relevant items: precision, recall, NDCG and AP at k.
 
     ``recommendations`` has (USER_IDX, ITEM_IDX, RANK) with ranks 1..k;
     ``relevant`` has the (USER_IDX, ITEM_IDX) pairs that count as hits. A user
-    without recommendations scores 0.
+    without recommendations scores 0. With ``models`` (one column, the values
+    of the recommendations' column of that name: several models' lists at
+    once), one row per model and user, each model judged on every user.
     """
+    keys = [USER_IDX] if models is None else [*models.columns, USER_IDX]
     relevant = relevant.select(USER_IDX, ITEM_IDX).distinct()
     n_relevant = relevant.groupBy(USER_IDX).agg(F.count(F.lit(1)).alias("n_rel"))
+    if models is not None:
+        n_relevant = n_relevant.crossJoin(F.broadcast(models))
     hits = recommendations.filter(F.col(RANK) <= k).join(
         relevant, on=[USER_IDX, ITEM_IDX], how="inner"
     )
-    running = Window.partitionBy(USER_IDX).orderBy(RANK)
+    running = Window.partitionBy(*keys).orderBy(RANK)
     per_user_hits = (
         hits.withColumn("hits_so_far", F.count(F.lit(1)).over(running))
-        .groupBy(USER_IDX)
+        .groupBy(*keys)
         .agg(
             F.count(F.lit(1)).alias("hits"),
             F.sum(1.0 / F.log2(F.col(RANK) + 1)).alias("dcg"),
@@ -98,10 +106,10 @@ def per_user_ranking(
         (F.least(F.col("n_rel"), F.lit(k)) + 1).cast("int"),
     )
     return (
-        n_relevant.join(per_user_hits, on=USER_IDX, how="left")
+        n_relevant.join(per_user_hits, on=keys, how="left")
         .fillna(0, subset=["hits", "dcg", "ap_sum"])
         .select(
-            USER_IDX,
+            *keys,
             (F.col("hits") / k).alias("precision"),
             (F.col("hits") / F.col("n_rel")).alias("recall"),
             (F.col("dcg") / idcg).alias("ndcg"),

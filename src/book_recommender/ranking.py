@@ -37,6 +37,7 @@ from book_recommender.topk import (
 )
 
 COLD_START = "cold_start"
+MODEL = "_model"  # a model's position in the list ``top_k_served_many`` ranks for
 _FEATURES = "_features"
 _SEEN = "_seen"
 OUTPUT_SCHEMA = (
@@ -44,12 +45,21 @@ OUTPUT_SCHEMA = (
 )
 
 
-def item_table(model: ALSModel | ItemBasedModel, fallback: DataFrame) -> ItemTable:
-    """The model's items (with their factors, for a factor model) and the
-    fallback scores (ITEM_IDX, SCORE), on the driver."""
+def _fallback(fallback: DataFrame) -> tuple[np.ndarray, np.ndarray]:
     scores = fallback.select(ITEM_IDX, SCORE).toPandas()
-    fallback_ids = scores[ITEM_IDX].to_numpy(np.int64)
-    fallback_scores = scores[SCORE].to_numpy(np.float32)
+    return scores[ITEM_IDX].to_numpy(np.int64), scores[SCORE].to_numpy(np.float32)
+
+
+def item_table(
+    model: ALSModel | ItemBasedModel,
+    fallback: DataFrame | tuple[np.ndarray, np.ndarray],
+) -> ItemTable:
+    """The model's items (with their factors, for a factor model) and the
+    fallback scores (ITEM_IDX, SCORE; or their ids and scores as arrays), on
+    the driver."""
+    fallback_ids, fallback_scores = (
+        _fallback(fallback) if isinstance(fallback, DataFrame) else fallback
+    )
     if not isinstance(model, ALSModel):
         return item_table_of(model, fallback_ids, fallback_scores)
     factors = model.itemFactors.toPandas()
@@ -100,46 +110,53 @@ def _score_blocks(
             )
 
 
+def _requests(
+    users: DataFrame, seen: DataFrame, user_factors: DataFrame | None
+) -> DataFrame:
+    """The distinct ``users`` with their factors (USER_IDX, _FEATURES; null
+    without, or for every user when ``user_factors`` is None) and the list of
+    items each has seen, spread over twice the cores."""
+    spark = users.sparkSession
+    requests = users.select(USER_IDX).distinct()
+    if user_factors is None:
+        requests = requests.withColumn(_FEATURES, F.lit(None).cast("array<float>"))
+    else:
+        requests = requests.join(user_factors, on=USER_IDX, how="left")
+    seen_lists = seen.groupBy(USER_IDX).agg(F.collect_set(ITEM_IDX).alias(_SEEN))
+    return requests.join(seen_lists, on=USER_IDX, how="left").repartition(
+        spark.sparkContext.defaultParallelism * 2
+    )
+
+
 def top_k_from_factors(
-    user_factors: DataFrame | None,
+    user_factors: DataFrame,
     table: ItemTable,
     users: DataFrame,
     seen: DataFrame,
     k: int,
     tile_cells: int = TILE_CELLS,
-    weights: Weights | None = None,
 ) -> DataFrame:
     """Each user's ``k`` best items of ``table`` not in ``seen``, ranked 1..k.
 
     ``user_factors`` has (``id``, ``features``) like ``ALSModel.userFactors``;
     ``users`` has USER_IDX; ``seen`` (USER_IDX, ITEM_IDX). Users without factors
     get the table's fallback ranking (``cold_start``). A user with fewer than
-    ``k`` unseen candidates gets what there is. With item-based ``weights``
-    (``user_factors`` None), every user is ranked from their seen items.
+    ``k`` unseen candidates gets what there is. Item-based models rank with
+    ``top_k_served_many``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
-    spark = users.sparkSession
-    shared = spark.sparkContext.broadcast((table, weights))
-    seen_lists = seen.groupBy(USER_IDX).agg(F.collect_set(ITEM_IDX).alias(_SEEN))
-    requests = users.select(USER_IDX).distinct()
-    if user_factors is None:
-        requests = requests.withColumn(_FEATURES, F.lit(None).cast("array<float>"))
-    else:
-        requests = requests.join(
-            user_factors.select(
-                F.col("id").alias(USER_IDX), F.col("features").alias(_FEATURES)
-            ),
-            on=USER_IDX,
-            how="left",
-        )
-    requests = requests.join(seen_lists, on=USER_IDX, how="left").repartition(
-        spark.sparkContext.defaultParallelism * 2
+    shared = users.sparkSession.sparkContext.broadcast(table)
+    requests = _requests(
+        users,
+        seen,
+        user_factors.select(
+            F.col("id").alias(USER_IDX), F.col("features").alias(_FEATURES)
+        ),
     )
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        table, weights = shared.value
-        yield from _score_blocks(batches, table, weights, k, tile_cells)
+        yield from _score_blocks(batches, shared.value, None, k, tile_cells)
 
     return requests.mapInPandas(score, OUTPUT_SCHEMA)
 
@@ -156,9 +173,45 @@ def top_k_served(
     ``fallback`` (ITEM_IDX, SCORE) ranks the items for users without factors."""
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
-    table = item_table(model, fallback)
     if isinstance(model, ALSModel):
+        table = item_table(model, fallback)
         return top_k_from_factors(model.userFactors, table, users, seen, k, tile_cells)
-    return top_k_from_factors(
-        None, table, users, seen, k, tile_cells, weights=model.on(table)
-    )
+    served = top_k_served_many([model], users, seen, fallback, k, tile_cells)
+    return served.drop(MODEL)
+
+
+def top_k_served_many(
+    models: list[ItemBasedModel],
+    users: DataFrame,
+    seen: DataFrame,
+    fallback: DataFrame,
+    k: int,
+    tile_cells: int = TILE_CELLS,
+) -> DataFrame:
+    """``top_k_served`` of several item-based models in one pass: the users'
+    seen lists are gathered once, the models broadcast together, and each
+    block of users is ranked by every model in turn; rows carry MODEL, the
+    model's position in ``models``. Tuning evaluates a shared-fit group so
+    (one Spark job instead of one per candidate)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1; found {k}.")
+    if not models or any(isinstance(m, ALSModel) for m in models):
+        raise ValueError("top_k_served_many ranks for item-based models only.")
+    fallback_arrays = _fallback(fallback)
+    tables = [item_table(model, fallback_arrays) for model in models]
+    ranked = [
+        (table, model.on(table)) for model, table in zip(models, tables, strict=True)
+    ]
+    shared = users.sparkSession.sparkContext.broadcast(ranked)
+    requests = _requests(users, seen, None)
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            for index, (table, weights) in enumerate(shared.value):
+                for frame in _score_blocks(
+                    iter([batch]), table, weights, k, tile_cells
+                ):
+                    frame[MODEL] = np.int32(index)
+                    yield frame
+
+    return requests.mapInPandas(score, f"{OUTPUT_SCHEMA}, {MODEL} int")

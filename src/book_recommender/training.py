@@ -55,7 +55,7 @@ from book_recommender.params import (
     ItemBasedParams,
     TuningParams,
 )
-from book_recommender.ranking import COLD_START, top_k_served
+from book_recommender.ranking import COLD_START, MODEL, top_k_served, top_k_served_many
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -469,8 +469,12 @@ def tune(
     def validate(group: list[ModelSpec]) -> list[dict[str, Any]]:
         folds: list[list[dict[str, float]]] = [[] for _ in group]
         for data, validation in splits:
-            for i, fitted in enumerate(fit_many(group, data, als, item_based)):
-                folds[i].append(evaluate(fitted, data, validation, evaluation))
+            # The group's models at once: item-based ones are ranked in one pass.
+            fitted = list(fit_many(group, data, als, item_based))
+            for i, metrics in enumerate(
+                evaluate_many(fitted, data, validation, evaluation)
+            ):
+                folds[i].append(metrics)
         return [result(spec, mean(f)) for spec, f in zip(group, folds, strict=True)]
 
     def mean(folds: list[dict[str, float]]) -> dict[str, float]:
@@ -522,11 +526,39 @@ def evaluate(
     """A candidate's metrics on ``target``: ranking metrics as served (and
     ``warm.*`` over users it has factors for, with ``cold_user_share``), and
     for the rating family the regression metrics on pairs it knows."""
-    metrics = evaluate_ranking(fitted.model, data, target, evaluation)
-    if fitted.spec.family == "rating":
-        predictions = fitted.predict(known_pairs(target, data.ratings))
-        metrics.update(regression_metrics(predictions, data.rating_col))
-    return metrics
+    return evaluate_many([fitted], data, target, evaluation)[0]
+
+
+def evaluate_many(
+    models: list[FittedModel],
+    data: TrainingData,
+    target: DataFrame,
+    evaluation: EvaluationParams,
+) -> list[dict[str, float]]:
+    """``evaluate`` for each of ``models``; item-based ones are ranked in one
+    pass (``ranking.top_k_served_many``) and their metrics aggregated in one
+    job, as a shared-fit group is tuned; any other model alone."""
+    item_based = [m for m in models if not isinstance(m.model, ALSModel)]
+    ranked = dict(
+        zip(
+            (id(m) for m in item_based),
+            _ranking_metrics([m.model for m in item_based], data, target, evaluation)
+            if item_based
+            else [],
+            strict=True,
+        )
+    )
+    results = []
+    for fitted in models:
+        if id(fitted) in ranked:
+            results.append(ranked[id(fitted)])
+            continue
+        metrics = _ranking_metrics([fitted.model], data, target, evaluation)[0]
+        if fitted.spec.family == "rating":
+            predictions = fitted.predict(known_pairs(target, data.ratings))
+            metrics.update(regression_metrics(predictions, data.rating_col))
+        results.append(metrics)
+    return results
 
 
 def evaluate_ranking(
@@ -536,40 +568,69 @@ def evaluate_ranking(
     evaluation: EvaluationParams,
 ) -> dict[str, float]:
     """Ranking metrics at k of the lists ``model`` serves, seen items removed."""
+    return _ranking_metrics([model], data, target, evaluation)[0]
+
+
+def _ranking_metrics(
+    models: list[ALSModel | ItemBasedModel],
+    data: TrainingData,
+    target: DataFrame,
+    evaluation: EvaluationParams,
+) -> list[dict[str, float]]:
+    """Ranking metrics at k of the lists each of ``models`` serves (one ALS
+    model, or any number of item-based ones ranked in one pass)."""
     k = evaluation.k
     relevant = relevant_items(
         target, data.rating_col, evaluation.relevance_threshold
     ).cache()
-    served = top_k_served(
-        model,
-        relevant.select(USER_IDX).distinct(),
-        data.seen,
-        data.popular,
-        k,
-        evaluation.tile_cells,
-    ).cache()  # read twice below
-    cold = served.groupBy(USER_IDX).agg(F.max(COLD_START).alias(COLD_START))
-    per_user = per_user_ranking(served, relevant, k).join(cold, on=USER_IDX, how="left")
+    users = relevant.select(USER_IDX).distinct()
+    if len(models) == 1 and isinstance(models[0], ALSModel):
+        served = top_k_served(
+            models[0], users, data.seen, data.popular, k, evaluation.tile_cells
+        ).withColumn(MODEL, F.lit(0))
+    else:
+        served = top_k_served_many(
+            models, users, data.seen, data.popular, k, evaluation.tile_cells
+        )
+    served = served.cache()  # read twice below
+    spark = target.sparkSession
+    indices = spark.createDataFrame([(i,) for i in range(len(models))], f"{MODEL} int")
+    cold = served.groupBy(MODEL, USER_IDX).agg(F.max(COLD_START).alias(COLD_START))
+    per_user = per_user_ranking(served, relevant, k, indices).join(
+        cold, on=[MODEL, USER_IDX], how="left"
+    )
     warm = F.col(COLD_START) == F.lit(False)
-    row = per_user.agg(
-        *[F.avg(part).alias(part) for part in RANKING_PARTS],
-        *[
-            F.avg(F.when(warm, F.col(part))).alias(f"warm_{part}")
-            for part in RANKING_PARTS
-        ],
-        F.avg(F.coalesce(F.col(COLD_START), F.lit(False)).cast("double")).alias(
-            "cold_share"
-        ),
-    ).first()
+    rows = {
+        row[MODEL]: row
+        for row in per_user.groupBy(MODEL)
+        .agg(
+            *[F.avg(part).alias(part) for part in RANKING_PARTS],
+            *[
+                F.avg(F.when(warm, F.col(part))).alias(f"warm_{part}")
+                for part in RANKING_PARTS
+            ],
+            F.avg(F.coalesce(F.col(COLD_START), F.lit(False)).cast("double")).alias(
+                "cold_share"
+            ),
+        )
+        .collect()
+    }
     served.unpersist()
     relevant.unpersist()
 
-    def value(column: str) -> float:
-        return float(row[column]) if row[column] is not None else 0.0
+    def metrics(row) -> dict[str, float]:
+        def value(column: str) -> float:
+            return (
+                float(row[column])
+                if row is not None and row[column] is not None
+                else 0.0
+            )
 
-    metrics = {f"{part}_at_{k}": value(part) for part in RANKING_PARTS}
-    metrics.update(
-        {f"{WARM}.{part}_at_{k}": value(f"warm_{part}") for part in RANKING_PARTS}
-    )
-    metrics["cold_user_share"] = value("cold_share")
-    return metrics
+        out = {f"{part}_at_{k}": value(part) for part in RANKING_PARTS}
+        out.update(
+            {f"{WARM}.{part}_at_{k}": value(f"warm_{part}") for part in RANKING_PARTS}
+        )
+        out["cold_user_share"] = value("cold_share")
+        return out
+
+    return [metrics(rows.get(i)) for i in range(len(models))]
