@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -385,6 +386,26 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
         )
         assert predictions[1]["rank"] == [1, 2, 3, 4, 5]
         assert known.tags["role"] == "recommender"
+        # What the model would have to guess at is a 400 naming row and value.
+        for data, problem in [
+            ([[None, 3]], "null or empty id in row(s) [0]"),
+            ([["no-such-user", 2.5]], "row(s) [0] hold [2.5]"),
+            ([["no-such-user", "5"]], "row(s) [0] hold ['5']"),
+        ]:
+            bad = {"dataframe_split": {"columns": ["User-ID", "k"], "data": data}}
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(
+                    urllib.request.Request(
+                        f"{base}/invocations",
+                        data=json.dumps(bad).encode(),
+                        headers={"Content-Type": "application/json"},
+                    ),
+                    timeout=60,
+                )
+            assert refused.value.code == 400  # noqa: PLR2004
+            body = json.loads(refused.value.read())
+            assert problem in body["message"], body
+            assert "Traceback" not in body["message"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

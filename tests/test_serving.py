@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from book_recommender.serving import Bundle, RatingPredictor, Recommender
+from book_recommender.serving import Bundle, RatingPredictor, Recommender, RequestError
 from book_recommender.topk import ItemTable
 
 COLUMNS = {"user_id": "User-ID", "item_id": "ISBN"}
@@ -96,6 +96,33 @@ def test_k_per_row_and_items_without_factors_never_recommended_by_the_model():
         model.predict(None, pd.DataFrame({"user": ["8"]}))
     empty = model.predict(None, pd.DataFrame({"User-ID": pd.Series([], dtype=str)}))
     assert len(empty) == 0 and "ISBN" in empty
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        ({"User-ID": ["8", None]}, r"null or empty id in row\(s\) \[1\]"),
+        ({"User-ID": ["8", " "]}, r"null or empty id in row\(s\) \[1\]"),
+        ({"User-ID": ["8", "7"], "k": [3, 2.5]}, r"row\(s\) \[1\] hold \[2.5\]"),
+        ({"User-ID": ["8", "7"], "k": ["5", 3]}, r"row\(s\) \[0\] hold \['5'\]"),
+        ({"User-ID": ["8"], "k": [True]}, r"row\(s\) \[0\] hold \[True\]"),
+    ],
+)
+def test_a_request_the_model_would_have_to_guess_at_is_refused(rows, problem):
+    """A null id is not the user "None", 2.5 is not 2 and "5" is not 5: each
+    is refused with the row and the value (a 400 from `mlflow models serve`)."""
+    model = _model(Recommender, _bundle())
+    with pytest.raises(RequestError, match=problem) as refused:
+        model.predict(None, pd.DataFrame(rows, dtype=object))
+    assert refused.value.get_http_status_code() == 400  # noqa: PLR2004
+
+
+def test_whole_numbers_and_nulls_in_k_are_accepted():
+    model = _model(Recommender, _bundle())
+    out = model.predict(
+        None, pd.DataFrame({"User-ID": ["8", "7"], "k": [1.0, None]}, dtype=object)
+    )
+    assert [len(isbns) for isbns in out["ISBN"]] == [1, 2]  # 2: the default k
 
 
 def test_rating_predictions_are_clipped_and_unknown_pairs_marked_not_dropped():

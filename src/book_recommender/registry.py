@@ -20,7 +20,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import Array, ColSpec, Schema
+from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -158,7 +158,9 @@ def _signature(bundle: Bundle, role: str) -> ModelSignature:
         )
     return ModelSignature(
         inputs=Schema(
-            [ColSpec("string", user), ColSpec("long", K_COLUMN, required=False)]
+            # k as sent (any type): the model refuses 2.5 or "5" itself, where a
+            # "long" column would have them rounded or parsed before it sees them.
+            [ColSpec("string", user), ColSpec(AnyType(), K_COLUMN, required=False)]
         ),
         outputs=Schema(
             [

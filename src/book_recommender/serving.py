@@ -29,6 +29,8 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from book_recommender.topk import (
     BLOCK_USERS,
@@ -226,22 +228,68 @@ class Bundle:
         return np.repeat(known, lengths), self.seen_items[offsets]
 
 
+class RequestError(MlflowException, ValueError):
+    """A request the model refuses rather than guess at (a null id, a ``k``
+    that is no whole number): ``mlflow models serve`` answers it with HTTP 400
+    and this message, not a stack trace."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _rows(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask).tolist()
+    return f"{rows[:10]}{' ...' if len(rows) > 10 else ''}"
+
+
 def _k_values(model_input: pd.DataFrame, default: int) -> np.ndarray:
+    """Each row's ``k``: a whole number >= 1 (an int, or a float such as 5.0);
+    a null ``k`` is the model's default. Anything else (2.5, "5", true, 0) is
+    refused, naming the rows: a request is never silently rounded or parsed."""
     if K_COLUMN not in model_input:
         return np.full(len(model_input), default, dtype=np.int64)
-    k = pd.to_numeric(model_input[K_COLUMN], errors="coerce").fillna(default)
-    if (k < 1).any() or (k != k.round()).any():
-        raise ValueError(
-            f"Column '{K_COLUMN}' must hold whole numbers >= 1; found "
-            f"{sorted(set(k[(k < 1) | (k != k.round())].tolist()))[:5]}."
+    values = model_input[K_COLUMN].to_numpy(dtype=object)
+    k = np.full(len(values), default, dtype=np.int64)
+    bad = np.zeros(len(values), dtype=bool)
+    for row, value in enumerate(values):
+        if value is None or (
+            isinstance(value, float | np.floating) and np.isnan(value)
+        ):
+            continue
+        whole = isinstance(value, int | np.integer) or (
+            isinstance(value, float | np.floating) and float(value).is_integer()
         )
-    return k.to_numpy(np.int64)
+        if isinstance(value, bool | np.bool_) or not whole or value < 1:
+            bad[row] = True
+        else:
+            k[row] = int(value)
+    if bad.any():
+        found = [values[i] for i in np.flatnonzero(bad)[:5]]
+        raise RequestError(
+            f"Column '{K_COLUMN}' must hold whole numbers >= 1 (or null for the "
+            f"default {default}); row(s) {_rows(bad)} hold {found!r}."
+        )
+    return k
+
+
+def _ids(model_input: pd.DataFrame, column: str) -> pd.Series:
+    """The raw ids of ``column`` as strings; a null or blank id is refused,
+    naming the rows (it would otherwise be served as the user "None")."""
+    ids = model_input[column]
+    text = ids.astype(str)
+    blank = ids.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+    if blank.any():
+        raise RequestError(
+            f"Column '{column}' has a null or empty id in row(s) {_rows(blank)}: "
+            "send an id for every row (an unknown id gets the popular books)."
+        )
+    return text
 
 
 def _require(model_input: pd.DataFrame, names: list[str]) -> None:
     missing = [name for name in names if name not in model_input]
     if missing:
-        raise ValueError(
+        raise RequestError(
             f"The model input needs the column(s) {missing}; found "
             f"{list(model_input.columns)}."
         )
@@ -263,9 +311,10 @@ class Recommender(_BundleModel):
         bundle = self.bundle
         user = bundle.columns["user_id"]
         _require(model_input, [user])
+        ids = _ids(model_input, user)
         k = _k_values(model_input, int(bundle.meta["k"]))
-        rows = bundle.user_rows(model_input[user])
-        output = pd.DataFrame({user: model_input[user].astype(str).to_numpy()})
+        rows = bundle.user_rows(ids)
+        output = pd.DataFrame({user: ids.to_numpy()})
         if not len(output):
             return output.assign(
                 **{c: [] for c in [*bundle.meta["item_columns"], RANK, SCORE]},
@@ -313,8 +362,9 @@ class RatingPredictor(_BundleModel):
         bundle = self.bundle
         user, item = bundle.columns["user_id"], bundle.columns["item_id"]
         _require(model_input, [user, item])
-        factor = bundle.factor_rows(bundle.user_rows(model_input[user]))
-        positions = bundle.item_positions(model_input[item])
+        users, items = _ids(model_input, user), _ids(model_input, item)
+        factor = bundle.factor_rows(bundle.user_rows(users))
+        positions = bundle.item_positions(items)
         known = (factor >= 0) & (positions >= 0)
         known[known] = bundle.table.unknown[positions[known]] == 0
         prediction = np.full(len(model_input), np.nan)
@@ -328,8 +378,8 @@ class RatingPredictor(_BundleModel):
             prediction = np.clip(prediction, clip[0], clip[1])
         return pd.DataFrame(
             {
-                user: model_input[user].astype(str).to_numpy(),
-                item: model_input[item].astype(str).to_numpy(),
+                user: users.to_numpy(),
+                item: items.to_numpy(),
                 PREDICTION: prediction,
                 KNOWN: known,
             }
