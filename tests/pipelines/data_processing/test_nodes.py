@@ -169,6 +169,25 @@ def test_validate_ratings_names_file_column_and_config_key(spark):
     assert "['User-ID', 'ISBN']" in message
 
 
+def test_a_semicolon_file_and_a_case_slip_get_a_hint(spark, tmp_path):
+    """The original Book-Crossing dump is ';'-separated: read with commas its
+    header is one column, and the error says which separator to set; a header
+    that differs only in case or quotes is named as the near miss."""
+    dump = tmp_path / "BX-Book-Ratings.csv"
+    dump.write_text('"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"0"\n')
+    raw = spark.read.csv(str(dump), header=True, quote='"', escape='"')
+    with pytest.raises(DataValidationError) as error:
+        validate_ratings(raw, COLUMNS, PARAMS)
+    assert "likely separated by ';'" in str(error.value)
+    assert "sep: ';'" in str(error.value)
+
+    slip = spark.createDataFrame(
+        [("1", "x", "5")], _strings("user-id", "ISBN", "Book-Rating")
+    )
+    with pytest.raises(DataValidationError, match="'user-id' for 'User-ID'"):
+        validate_ratings(slip, COLUMNS, PARAMS)
+
+
 def test_a_missing_column_setting_names_the_config_key(raw_ratings):
     columns = {k: v for k, v in COLUMNS.items() if k != "item_id"}
     with pytest.raises(DataValidationError, match=r"columns\.item_id"):

@@ -70,9 +70,40 @@ def _require_columns(
         )
         raise DataValidationError(
             f"{_source(params, file_key)}: required {details} not found. "
-            f"The file has the columns {df.columns}. Fix the file's header or the "
-            f"column names in {COLUMNS_FILE}."
+            f"The file has the columns {df.columns}.{_header_hint(df.columns, missing)}"
+            f" Fix the file's header or the column names in {COLUMNS_FILE}."
         )
+
+
+_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
+
+
+def _plain(name: str) -> str:
+    return name.strip().strip("\"'").strip().casefold()
+
+
+def _header_hint(found: list[str], missing: list[tuple[str, str]]) -> str:
+    """Why the columns are likely missing: a header that is one column holding
+    another separator (the original Book-Crossing dump uses ';'), or names
+    that differ only in case or quotes."""
+    if len(found) == 1:
+        for separator, said in _SEPARATORS.items():
+            if separator in found[0]:
+                return (
+                    f" The header is one column holding {said}: the file is likely "
+                    f"separated by {said}, not commas. Convert it to commas, or read "
+                    f"it with load_args sep: '{separator}' in the catalog "
+                    "(conf/<env>/catalog.yml, the raw_* datasets)."
+                )
+    plain = {_plain(name): name for name in found}
+    near = [(name, plain[_plain(name)]) for _, name in missing if _plain(name) in plain]
+    if near:
+        pairs = ", ".join(f"'{have}' for '{want}'" for want, have in near)
+        return (
+            f" The file has {pairs}: column names must match exactly (case and "
+            "quotes count)."
+        )
+    return ""
 
 
 def _blank(column: Column) -> Column:
