@@ -21,6 +21,7 @@ from kedro.pipeline import Node
 from mlflow.tracking import MlflowClient
 
 from book_recommender.params import check_parameters
+from book_recommender.run_lock import acquire, alive, release, schema_lock
 from book_recommender.spark_session import build_spark_session
 
 TIMINGS_ENV = "BOOK_RECOMMENDER_NODE_TIMINGS"
@@ -48,16 +49,6 @@ def _env(run_params: dict) -> str:
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def mark_stale_runs(experiment_id: str, current_run_id: str) -> list[str]:
     """Marks KILLED the RUNNING runs of this experiment whose process, on this
     host, is gone (killed with SIGKILL, or the machine stopped), and their
@@ -73,7 +64,7 @@ def mark_stale_runs(experiment_id: str, current_run_id: str) -> list[str]:
         if run.info.run_id != current_run_id
         and run.data.tags.get(HOST_TAG) == host
         and run.data.tags.get(PID_TAG, "").isdigit()
-        and not _alive(int(run.data.tags[PID_TAG]))
+        and not alive(int(run.data.tags[PID_TAG]))
     ]
     marked = []
     for run in stale:
@@ -178,6 +169,49 @@ class MlflowRunHooks:
     @hook_impl
     def on_pipeline_error(self) -> None:
         self._restore()
+
+
+class RunLockHooks:
+    """One run at a time per data root (``run_lock``): taken before any other
+    hook's ``before_pipeline_run`` (no MLflow run is opened by a run that
+    refuses) and released when the pipeline ends; and the MLflow database's
+    first connection (which creates its schema) serialized across processes,
+    before kedro-mlflow's set-up reaches it."""
+
+    def __init__(self) -> None:
+        self._data_root: Path | None = None
+        self._lock: Path | None = None
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        root = str(context.config_loader["globals"]["data"]["root"])
+        self._data_root = None if "://" in root else Path(context.project_path) / root
+        uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
+        with schema_lock(str(uri)):
+            MlflowClient(tracking_uri=str(uri)).search_experiments(max_results=1)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict) -> None:
+        if self._data_root is None:
+            return
+        pipelines = ",".join(run_params["pipeline_names"] or ["__default__"])
+        self._lock = acquire(
+            self._data_root,
+            f"kedro run --pipeline {pipelines} --env {_env(run_params)}",
+        )
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            release(self._lock)
+            self._lock = None
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._release()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._release()
 
 
 class SparkHooks:

@@ -11,19 +11,29 @@ from book_recommender.hooks import (
     MlflowRunHooks,
     NodeTimingHooks,
     ParameterCheckHooks,
+    RunLockHooks,
     SparkHooks,
 )
 
 # The SparkSession is created once, by SparkHooks, before any dataset needs it.
 # Pluggy calls the hooks last registered first: settings are checked before Spark
-# starts.
-HOOKS = (SparkHooks(), NodeTimingHooks(), MlflowRunHooks(), ParameterCheckHooks())
+# starts. RunLockHooks' hooks are marked tryfirst: they run before the plugins'.
+HOOKS = (
+    SparkHooks(),
+    NodeTimingHooks(),
+    MlflowRunHooks(),
+    ParameterCheckHooks(),
+    RunLockHooks(),
+)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
+        # kedro-mlflow adds the same pattern in its own hook; the run lock's
+        # hook reads the tracking URI before that hook runs.
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
     },
     # An environment holds only what differs from base: one overridden key keeps
     # its siblings from base (parameters, globals.yml, mlflow.yml).

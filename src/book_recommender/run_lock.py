@@ -1,0 +1,130 @@
+"""One `kedro run` at a time per data root, and one creator of the MLflow database.
+
+Two runs writing the same ``data.root`` interleave their Parquet part files
+(a test table with every row twice, a table that holds only ``_SUCCESS``) and
+delete what the other is reading. So a run takes ``<data.root>/.kedro-run.lock``
+before its first node: the file is created atomically (``O_EXCL``) and names
+the holder's pid, host and start time. A second run refuses to start with that
+name; a lock whose process is gone (same host) is taken over with a warning.
+The same process may take it again (sequential runs in one session).
+
+Two processes creating a fresh ``mlflow.db`` race on its schema (sqlite's
+"duplicate column name"); ``schema_lock`` serializes that first contact with an
+``flock`` beside the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".kedro-run.lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is running the pipeline on the same data root."""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def acquire(data_root: Path, what: str) -> Path:
+    """Takes the run lock of ``data_root`` for this process; ``what`` (the
+    command) is recorded for whoever finds it taken. Raises RunLockedError
+    naming the holder if another live process has it."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    path = data_root / LOCK_NAME
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "run": what,
+    }
+    for _ in range(3):  # a stale lock removed under us: try again
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if holder is None:  # being written right now, or garbage
+                time.sleep(0.2)
+                holder = _holder(path)
+            if (
+                holder
+                and holder.get("pid") == me["pid"]
+                and holder.get("host") == me["host"]
+            ):
+                return path
+            if (
+                holder
+                and holder.get("host") == me["host"]
+                and not alive(int(holder.get("pid", 0)))
+            ) or holder is None:
+                logger.warning(
+                    "Removing the run lock %s of a process that is gone: %s",
+                    path,
+                    holder,
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            raise RunLockedError(
+                f"Another run is writing {data_root}: pid {holder['pid']} on "
+                f"{holder['host']}, started {holder['started']} ({holder['run']}). "
+                "Wait for it to finish or stop it; two runs on one data root would "
+                f"mix their tables. The lock is {path}; it clears itself when that "
+                "process is gone. Nothing was written by this run."
+            ) from None
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(me, out)
+        return path
+    raise RunLockedError(f"Could not take the run lock {path}; try again.")
+
+
+def release(path: Path) -> None:
+    """Removes the lock if this process holds it."""
+    holder = _holder(path)
+    if holder and holder.get("pid") == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def schema_lock(tracking_uri: str) -> Iterator[None]:
+    """Holds an exclusive ``flock`` beside a ``sqlite:///`` database while the
+    block runs (e.g. the first connection, which creates the schema); any
+    other URI runs the block as it is."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix(prefix))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

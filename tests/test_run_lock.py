@@ -1,0 +1,126 @@
+"""One run at a time per data root: two `kedro run`s at once never mix tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from book_recommender.columns import ROW_ID
+from book_recommender.run_lock import LOCK_NAME, RunLockedError, acquire, release
+from tests.conftest import copy_project
+
+MODEL_INPUTS = (
+    "indexed_items",
+    "indexed_users",
+    "ratings",
+    "test_ratings",
+    "train_ratings",
+)
+
+
+def _holder(pid: int, host: str | None = None) -> dict:
+    return {
+        "pid": pid,
+        "host": host or socket.gethostname(),
+        "started": "2026-12-03 10:00:00 +0000",
+        "run": "kedro run --pipeline __default__ --env local",
+    }
+
+
+@pytest.fixture
+def sleeper():
+    """A live process that is not this one."""
+    process = subprocess.Popen(["sleep", "60"])  # noqa: S607
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def test_a_live_holder_is_named_and_a_gone_one_is_replaced(tmp_path, sleeper):
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps(_holder(sleeper)))
+    with pytest.raises(RunLockedError) as refused:
+        acquire(tmp_path, "kedro run")
+    message = str(refused.value)
+    assert f"pid {sleeper} on {socket.gethostname()}" in message
+    assert "started 2026-12-03 10:00:00" in message and str(lock) in message
+    assert json.loads(lock.read_text())["pid"] == sleeper  # untouched
+
+    lock.write_text(json.dumps(_holder(2**22 + 12345)))  # no such process
+    assert acquire(tmp_path, "kedro run") == lock
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert acquire(tmp_path, "again") == lock  # the holder may take it again
+    release(lock)
+    assert not lock.exists()
+
+
+def test_another_hosts_lock_is_never_taken_over(tmp_path):
+    (tmp_path / LOCK_NAME).write_text(json.dumps(_holder(1, host="elsewhere")))
+    with pytest.raises(RunLockedError, match="on elsewhere"):
+        acquire(tmp_path, "kedro run")
+
+
+def _kedro_run(project: Path, pipeline: str) -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603
+        [str(Path(sys.executable).with_name("kedro")), "run", "--pipeline", pipeline],
+        cwd=project,
+        env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _assert_refused_before_any_node(output: str, returncode: int) -> None:
+    assert returncode != 0
+    assert "Another run is writing" in output, output[-3000:]
+    assert "Running node" not in output
+    for raw in ("OperationalError", "FAILED_READ_FILE", "UNABLE_TO_INFER_SCHEMA"):
+        assert raw not in output
+
+
+@pytest.mark.e2e
+def test_two_runs_started_together_leave_the_tables_of_one(tmp_path, sleeper):
+    """On a fresh project (no mlflow.db yet) two `kedro run`s start at once:
+    one refuses before its first node, naming the other, or they ran one after
+    the other; either way every model-input table holds exactly one run's
+    rows. Then a run finding the lock held by a live process refuses."""
+    project = tmp_path / "project"
+    project.mkdir()
+    copy_project(project)
+    runs = [_kedro_run(project, "data_processing") for _ in range(2)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    codes = [run.returncode for run in runs]
+    assert 0 in codes, outputs[0][-3000:] + outputs[1][-3000:]
+    for output, code in zip(outputs, codes, strict=True):
+        if code != 0:
+            _assert_refused_before_any_node(output, code)
+    folder = project / "data" / "05_model_input"
+    statistics = json.loads(
+        (project / "data" / "08_reporting" / "data_statistics.json").read_text()
+    )
+    tables = {
+        name: pd.read_parquet(folder / f"{name}.parquet") for name in MODEL_INPUTS
+    }
+    assert len(tables["test_ratings"]) == statistics["split"]["test_rows"]
+    assert len(tables["train_ratings"]) == statistics["split"]["train_rows"]
+    assert len(tables["ratings"]) == statistics["model_input"]["interactions"]
+    for name in ("ratings", "test_ratings", "train_ratings"):
+        assert tables[name][ROW_ID].is_unique, name
+    assert len(tables["indexed_users"]) > 0 and len(tables["indexed_items"]) > 0
+    assert not (project / "data" / LOCK_NAME).exists()
+
+    (project / "data" / LOCK_NAME).write_text(json.dumps(_holder(sleeper)))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    late = _kedro_run(project, "data_processing")
+    output, _ = late.communicate(timeout=300)
+    _assert_refused_before_any_node(output, late.returncode)
+    assert f"pid {sleeper}" in output
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
