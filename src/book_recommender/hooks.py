@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class ParameterCheckHooks:
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
         """Checks the typed settings (base, the environment, ``--params``) before
         Spark starts or any node reads data."""

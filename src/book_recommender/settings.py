@@ -17,13 +17,14 @@ from book_recommender.hooks import (
 
 # The SparkSession is created once, by SparkHooks, before any dataset needs it.
 # Pluggy calls the hooks last registered first: settings are checked before Spark
-# starts. RunLockHooks' hooks are marked tryfirst: they run before the plugins'.
+# starts. The parameter check and RunLockHooks are marked tryfirst: they run
+# before the plugins' hooks (kedro-mlflow's set-up), the check first.
 HOOKS = (
     SparkHooks(),
     NodeTimingHooks(),
     MlflowRunHooks(),
-    ParameterCheckHooks(),
     RunLockHooks(),
+    ParameterCheckHooks(),
 )
 
 CONFIG_LOADER_ARGS = {
