@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -40,9 +41,11 @@ RATING_METRICS = {"rmse", "mae", "r2", "explained_variance", "validation_rmse"}
 
 
 def _run(project, pipeline=None, params=None, nodes=None):
-    """`kedro run [--pipeline P] [--params ...] [--nodes N,...]`, in this process."""
+    """`kedro run [--pipeline P[,Q]] [--params ...] [--nodes N,...]`, in this process."""
     with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_names=[pipeline] if pipeline else None, node_names=nodes)
+        session.run(
+            pipeline_names=pipeline.split(",") if pipeline else None, node_names=nodes
+        )
 
 
 def _parents_and_children(client):
@@ -766,3 +769,37 @@ def test_a_contradiction_fails_before_any_data_is_read(project_copy):
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is None or not client.search_runs([experiment.experiment_id])
     print(f"failed after {seconds:.1f} s")  # noqa: T201
+
+
+@pytest.mark.e2e
+def test_a_run_whose_scoring_fails_moves_no_alias(trained, caplog):
+    """Training registers new versions, scoring then fails: `champion` and
+    `rating` stay where they were (the README's promise), the new versions
+    exist but nothing serves them."""
+    project, client = trained
+    before = _aliases(client)
+    table = project / "data/07_model_output/user_recommendations"
+    aside = table.with_name("user_recommendations.aside")
+    table.rename(aside)
+    table.write_text("a file where the Delta table should be")
+    small = {
+        "als": {
+            "ranking": {"enabled": False},
+            "rating": {"rank": 4, "reg_param": "1", "num_epochs": 2},
+        },
+        "item_based": {"knn": {"enabled": False}, "ease": {"l2": "250", "beta": "0"}},
+    }
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(Exception):  # noqa: B017, PT011
+            _run(project, "data_science,scoring", small)
+    finally:
+        table.unlink()
+        aside.rename(table)
+    assert _aliases(client) == before
+    assert "the aliases stay where they were" in caplog.text
+    parents, _ = _parents_and_children(client)
+    failed = parents[-1]
+    assert failed.info.status == "FAILED"
+    registered = client.search_model_versions(f"run_id='{failed.info.run_id}'")
+    assert {v.tags["role"] for v in registered} == {"recommender", "rating"}
+    assert all(not v.aliases for v in registered)

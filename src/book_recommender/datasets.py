@@ -12,6 +12,7 @@ from kedro_datasets.spark import SparkDatasetV2
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from book_recommender import aliases
 from book_recommender.serving import Bundle, Recommender
 
 
@@ -63,6 +64,11 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
         try:
             if self._version is not None:
                 return client.get_model_version(self._model_name, self._version)
+            # In the run that registered it, the alias is staged: it moves
+            # once the run (this scoring included) succeeds.
+            pending = aliases.staged(self._model_name, self._alias)
+            if pending is not None:
+                return client.get_model_version(self._model_name, str(pending))
             return client.get_model_version_by_alias(self._model_name, self._alias)
         except MlflowException as error:
             try:
@@ -70,11 +76,11 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
                     int(v.version)
                     for v in client.search_model_versions(f"name='{self._model_name}'")
                 )
-                aliases = client.get_registered_model(self._model_name).aliases
+                named = client.get_registered_model(self._model_name).aliases
             except MlflowException:
-                versions, aliases = [], {}
+                versions, named = [], {}
             existing = (
-                f"it has versions {versions} and aliases {aliases or '{}'}"
+                f"it has versions {versions} and aliases {named or '{}'}"
                 if versions
                 else "no version of it is registered (run the data_science "
                 "pipeline first)"

@@ -20,6 +20,7 @@ from kedro.framework.project import settings
 from kedro.pipeline import Node
 from mlflow.tracking import MlflowClient
 
+from book_recommender import aliases
 from book_recommender.params import check_parameters
 from book_recommender.run_lock import acquire, alive, release, schema_lock
 from book_recommender.spark_session import build_spark_session
@@ -212,6 +213,23 @@ class RunLockHooks:
     @hook_impl
     def on_pipeline_error(self) -> None:
         self._release()
+
+
+class AliasHooks:
+    """The registry aliases the run staged move when its pipeline succeeded,
+    and not when it failed (``book_recommender.aliases``)."""
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        aliases.drop()  # a previous run of this process that never finished
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        aliases.apply()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        aliases.drop()
 
 
 class SparkHooks:

@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf.resolvers import oc
 
 from book_recommender.hooks import (
+    AliasHooks,
     MlflowRunHooks,
     NodeTimingHooks,
     ParameterCheckHooks,
@@ -20,6 +21,7 @@ from book_recommender.hooks import (
 # starts. The parameter check and RunLockHooks are marked tryfirst: they run
 # before the plugins' hooks (kedro-mlflow's set-up), the check first.
 HOOKS = (
+    AliasHooks(),
     SparkHooks(),
     NodeTimingHooks(),
     MlflowRunHooks(),

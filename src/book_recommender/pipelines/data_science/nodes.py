@@ -11,11 +11,11 @@ from typing import Any
 
 import mlflow
 from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from book_recommender import aliases
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.item_based import side_information
 from book_recommender.params import ItemBasedParams, parse
@@ -426,8 +426,9 @@ def register_champions(
     (``registry.alias`` to the recommender champion, which scoring serves;
     ``registry.rating_alias`` to the rating champion).
 
-    The aliases move last, after every earlier step succeeded, so a failed run
-    leaves the previous champions where they were.
+    The aliases are staged, not moved: they move when the whole run has
+    succeeded (``book_recommender.aliases``), so a run that fails, in scoring
+    too, leaves the previous champions where they were.
     """
     registry = parse("registry", registry)
     evaluation = parse("evaluation", evaluation)
@@ -436,8 +437,7 @@ def register_champions(
         raise RuntimeError(
             "No active MLflow run: run the pipeline with kedro-mlflow enabled."
         )
-    client = MlflowClient()
-    aliases = {"recommender": registry.alias, "rating": registry.rating_alias}
+    alias_of = {"recommender": registry.alias, "rating": registry.rating_alias}
     registered, moves = {}, []
     for role, champion in champions.items():
         fitted = next(m for m in candidate_models if m.spec.name == champion["name"])
@@ -485,17 +485,22 @@ def register_champions(
                 evaluation.k,
             ),
         )
-        moves.append((aliases[role], version.version))
+        moves.append((alias_of[role], version.version))
         registered[role] = {
             "version": int(version.version),
-            "alias": aliases[role],
+            "alias": alias_of[role],
             "model_uri": logged.model_uri,
             **version_tags,
         }
+    # The aliases move when the whole run has succeeded (its scoring included):
+    # a run that fails after this point moves none (book_recommender.aliases).
     for alias, version in moves:
-        client.set_registered_model_alias(registry.model_name, alias, version)
+        aliases.stage(registry.model_name, alias, version)
         logger.info(
-            "Registered %s version %s as '%s'", registry.model_name, version, alias
+            "Registered %s version %s; '%s' moves to it when the run succeeds",
+            registry.model_name,
+            version,
+            alias,
         )
     recommender = registered["recommender"]
     return {
