@@ -29,6 +29,7 @@ from nbclient import NotebookClient
 
 from book_recommender.params import ConfigurationError
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
+from book_recommender.run_lock import ProjectCopiedError
 from tests.conftest import copy_project
 
 EXPERIMENT = "aisample-recommendation"
@@ -803,3 +804,28 @@ def test_a_run_whose_scoring_fails_moves_no_alias(trained, caplog):
     registered = client.search_model_versions(f"run_id='{failed.info.run_id}'")
     assert {v.tags["role"] for v in registered} == {"recommender", "rating"}
     assert all(not v.aliases for v in registered)
+
+
+def _tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.mark.e2e
+def test_a_copied_project_refuses_to_write_into_the_original(trained, tmp_path):
+    """A copy brings mlflow.db, whose experiments keep their artifacts in the
+    original's mlruns/: scoring or training in the copy refuses at start-up,
+    says how to make the copy independent, and the original is untouched."""
+    project, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    before = _snapshot(project)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(copy)
+        for pipeline in ("scoring", "data_science"):
+            with pytest.raises(ProjectCopiedError) as refused:
+                _run(copy, pipeline)
+            message = str(refused.value)
+            assert str(project / "mlruns") in message
+            assert "remove its mlflow.db and mlruns/" in message
+    assert _snapshot(project) == before
+    assert mlflow.get_tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"

@@ -22,7 +22,13 @@ from mlflow.tracking import MlflowClient
 
 from book_recommender import aliases
 from book_recommender.params import check_parameters
-from book_recommender.run_lock import acquire, alive, release, schema_lock
+from book_recommender.run_lock import (
+    acquire,
+    alive,
+    check_artifacts_inside,
+    release,
+    schema_lock,
+)
 from book_recommender.spark_session import build_spark_session
 
 TIMINGS_ENV = "BOOK_RECOMMENDER_NODE_TIMINGS"
@@ -175,9 +181,10 @@ class MlflowRunHooks:
 class RunLockHooks:
     """One run at a time per data root (``run_lock``): taken before any other
     hook's ``before_pipeline_run`` (no MLflow run is opened by a run that
-    refuses) and released when the pipeline ends; and the MLflow database's
-    first connection (which creates its schema) serialized across processes,
-    before kedro-mlflow's set-up reaches it."""
+    refuses) and released when the pipeline ends. At start-up, before
+    kedro-mlflow's set-up: a copied project's MLflow database is refused (its
+    artifacts live in the original), and the database's first connection
+    (which creates its schema) is serialized across processes."""
 
     def __init__(self) -> None:
         self._data_root: Path | None = None
@@ -188,6 +195,7 @@ class RunLockHooks:
         root = str(context.config_loader["globals"]["data"]["root"])
         self._data_root = None if "://" in root else Path(context.project_path) / root
         uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
+        check_artifacts_inside(str(uri), Path(context.project_path))
         with schema_lock(str(uri)):
             MlflowClient(tracking_uri=str(uri)).search_experiments(max_results=1)
 

@@ -11,6 +11,11 @@ The same process may take it again (sequential runs in one session).
 Two processes creating a fresh ``mlflow.db`` race on its schema (sqlite's
 "duplicate column name"); ``schema_lock`` serializes that first contact with an
 ``flock`` beside the database.
+
+A copied project brings its ``mlflow.db``, whose experiments name their artifact
+folders by absolute path: runs in the copy would write into the original's
+``mlruns/``. ``check_artifacts_inside`` refuses that at start-up and says how to
+make the copy independent.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
+
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +41,10 @@ LOCK_NAME = ".kedro-run.lock"
 
 class RunLockedError(RuntimeError):
     """Another live process is running the pipeline on the same data root."""
+
+
+class ProjectCopiedError(RuntimeError):
+    """The project's MLflow database stores its artifacts in another folder."""
 
 
 def alive(pid: int) -> bool:
@@ -128,3 +141,42 @@ def schema_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return (
+        Path(tracking_uri.removeprefix(prefix))
+        if tracking_uri.startswith(prefix)
+        else None
+    )
+
+
+def check_artifacts_inside(tracking_uri: str, project: Path) -> None:
+    """Refuses a project whose own ``mlflow.db`` (a database inside the
+    project) keeps an experiment's artifacts in a local folder outside it: the
+    project was copied or moved, and its runs would write into the original."""
+    database = _sqlite_file(tracking_uri)
+    project = project.resolve()
+    if database is None or not database.exists():
+        return
+    if not database.resolve().is_relative_to(project):
+        return  # a shared database: its artifact store is its own business
+    client = MlflowClient(tracking_uri=tracking_uri)
+    outside = []
+    for experiment in client.search_experiments(view_type=ViewType.ALL):
+        location = urlparse(experiment.artifact_location)
+        if location.scheme not in ("", "file"):
+            continue
+        folder = Path(location.path)
+        if not folder.resolve().is_relative_to(project):
+            outside.append(f"'{experiment.name}' -> {folder}")
+    if outside:
+        raise ProjectCopiedError(
+            f"{database} was made in another folder: its experiments keep their "
+            f"artifacts outside this project ({'; '.join(outside)}), so runs here "
+            "would write into (and depend on) that folder. This looks like a copied "
+            "or moved project. To make this copy independent, remove its mlflow.db "
+            "and mlruns/ and run `kedro run` (it trains and registers its own "
+            "champions); or run from the original folder. Nothing was written."
+        )
