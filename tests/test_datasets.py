@@ -42,8 +42,12 @@ def test_a_concurrent_commit_is_explained_and_other_errors_pass(
     with pytest.raises(DatasetError) as error:
         table.save(frame)
     message = str(error.value)
-    assert "Another run committed a new version of the Delta table" in message
-    assert "DELTA_CONCURRENT_APPEND" in message and "rerunning is safe" in message
+    # One line, with the version the other run committed (here the plain
+    # write's, version 0), and no chained Spark stack.
+    assert message.startswith("Another run committed version 0 (at 20")
+    assert "Delta table at" in message and "rerunning is safe" in message
+    assert "DELTA_CONCURRENT_APPEND.WITHOUT_HINT" in message
+    assert "\n" not in message and error.value.__cause__ is None
 
     def other(self, data):
         raise RuntimeError("disk full")

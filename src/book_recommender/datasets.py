@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlflow
+from delta.tables import DeltaTable
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.spark import SparkDatasetV2
 from mlflow.exceptions import MlflowException
@@ -134,7 +135,23 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
 
 class DeltaTableDataset(SparkDatasetV2):
     """A Delta table written by Spark (``SparkDatasetV2``, ``file_format: delta``)
-    that says plainly when another writer committed first."""
+    that says plainly, in one line, when another writer committed first."""
+
+    def _latest_commit(self, data: Any) -> str:
+        """The table's latest version and when it was committed (the other
+        run's), as far as the table can tell."""
+        try:
+            latest = (
+                DeltaTable.forPath(data.sparkSession, self._spark_path)
+                .history(1)
+                .select("version", "timestamp")
+                .first()
+            )
+        except Exception:  # noqa: BLE001 - the explanation must not fail too
+            return "a new version"
+        return (
+            f"version {latest['version']} (at {latest['timestamp']:%Y-%m-%d %H:%M:%S})"
+        )
 
     def _save(self, data: Any) -> None:
         try:
@@ -145,9 +162,12 @@ class DeltaTableDataset(SparkDatasetV2):
                 and "Concurrent" not in type(error).__name__
             ):
                 raise
+            kind = str(error).split("]", 1)[0].lstrip("[").split()[0][:60]
+            # from None: the conflict is expected and this line says all of it;
+            # Spark's stack for it would bury the line.
             raise DatasetError(
-                f"Another run committed a new version of the Delta table at "
-                f"{self._filepath} while this one was writing (Delta: "
-                f"{str(error).splitlines()[0][:200]}). Nothing of this run was "
-                "written and the other run's version is complete; rerunning is safe."
-            ) from error
+                f"Another run committed {self._latest_commit(data)} of the Delta "
+                f"table at {self._filepath} while this one was writing ({kind}). "
+                "Nothing of this run was written and the other run's version is "
+                "complete; rerunning is safe."
+            ) from None
