@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +61,41 @@ def test_a_live_holder_is_named_and_a_gone_one_is_replaced(tmp_path, sleeper):
     assert acquire(tmp_path, "again") == lock  # the holder may take it again
     release(lock)
     assert not lock.exists()
+
+
+def _contend(folder: str, start: float, results) -> None:
+    while time.time() < start:  # every process tries at the same moment
+        pass
+    try:
+        acquire(Path(folder), "kedro run")
+        results.put(("won", os.getpid()))
+        time.sleep(1)  # alive while the others look: not a stale lock
+    except RunLockedError as error:
+        results.put(("refused", str(error)))
+
+
+def test_of_processes_taking_the_lock_at_once_exactly_one_wins(tmp_path):
+    """The timing-dependent part, repeated: four processes at the same instant,
+    ten rounds; each round one holds the lock and the others name it."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(10):
+        folder = tmp_path / str(round_)
+        results = context.Queue()
+        start = time.time() + 0.3
+        workers = [
+            context.Process(target=_contend, args=(str(folder), start, results))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=30) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        winners = [pid for kind, pid in outcomes if kind == "won"]
+        assert len(winners) == 1, outcomes
+        assert all(
+            f"pid {winners[0]} on" in text for kind, text in outcomes if kind != "won"
+        )
 
 
 def test_another_hosts_lock_is_never_taken_over(tmp_path):
