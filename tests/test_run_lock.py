@@ -76,9 +76,9 @@ def _contend(folder: str, start: float, results) -> None:
 
 def test_of_processes_taking_the_lock_at_once_exactly_one_wins(tmp_path):
     """The timing-dependent part, repeated: four processes at the same instant,
-    ten rounds; each round one holds the lock and the others name it."""
+    five rounds; each round one holds the lock and the others name it."""
     context = multiprocessing.get_context("fork")
-    for round_ in range(10):
+    for round_ in range(5):
         folder = tmp_path / str(round_)
         results = context.Queue()
         start = time.time() + 0.3
