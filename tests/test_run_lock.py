@@ -124,11 +124,11 @@ def _assert_refused_before_any_node(output: str, returncode: int) -> None:
 
 
 @pytest.mark.e2e
-def test_two_runs_started_together_leave_the_tables_of_one(tmp_path, sleeper):
+def test_two_runs_started_together_leave_the_tables_of_one(tmp_path):
     """On a fresh project (no mlflow.db yet) two `kedro run`s start at once:
     one refuses before its first node, naming the other, or they ran one after
     the other; either way every model-input table holds exactly one run's
-    rows. Then a run finding the lock held by a live process refuses."""
+    rows, and the lock is gone. (A live holder's refusal: the tests above.)"""
     project = tmp_path / "project"
     project.mkdir()
     copy_project(project)
@@ -153,11 +153,3 @@ def test_two_runs_started_together_leave_the_tables_of_one(tmp_path, sleeper):
         assert tables[name][ROW_ID].is_unique, name
     assert len(tables["indexed_users"]) > 0 and len(tables["indexed_items"]) > 0
     assert not (project / "data" / LOCK_NAME).exists()
-
-    (project / "data" / LOCK_NAME).write_text(json.dumps(_holder(sleeper)))
-    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
-    late = _kedro_run(project, "data_processing")
-    output, _ = late.communicate(timeout=300)
-    _assert_refused_before_any_node(output, late.returncode)
-    assert f"pid {sleeper}" in output
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
