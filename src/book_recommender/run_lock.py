@@ -129,11 +129,10 @@ def schema_lock(tracking_uri: str) -> Iterator[None]:
     """Holds an exclusive ``flock`` beside a ``sqlite:///`` database while the
     block runs (e.g. the first connection, which creates the schema); any
     other URI runs the block as it is."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    database = _sqlite_file(tracking_uri)
+    if database is None:
         yield
         return
-    database = Path(tracking_uri.removeprefix(prefix))
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{database}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

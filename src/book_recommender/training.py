@@ -538,26 +538,24 @@ def evaluate_many(
     """``evaluate`` for each of ``models``; item-based ones are ranked in one
     pass (``ranking.top_k_served_many``) and their metrics aggregated in one
     job, as a shared-fit group is tuned; any other model alone."""
-    item_based = [m for m in models if not isinstance(m.model, ALSModel)]
-    ranked = dict(
-        zip(
-            (id(m) for m in item_based),
-            _ranking_metrics([m.model for m in item_based], data, target, evaluation)
-            if item_based
-            else [],
+    results: list[dict[str, float] | None] = [None] * len(models)
+    item_based = [i for i, m in enumerate(models) if not isinstance(m.model, ALSModel)]
+    if item_based:
+        together = [models[i].model for i in item_based]
+        for i, metrics in zip(
+            item_based,
+            _ranking_metrics(together, data, target, evaluation),
             strict=True,
-        )
-    )
-    results = []
-    for fitted in models:
-        if id(fitted) in ranked:
-            results.append(ranked[id(fitted)])
+        ):
+            results[i] = metrics
+    for i, fitted in enumerate(models):
+        if results[i] is not None:
             continue
         metrics = _ranking_metrics([fitted.model], data, target, evaluation)[0]
         if fitted.spec.family == "rating":
             predictions = fitted.predict(known_pairs(target, data.ratings))
             metrics.update(regression_metrics(predictions, data.rating_col))
-        results.append(metrics)
+        results[i] = metrics
     return results
 
 
