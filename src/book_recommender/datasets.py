@@ -14,7 +14,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from book_recommender import aliases
+from book_recommender.errors import ProjectError
 from book_recommender.serving import Bundle, Recommender
+
+
+class RegistryError(ProjectError, DatasetError):
+    """The registry has no recommender where scoring was told to look."""
+
+
+class ConcurrentCommitError(ProjectError, DatasetError):
+    """Another run committed the Delta table first."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,7 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
                 else "no version of it is registered (run the data_science "
                 "pipeline first)"
             )
-            raise DatasetError(
+            raise RegistryError(
                 f"Registered model '{self._model_name}' has no {self._asked} in the "
                 f"registry at {mlflow.get_registry_uri()}: {existing}. Choose with "
                 "`kedro run --pipeline scoring --params scoring.model_alias=<alias>` "
@@ -98,7 +107,7 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
         entry = self._version_entry(client)
         where = f"'{self._model_name}' version {entry.version} ({self._asked})"
         if "role" not in entry.tags:
-            raise DatasetError(
+            raise RegistryError(
                 f"{where} has no 'role' tag: its registration did not finish (the "
                 "run was interrupted). Score another version, or retrain."
             )
@@ -108,7 +117,7 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
         except MlflowException:
             python_model = None
         if not isinstance(python_model, Recommender):
-            raise DatasetError(
+            raise RegistryError(
                 f"{where} is a '{entry.tags['role']}' model, not a recommender "
                 "registered by this version of the project (serving.Recommender). "
                 "Score the recommender champion's alias, or retrain."
@@ -126,7 +135,7 @@ class RegisteredRecommenderDataset(AbstractDataset[dict, RegisteredRecommender])
         (scoring after registration) and checks that training registered the
         model scoring reads."""
         if data["model_name"] != self._model_name:
-            raise DatasetError(
+            raise RegistryError(
                 f"Training registered '{data['model_name']}' (registry.model_name) "
                 f"but scoring reads '{self._model_name}' (the catalog's "
                 "champion_recommender.model_name): make them the same."
@@ -165,7 +174,7 @@ class DeltaTableDataset(SparkDatasetV2):
             kind = str(error).split("]", 1)[0].lstrip("[").split()[0][:60]
             # from None: the conflict is expected and this line says all of it;
             # Spark's stack for it would bury the line.
-            raise DatasetError(
+            raise ConcurrentCommitError(
                 f"Another run committed {self._latest_commit(data)} of the Delta "
                 f"table at {self._filepath} while this one was writing ({kind}). "
                 "Nothing of this run was written and the other run's version is "

@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from book_recommender.errors import ProjectError
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ProjectError, RuntimeError):
     """A file could not be downloaded; the message says what to do instead."""
 
 

@@ -21,6 +21,7 @@ from kedro.pipeline import Node
 from mlflow.tracking import MlflowClient
 
 from book_recommender import aliases
+from book_recommender.errors import install_excepthook
 from book_recommender.params import check_parameters
 from book_recommender.run_lock import (
     acquire,
@@ -43,7 +44,9 @@ class ParameterCheckHooks:
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
         """Checks the typed settings (base, the environment, ``--params``) before
-        Spark starts or any node reads data."""
+        Spark starts or any node reads data. From here on, ``kedro`` prints
+        the project's own errors as their message (``errors``)."""
+        install_excepthook()
         check_parameters(context.params, context.env)
 
 

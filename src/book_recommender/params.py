@@ -19,10 +19,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from book_recommender.errors import ProjectError
+
 PARAMS_FILE = "parameters_data_science.yml"
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(ProjectError, ValueError):
     """A setting has a value the pipelines cannot use."""
 
 

@@ -34,16 +34,18 @@ from urllib.parse import urlparse
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from book_recommender.errors import ProjectError
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".kedro-run.lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(ProjectError, RuntimeError):
     """Another live process is running the pipeline on the same data root."""
 
 
-class ProjectCopiedError(RuntimeError):
+class ProjectCopiedError(ProjectError, RuntimeError):
     """The project's MLflow database stores its artifacts in another folder."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from delta import configure_spark_with_delta_pip
 from pyspark.sql import SparkSession
 
+from book_recommender.errors import ProjectError
+
 logger = logging.getLogger(__name__)
 
 MIN_JAVA = 17
@@ -23,7 +25,7 @@ LOG_LEVEL_KEY = "book_recommender.log_level"
 CHECKPOINT_DIR_KEY = "spark.checkpoint.dir"
 
 
-class JavaNotFoundError(RuntimeError):
+class JavaNotFoundError(ProjectError, RuntimeError):
     """Java is missing or too old for Spark."""
 
 

@@ -23,6 +23,7 @@ from book_recommender.download import (
     download_file,
     file_digest,
 )
+from book_recommender.errors import ProjectError
 from book_recommender.item_based import SIDE, side_information
 from book_recommender.params import DataProcessingParams, FileCheck, parse
 
@@ -33,7 +34,7 @@ COLUMNS_FILE = "conf/base/parameters.yml"
 _REASON = "_drop_reason"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(ProjectError, ValueError):
     """Input data or configuration does not match what the pipeline needs."""
 
 
