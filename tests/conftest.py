@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.framework.project import configure_project, settings
 from kedro.framework.startup import bootstrap_project
 
+from book_recommender.columns import ROW_ID
+from book_recommender.run_lock import LOCK_NAME
 from book_recommender.spark_session import build_spark_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +92,53 @@ def project_copy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bootstrap_project(tmp_path)
     return tmp_path
+
+
+MODEL_INPUTS = (
+    "indexed_items",
+    "indexed_users",
+    "ratings",
+    "test_ratings",
+    "train_ratings",
+)
+
+
+def start_kedro_run(project: Path, *args: str) -> subprocess.Popen:
+    """`kedro run [args]` in its own process, output and errors together."""
+    return subprocess.Popen(  # noqa: S603
+        [str(Path(sys.executable).with_name("kedro")), "run", *args],
+        cwd=project,
+        env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def assert_refused_before_any_node(output: str, returncode: int) -> None:
+    """The run refused at start-up with the lock's message alone."""
+    assert returncode != 0
+    assert "Another run is writing" in output, output[-3000:]
+    assert "Running node" not in output
+    assert "Traceback" not in output, output[-3000:]
+    for raw in ("OperationalError", "FAILED_READ_FILE", "UNABLE_TO_INFER_SCHEMA"):
+        assert raw not in output
+
+
+def assert_tables_of_one_run(project: Path) -> None:
+    """Every model-input table holds exactly the rows one run wrote (as its
+    data_statistics.json counts them), ids unique; the run lock is gone."""
+    folder = project / "data" / "05_model_input"
+    statistics = json.loads(
+        (project / "data" / "08_reporting" / "data_statistics.json").read_text()
+    )
+    tables = {
+        name: pd.read_parquet(folder / f"{name}.parquet") for name in MODEL_INPUTS
+    }
+    assert len(tables["test_ratings"]) == statistics["split"]["test_rows"]
+    assert len(tables["train_ratings"]) == statistics["split"]["train_rows"]
+    assert len(tables["ratings"]) == statistics["model_input"]["interactions"]
+    for name in ("ratings", "test_ratings", "train_ratings"):
+        assert tables[name][ROW_ID].is_unique, name
+    assert len(tables["indexed_users"]) > 0 and len(tables["indexed_items"]) > 0
+    assert not (project / "data" / LOCK_NAME).exists()

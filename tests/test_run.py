@@ -29,8 +29,13 @@ from nbclient import NotebookClient
 
 from book_recommender.params import ConfigurationError
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
-from book_recommender.run_lock import ProjectCopiedError
-from tests.conftest import copy_project
+from book_recommender.run_lock import ProjectCopiedError, RunLockedError
+from tests.conftest import (
+    assert_refused_before_any_node,
+    assert_tables_of_one_run,
+    copy_project,
+    start_kedro_run,
+)
 
 EXPERIMENT = "aisample-recommendation"
 MODEL = f"{EXPERIMENT}-alsmodel"
@@ -64,14 +69,27 @@ def _parents_and_children(client):
     return parents, children
 
 
+# What the `kedro run` started beside the trained fixture's own did.
+RIVAL: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
 def trained(spark, tmp_path_factory):
-    """A scratch copy of the project after one plain `kedro run` (the default pipeline)."""
+    """A scratch copy of the project after one plain `kedro run` (the default
+    pipeline), with a second full `kedro run` of the fresh project (no
+    mlflow.db yet) started in its own process at the same moment (``RIVAL``)."""
     project = copy_project(tmp_path_factory.mktemp("project"))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)
         bootstrap_project(project)
-        _run(project)
+        rival = start_kedro_run(project)
+        try:
+            _run(project)
+            RIVAL["refused_here"] = None
+        except RunLockedError as error:  # the rival won: it trains the project
+            RIVAL["refused_here"] = str(error)
+        RIVAL["output"] = rival.communicate(timeout=1200)[0]
+        RIVAL["returncode"] = rival.returncode
         tracking_uri = f"sqlite:///{project / 'mlflow.db'}"
         mlflow.set_tracking_uri(tracking_uri)
         yield project, MlflowClient(tracking_uri=tracking_uri)
@@ -85,6 +103,30 @@ def _read_delta(spark, path, version=None):
 
 
 @pytest.mark.e2e
+def test_two_full_runs_started_together_leave_one_runs_tables_and_champion(
+    spark, trained
+):
+    """Of two `kedro run`s started at once on a fresh project, one refused
+    before its first node naming the other's pid; the tables are one run's,
+    one run is in MLflow, and the alias names the version the Delta table
+    holds."""
+    project, client = trained
+    if RIVAL["refused_here"] is None:
+        assert_refused_before_any_node(RIVAL["output"], RIVAL["returncode"])
+        assert f"pid {os.getpid()} on" in RIVAL["output"]
+    else:
+        assert RIVAL["returncode"] == 0, RIVAL["output"][-3000:]
+        assert "Another run is writing" in RIVAL["refused_here"]
+    assert_tables_of_one_run(project)
+    parents, _ = _parents_and_children(client)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.run_id == parents[0].info.run_id
+    table = _read_delta(spark, project / "data/07_model_output/user_recommendations")
+    versions = [r[0] for r in table.select("model_version").distinct().collect()]
+    assert versions == [int(champion.version)]
+
+
 def test_scoring_writes_k_unseen_books_per_user_to_delta(spark, trained):
     project, _ = trained
     table = project / "data/07_model_output/user_recommendations"

@@ -7,23 +7,17 @@ import multiprocessing
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from book_recommender.columns import ROW_ID
 from book_recommender.run_lock import LOCK_NAME, RunLockedError, acquire, release
-from tests.conftest import copy_project
-
-MODEL_INPUTS = (
-    "indexed_items",
-    "indexed_users",
-    "ratings",
-    "test_ratings",
-    "train_ratings",
+from tests.conftest import (
+    assert_refused_before_any_node,
+    assert_tables_of_one_run,
+    copy_project,
+    start_kedro_run,
 )
 
 
@@ -104,25 +98,6 @@ def test_another_hosts_lock_is_never_taken_over(tmp_path):
         acquire(tmp_path, "kedro run")
 
 
-def _kedro_run(project: Path, pipeline: str) -> subprocess.Popen:
-    return subprocess.Popen(  # noqa: S603
-        [str(Path(sys.executable).with_name("kedro")), "run", "--pipeline", pipeline],
-        cwd=project,
-        env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _assert_refused_before_any_node(output: str, returncode: int) -> None:
-    assert returncode != 0
-    assert "Another run is writing" in output, output[-3000:]
-    assert "Running node" not in output
-    for raw in ("OperationalError", "FAILED_READ_FILE", "UNABLE_TO_INFER_SCHEMA"):
-        assert raw not in output
-
-
 @pytest.mark.e2e
 def test_two_runs_started_together_leave_the_tables_of_one(tmp_path):
     """On a fresh project (no mlflow.db yet) two `kedro run`s start at once:
@@ -132,24 +107,11 @@ def test_two_runs_started_together_leave_the_tables_of_one(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     copy_project(project)
-    runs = [_kedro_run(project, "data_processing") for _ in range(2)]
+    runs = [start_kedro_run(project, "--pipeline", "data_processing") for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     codes = [run.returncode for run in runs]
     assert 0 in codes, outputs[0][-3000:] + outputs[1][-3000:]
     for output, code in zip(outputs, codes, strict=True):
         if code != 0:
-            _assert_refused_before_any_node(output, code)
-    folder = project / "data" / "05_model_input"
-    statistics = json.loads(
-        (project / "data" / "08_reporting" / "data_statistics.json").read_text()
-    )
-    tables = {
-        name: pd.read_parquet(folder / f"{name}.parquet") for name in MODEL_INPUTS
-    }
-    assert len(tables["test_ratings"]) == statistics["split"]["test_rows"]
-    assert len(tables["train_ratings"]) == statistics["split"]["train_rows"]
-    assert len(tables["ratings"]) == statistics["model_input"]["interactions"]
-    for name in ("ratings", "test_ratings", "train_ratings"):
-        assert tables[name][ROW_ID].is_unique, name
-    assert len(tables["indexed_users"]) > 0 and len(tables["indexed_items"]) > 0
-    assert not (project / "data" / LOCK_NAME).exists()
+            assert_refused_before_any_node(output, code)
+    assert_tables_of_one_run(project)
