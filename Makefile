@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY ?= 1
 
-.PHONY: demo test install install-test install-bench bench-quality bench-scale bench-serving
+.PHONY: demo test jupyter install install-test install-notebook install-bench bench-quality bench-scale bench-serving
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ install-test: $(BIN)/python
 
 demo: install
 	$(BIN)/kedro run
+
+install-notebook: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+
+# JupyterLab with the project's kernel (catalog, context, session, pipelines loaded).
+jupyter: install-notebook
+	$(BIN)/kedro jupyter lab
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
