@@ -253,7 +253,7 @@ def _champion_factors(project: Path, size: str):
     import mlflow  # noqa: PLC0415
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/bench-{size}-alsmodel@champion")
+    model = mlflow.pyfunc.load_model(f"models:/bench-{size}-recommender@champion")
     bundle = model.unwrap_python_model().bundle
     rows = bundle.users["factor_row"].to_numpy(np.int64)
     warm = rows >= 0

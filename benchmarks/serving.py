@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from common import PROJECT, machine, markdown_table, write_results
 
-MODEL = "aisample-recommendation-alsmodel"
+MODEL = "aisample-recommendation-recommender"
 LOAD = """
 import sys, time
 started = time.perf_counter()

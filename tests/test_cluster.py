@@ -24,7 +24,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import copy_project
 
 BIN = Path(sys.executable).parent
-MODEL = "aisample-recommendation-alsmodel"
+MODEL = "aisample-recommendation-recommender"
+RATING_MODEL = "aisample-recommendation-rating"
 
 
 def _free_port() -> int:
@@ -170,7 +171,11 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
         "als.rating.rank=4,als.rating.reg_param=1,item_based.knn.similarity=bm25,"
         "item_based.knn.neighbours=50,item_based.ease.l2=250,"
         # The author term only (the plain families are the 0 of these grids).
-        "item_based.knn.side_weight=3,item_based.ease.beta=10",
+        "item_based.knn.side_weight=3,item_based.ease.beta=10,"
+        # The smallest data that still trains every family: the first users'
+        # 8,000 interactions (the whole raw files are still read and checked).
+        "data_processing.preparation.is_sample=true,"
+        "data_processing.preparation.sample_rows=8000",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
@@ -196,6 +201,26 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     )
     kinds = {c.data.params["model_kind"] for c in candidates}
     assert {"knn", "ease", "implicit"} <= kinds
+    # What the MLflow UI shows, read through the server's REST API: one
+    # registered model per kind, each described; each version linked from its
+    # logged model, which carries its own champion's metrics only; nested runs
+    # last at least the fit they logged.
+    rating = client.get_model_version_by_alias(RATING_MODEL, "champion")
+    own = {MODEL: "champion.", RATING_MODEL: "rating_champion."}
+    for name, version in ((MODEL, champion), (RATING_MODEL, rating)):
+        assert client.get_registered_model(name).description
+        logged = client.get_logged_model(version.source.removeprefix("models:/"))
+        links = json.loads(logged.tags["mlflow.modelVersions"])
+        assert (name, str(version.version)) in {
+            (link["name"], str(link["version"])) for link in links
+        }
+        keys = {metric.key for metric in logged.metrics}
+        assert keys and all(key.startswith(own[name]) for key in keys), keys
+    refitted = [c for c in candidates if "fit_seconds" in c.data.metrics]
+    assert refitted
+    for candidate in refitted:
+        duration = (candidate.info.end_time - candidate.info.start_time) / 1000
+        assert duration >= candidate.data.metrics["fit_seconds"], candidate.info
 
     # The Delta table: k books for every user, scored by that model version.
     table = DeltaTable(str(project / "data/07_model_output/user_recommendations"))

@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 from deltalake import DeltaTable
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import configure_project, settings
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.models import get_model_info
@@ -39,7 +41,8 @@ from tests.conftest import (
 )
 
 EXPERIMENT = "aisample-recommendation"
-MODEL = f"{EXPERIMENT}-alsmodel"
+MODEL = f"{EXPERIMENT}-recommender"
+RATING_MODEL = f"{EXPERIMENT}-rating"
 RANKING_METRICS = {
     "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "cold_user_share",
     "warm.ndcg_at_10", "warm.precision_at_10", "validation_ndcg_at_10",
@@ -70,8 +73,18 @@ def _parents_and_children(client):
     return parents, children
 
 
-# What the `kedro run` started beside the trained fixture's own did.
+# What the `kedro run` started beside the trained fixture's own did, and the
+# summary the fixture's own run ended with.
 RIVAL: dict[str, object] = {}
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +97,18 @@ def trained(spark, tmp_path_factory):
         patch.chdir(project)
         bootstrap_project(project)
         rival = start_kedro_run(project)
+        said = _Records()
+        logging.getLogger("book_recommender.hooks").addHandler(said)
         try:
             _run(project)
             RIVAL["refused_here"] = None
         except RunLockedError as error:  # the rival won: it trains the project
             RIVAL["refused_here"] = str(error)
+        finally:
+            logging.getLogger("book_recommender.hooks").removeHandler(said)
+        RIVAL["summary"] = [
+            m for m in said.messages if m.startswith("The run finished")
+        ]
         RIVAL["output"] = rival.communicate(timeout=1200)[0]
         RIVAL["returncode"] = rival.returncode
         tracking_uri = f"sqlite:///{project / 'mlflow.db'}"
@@ -126,6 +146,29 @@ def test_two_full_runs_started_together_leave_one_runs_tables_and_champion(
     table = _read_delta(spark, project / "data/07_model_output/user_recommendations")
     versions = [r[0] for r in table.select("model_version").distinct().collect()]
     assert versions == [int(champion.version)]
+
+
+def test_a_run_ends_with_its_summary(spark, trained):
+    """The champions against their baselines, as champions.json has them, the
+    Delta table's rows, and where to look next."""
+    project, _ = trained
+    if RIVAL["refused_here"] is not None:
+        pytest.skip("the rival process trained the project: its output is elsewhere")
+    (summary,) = RIVAL["summary"]
+    champions = json.loads((project / "data/08_reporting/champions.json").read_text())
+    for role, champion in champions.items():
+        metric = champion["selected_by"].removeprefix("validation_")
+        verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
+        assert (
+            f"{role} champion: {champion['name']}, test {metric} "
+            f"{champion['test_metrics'][metric]:.4f}, {verdict} {champion['baseline']} "
+            f"({champion['baseline_test_metrics'][metric]:.4f})"
+        ) in summary
+    rows = _read_delta(
+        spark, project / "data/07_model_output/user_recommendations"
+    ).count()
+    assert f"{rows:,} rows in the Delta table" in summary
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in summary
 
 
 def test_scoring_writes_k_unseen_books_per_user_to_delta(spark, trained):
@@ -181,15 +224,23 @@ def test_scoring_an_unknown_alias_or_version_names_what_exists(
         _run(project, "scoring", {"scoring": override})
     message = str(error.value)
     assert f"'{MODEL}' has no {asked}" in message
-    assert "versions [1, 2]" in message and "champion" in message
+    assert "versions [1]" in message and "champion" in message
 
 
 @pytest.mark.e2e
 def test_scoring_refuses_a_version_that_is_not_a_recommender(trained):
-    project, _ = trained
-    with pytest.raises(Exception) as error:
-        _run(project, "scoring", {"scoring": {"model_alias": "rating"}})
-    assert "is a 'rating' model, not a recommender" in str(error.value)
+    """The rating champion registered by hand under the recommender's name."""
+    project, client = trained
+    rating = client.get_model_version_by_alias(RATING_MODEL, "champion")
+    stray = client.create_model_version(
+        MODEL, rating.source, rating.run_id, tags={"role": "rating"}
+    )
+    try:
+        with pytest.raises(Exception) as error:
+            _run(project, "scoring", {"scoring": {"model_version": int(stray.version)}})
+        assert "is a 'rating' model, not a recommender" in str(error.value)
+    finally:
+        client.delete_model_version(MODEL, stray.version)
 
 
 FIGURES = [
@@ -539,9 +590,10 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _aliases(client) -> dict[str, str]:
+    """The version each registered model's `champion` names."""
     return {
-        alias: client.get_model_version_by_alias(MODEL, alias).version
-        for alias in ("champion", "rating")
+        name: client.get_model_version_by_alias(name, "champion").version
+        for name in (MODEL, RATING_MODEL)
     }
 
 
@@ -639,6 +691,14 @@ def test_degenerate_ratings_fail_before_the_model_inputs_are_replaced(
     assert _snapshot(project / MODEL_INPUT) == inputs
 
 
+def _parameters(project: Path) -> dict:
+    """The parameters the project's runs had: conf/base with conf/test over it."""
+    configure_project("book_recommender")
+    return OmegaConfigLoader(
+        str(project / "conf"), env="test", **settings.CONFIG_LOADER_ARGS
+    )["parameters"]
+
+
 def _candidate_count(params: dict) -> int:
     ranking, rating = params["als"]["ranking"], params["als"]["rating"]
     knn, ease = params["item_based"]["knn"], params["item_based"]["ease"]
@@ -676,6 +736,9 @@ def _check_candidate_runs(subruns, parent, params: dict, reference: str) -> None
             continue
         assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
         assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
+        # The run spans its refit and test, as the MLflow UI's duration shows.
+        seconds = (run.info.end_time - run.info.start_time) / 1000
+        assert seconds >= run.data.metrics["fit_seconds"], run.info.run_name
         if run.data.params["model_kind"] in ("knn", "ease"):
             # Item-based: the weights live in the registered bundle, sized here.
             assert run.data.metrics["model_bytes"] > 0, run.info.run_name
@@ -725,9 +788,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
 ):
     """Runs last: it registers further versions."""
     project_copy, client = trained
-    params = yaml.safe_load(
-        (project_copy / "conf/base/parameters_data_science.yml").read_text()
-    )
+    params = _parameters(project_copy)
 
     parents, children = _parents_and_children(client)
     parent = parents[0]
@@ -742,6 +803,9 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
 
     metrics = parent.data.metrics
     assert {"data.users", "data.sparsity", "bias_baseline.rmse"} <= set(metrics)
+    # Kedro's run parameters as tags, without object reprs or a second "run id".
+    assert parent.data.tags["runner"] == "SequentialRunner"
+    assert "run_id" not in parent.data.tags and "kedro.session_id" in parent.data.tags
     # The recommender champion: chosen on validation NDCG, at least 3x the
     # bestseller list on test, and says so.
     champion = client.get_model_version_by_alias(MODEL, "champion")
@@ -752,7 +816,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     assert champion.tags["beats_baseline.ndcg_at_10"] == "true"
     assert parent.data.tags["champion.beats_baseline.ndcg_at_10"] == "true"
     # The rating champion: no worse than the bias baseline on test RMSE.
-    rating = client.get_model_version_by_alias(MODEL, "rating")
+    rating = client.get_model_version_by_alias(RATING_MODEL, "champion")
     assert rating.tags["role"] == "rating" and rating.tags["prediction_clip"] == "1,10"
     assert metrics["rating_champion.rmse"] <= metrics["bias_baseline.rmse"]
     assert parent.data.tags["rating_champion.kind"] in {"biased", "bias"}
@@ -788,16 +852,12 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     assert champion.run_id == cv_run.info.run_id
 
     # A run that fails half-way is marked FAILED and leaves both aliases.
-    before = {
-        alias: client.get_model_version_by_alias(MODEL, alias).version
-        for alias in ("champion", "rating")
-    }
+    before = _aliases(client)
     with pytest.raises(Exception, match="nope"):
         _run(project_copy, "data_science", {"columns": {"rating": "nope"}})
     parents, _ = _parents_and_children(client)
     assert parents[-1].info.status == "FAILED"
-    for alias, version in before.items():
-        assert client.get_model_version_by_alias(MODEL, alias).version == version
+    assert _aliases(client) == before
 
 
 @pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""The Java check that runs before Spark starts."""
+"""The Java check that runs before Spark starts, and the quiet JVM console."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from book_recommender import spark_session
 from book_recommender.spark_session import (
     JavaNotFoundError,
     check_java,
+    jvm_noise,
     parse_java_major,
 )
 
@@ -56,3 +57,30 @@ def test_session_has_delta_and_a_checkpoint_dir(spark, tmp_path):
     path = str(tmp_path / "delta")
     spark.range(3).write.format("delta").save(path)
     assert spark.read.format("delta").load(path).count() == 3
+
+
+def test_the_jvm_start_up_noise_is_dropped_and_spark_warnings_pass():
+    noise = [
+        ":: loading settings :: url = jar:file:/x/ivy-2.5.3.jar!/ivysettings.xml",
+        "Ivy Default Cache set to: /root/.ivy2.5.2/cache",
+        "io.delta#delta-spark_4.2_2.13 added as a dependency",
+        "\tconfs: [default]",
+        "\tfound io.delta#delta-storage;4.4.0 in central",
+        "\t|      default     |   37  |   0   |   0   |   4   ||   33  |   0   |",
+        "\t---------------------------------------------------------------------",
+        "\torg.slf4j#slf4j-api;2.0.13 from central in [default]",
+        "\torg.slf4j#slf4j-api;1.7.36 by [org.slf4j#slf4j-api;2.0.13] in [default]",
+        "\t0 artifacts copied, 33 already retrieved (0kB/7ms)",
+        "WARNING: Using incubator modules: jdk.incubator.vector",
+        "Using Spark's default log4j profile: org/apache/spark/log4j2-defaults.properties",
+        "26/12/03 15:00:35 WARN Utils: Your hostname, vm, resolves to a loopback address",
+        "26/12/03 15:00:36 WARN NativeCodeLoader: Unable to load native-hadoop library",
+    ]
+    kept = [
+        "26/12/03 15:01:02 WARN TaskSetManager: Lost task 0.0 in stage 3.0",
+        "26/12/03 15:01:02 ERROR Executor: Exception in task 0.0 in stage 3.0",
+        "java.lang.OutOfMemoryError: Java heap space",
+        "\tat org.apache.spark.rdd.RDD.iterator(RDD.scala:1)",
+    ]
+    assert [line for line in noise if not jvm_noise(line + "\n")] == []
+    assert [line for line in kept if jvm_noise(line + "\n")] == []

@@ -6,6 +6,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -115,12 +116,27 @@ def _in_tracking_store(frame: Any) -> bool:
     return False
 
 
+def _tidy_run_param_tags(run: Any, run_params: dict) -> None:
+    """kedro-mlflow tags the run with Kedro's run parameters as they are: the
+    runner as an object repr (or "None": Kedro's default, SequentialRunner)
+    and the session id as ``run_id``, which reads as MLflow's. The runner
+    becomes its class name, the id ``kedro.session_id``."""
+    tags = mlflow.get_run(run.info.run_id).data.tags
+    if "runner" in tags:
+        name = re.sub(r"^<?([\w.]+\.)?(\w+).*$", r"\2", tags["runner"])
+        mlflow.set_tag("runner", "SequentialRunner" if name == "None" else name)
+    if "run_id" in tags and tags["run_id"] == run_params.get("run_id"):
+        mlflow.delete_tag("run_id")
+        mlflow.set_tag("kedro.session_id", run_params["run_id"])
+
+
 class MlflowRunHooks:
     """The MLflow run tells the truth about the process behind it.
 
     kedro-mlflow starts the run (its hook is called first); this names it after
-    its pipelines and environment (instead of ``__default__``), opens the
-    experiment in the MLflow UI's model-training view rather than the GenAI one,
+    its pipelines and environment (instead of ``__default__``), tags the
+    experiment as model development (MLflow 3.17's UI still opens its GenAI
+    view: the README links the runs view), tidies the run-parameter tags,
     records the process (host, pid), marks KILLED the runs a killed process left
     RUNNING, and ends the run KILLED on Ctrl-C or SIGTERM (MLflow would
     otherwise end it FINISHED at exit).
@@ -141,6 +157,7 @@ class MlflowRunHooks:
                 "mlflow.runName", f"{' + '.join(names)}, env {_env(run_params)}"
             )
         mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
+        _tidy_run_param_tags(run, run_params)
         experiment = mlflow.get_experiment(run.info.experiment_id)
         if EXPERIMENT_KIND not in experiment.tags:
             mlflow.set_experiment_tag(EXPERIMENT_KIND, "custom_model_development")
@@ -294,3 +311,58 @@ class NodeTimingHooks:
                 "dataset": dataset_name,
             }
         )
+
+
+def run_summary(
+    champions: dict[str, Any] | None,
+    table: str | None,
+    rows: int | None,
+    tracking_uri: str,
+    mlflow_run: str | None = None,
+) -> str:
+    """What a run produced, in a few lines: each champion's test metric against
+    its baseline's, the Delta table and its rows, and where to look next."""
+    lines = ["The run finished."]
+    if mlflow_run:
+        lines.append(f"  MLflow run: {mlflow_run}")
+    for role, champion in (champions or {}).items():
+        metric = champion["selected_by"].removeprefix("validation_")
+        mine = champion["test_metrics"][metric]
+        theirs = champion["baseline_test_metrics"][metric]
+        verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
+        lines.append(
+            f"  {role} champion: {champion['name']}, test {metric} {mine:.4f}, "
+            f"{verdict} {champion['baseline']} ({theirs:.4f})"
+        )
+    if table is not None:
+        lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")
+    lines += [
+        "  look further: kedro viz run | "
+        f"mlflow ui --backend-store-uri {tracking_uri} | data/08_reporting/",
+    ]
+    return "\n".join(lines)
+
+
+class RunSummaryHooks:
+    """Ends a successful run with its summary (``run_summary``)."""
+
+    def __init__(self) -> None:
+        self._tracking_uri = ""
+
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
+        self._tracking_uri = str(uri).replace(f"{Path.cwd().as_posix()}/", "")
+
+    @hook_impl
+    def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        outputs = pipeline.all_outputs()
+        champions = catalog.load("champions") if "champions" in outputs else None
+        table = rows = None
+        if "user_recommendations" in outputs:
+            dataset = catalog["user_recommendations"]
+            table = str(getattr(dataset, "_filepath", "user_recommendations"))
+            rows = catalog.load("user_recommendations").count()
+        run = mlflow.last_active_run()
+        name = f"'{run.info.run_name}' ({run.info.run_id})" if run else None
+        logger.info(run_summary(champions, table, rows, self._tracking_uri, name))

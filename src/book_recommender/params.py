@@ -169,8 +169,9 @@ class EvaluationParams(_Strict):
 
 
 class RegistryParams(_Strict):
-    model_name: str = Field(min_length=1)
+    model_name: str = Field(min_length=1)  # the recommender champions' model
     alias: str = Field(min_length=1)  # the recommender champion; scoring uses it
+    rating_model_name: str = Field(min_length=1)  # the rating champions' model
     rating_alias: str = Field(min_length=1)  # the rating champion
 
 

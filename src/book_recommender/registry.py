@@ -8,38 +8,22 @@ version with its tags and description in one call.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 import scipy
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.models import ModelSignature
-from mlflow.models.model import ModelInfo
-from mlflow.tracking import MlflowClient
-from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-import book_recommender
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.item_based import ItemBasedModel
 from book_recommender.models import popularity_scores
 from book_recommender.ranking import item_table
 from book_recommender.serving import (
-    COLD_START,
-    K_COLUMN,
-    KNOWN,
-    PREDICTION,
-    RANK,
-    SCORE,
     Bundle,
-    RatingPredictor,
-    Recommender,
 )
 
 # What a served model imports: serving.py and topk.py (shipped as code) need no more.
@@ -139,90 +123,4 @@ def export_bundle(
             "clip": list(clip) if clip else None,
             "rank": rank,
         },
-    )
-
-
-def _signature(bundle: Bundle, role: str) -> ModelSignature:
-    user, item = bundle.columns["user_id"], bundle.columns["item_id"]
-    if role == "rating":
-        return ModelSignature(
-            inputs=Schema([ColSpec("string", user), ColSpec("string", item)]),
-            outputs=Schema(
-                [
-                    ColSpec("string", user),
-                    ColSpec("string", item),
-                    ColSpec("double", PREDICTION),
-                    ColSpec("boolean", KNOWN),
-                ]
-            ),
-        )
-    return ModelSignature(
-        inputs=Schema(
-            # k as sent (any type): the model refuses 2.5 or "5" itself, where a
-            # "long" column would have them rounded or parsed before it sees them.
-            [ColSpec("string", user), ColSpec(AnyType(), K_COLUMN, required=False)]
-        ),
-        outputs=Schema(
-            [
-                ColSpec("string", user),
-                *[ColSpec(Array("string"), c) for c in bundle.meta["item_columns"]],
-                ColSpec(Array("long"), RANK),
-                ColSpec(Array("double"), SCORE),
-                ColSpec("boolean", COLD_START),
-            ]
-        ),
-    )
-
-
-def _input_example(bundle: Bundle, role: str) -> pd.DataFrame:
-    """Two users the model knows (one with factors, if any) and, for the
-    recommender, an id it has never seen."""
-    user = bundle.columns["user_id"]
-    users = bundle.users.sort_values("factor_row", ascending=False).head(2)
-    if role == "rating":
-        seen = bundle.seen_items[bundle.seen_indptr[users.index.to_numpy()]]
-        return pd.DataFrame(
-            {
-                user: users["user"].to_numpy(),
-                bundle.columns["item_id"]: bundle.items[bundle.columns["item_id"]]
-                .iloc[seen]
-                .to_numpy(),
-            }
-        )
-    return pd.DataFrame({user: [*users["user"], "no-such-user"]})
-
-
-def log_served_model(bundle: Bundle, role: str, name: str) -> ModelInfo:
-    """Logs ``bundle`` as a pyfunc model named ``name`` to the active run."""
-    python_model = RatingPredictor() if role == "rating" else Recommender()
-    package = Path(book_recommender.__file__).parent
-    with tempfile.TemporaryDirectory() as folder:
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=python_model,
-            artifacts={"bundle": str(bundle.save(Path(folder) / "bundle"))},
-            code_paths=[str(package)],
-            signature=_signature(bundle, role),
-            input_example=_input_example(bundle, role),
-            pip_requirements=SERVING_REQUIREMENTS,
-        )
-
-
-def register(
-    logged: ModelInfo, model_name: str, tags: dict[str, str], description: str
-) -> ModelVersion:
-    """A new version of ``model_name`` with its tags and description, created
-    in one call: a version never exists without them."""
-    client = MlflowClient()
-    try:
-        client.get_registered_model(model_name)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(model_name)
-    return client.create_model_version(
-        model_name,
-        source=logged.model_uri,
-        run_id=logged.run_id,
-        tags=tags,
-        description=description,
-        model_id=logged.model_id,
     )

@@ -3,24 +3,54 @@
 See https://docs.kedro.org/en/stable/configure/configuration_basics/
 """
 
+import logging
+import os
+import warnings
 from pathlib import Path
 
-from omegaconf.resolvers import oc
+# Libraries' warnings no user of this project can act on, filtered before the
+# libraries are imported: omegaconf's deprecation of the call Kedro and
+# kedro-mlflow make, and MLflow's notes on type hints of its own model classes
+# (printed whenever mlflow.pyfunc is imported).
+for _message in (
+    r"register_new_resolver\(\) is deprecated",
+    r"Add type hints to the `predict` method",
+    r"Any type hint is inferred as AnyType",
+):
+    warnings.filterwarnings("ignore", message=rf"(?:\x1b\[[\d;]*m)?{_message}")
 
-from book_recommender.hooks import (
+from omegaconf.resolvers import oc  # noqa: E402
+
+from book_recommender.hooks import (  # noqa: E402
     AliasHooks,
     MlflowRunHooks,
     NodeTimingHooks,
     ParameterCheckHooks,
     RunLockHooks,
+    RunSummaryHooks,
     SparkHooks,
 )
+
+# MLflow, kedro-mlflow and kedro-telemetry set their loggers' levels when
+# imported (INFO, INFO and DEBUG), over conf/logging.yml. Their INFO notes
+# (database migrations, input-example checks, resolver registration) and
+# MLflow's advice to log models from code (mlflow.pyfunc) are left out of the
+# console; their warnings, and telemetry's notice that it sends data, are kept.
+_LIBRARY_LEVELS = {
+    "kedro_mlflow": logging.WARNING,
+    "kedro_telemetry": logging.INFO,
+}
+if not os.getenv("MLFLOW_LOGGING_LEVEL"):
+    _LIBRARY_LEVELS |= {"mlflow": logging.WARNING, "mlflow.pyfunc": logging.ERROR}
+for _name, _level in _LIBRARY_LEVELS.items():
+    logging.getLogger(_name).setLevel(_level)
 
 # The SparkSession is created once, by SparkHooks, before any dataset needs it.
 # Pluggy calls the hooks last registered first: settings are checked before Spark
 # starts. The parameter check and RunLockHooks are marked tryfirst: they run
 # before the plugins' hooks (kedro-mlflow's set-up), the check first.
 HOOKS = (
+    RunSummaryHooks(),
     AliasHooks(),
     SparkHooks(),
     NodeTimingHooks(),

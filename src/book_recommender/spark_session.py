@@ -8,11 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from subprocess import PIPE, STDOUT
 from typing import Any
 
 from delta import configure_spark_with_delta_pip
+from pyspark import SparkConf, SparkContext
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from book_recommender.errors import ProjectError
@@ -76,6 +80,78 @@ def check_java() -> int:
     return major
 
 
+# What the JVM prints at every start that no user can act on: Ivy's resolution
+# of the Delta jars (found ..., the report table), log4j's default-profile notes,
+# the incubator-module notice of the vector API we ask for, and the loopback and
+# native-library notes of local mode (no native BLAS: Spark uses its Java one),
+# a block cached twice by two identical plans. Anything else (Spark's WARN and ERROR
+# lines) passes. BOOK_RECOMMENDER_JVM_OUTPUT=all shows everything.
+JVM_OUTPUT_ENV = "BOOK_RECOMMENDER_JVM_OUTPUT"
+_JVM_NOISE = re.compile(
+    r"^(?:found \S+ in \S+|confs: \[|\||-{10,}|:: |\d+ artifacts copied"
+    r"|\S+ from \S+ in \[default\]|\S+ by \[\S+\] in \[default\]"
+    r"|Ivy Default Cache|The jars for the packages|\S+#\S+ added as a dependency"
+    r"|WARNING: Using incubator modules"
+    r"|Using Spark's default log4j profile|Setting default log level"
+    r"|To adjust logging level"
+    r"|.*WARN Utils: (?:Your hostname|Set SPARK_LOCAL_IP)"
+    r"|.*WARN NativeCodeLoader: Unable to load native-hadoop"
+    r"|netlib-(?:blas|lapack): JNI_OnLoad: dlopen"
+    r"|.*WARN BlockManager: Block \S+ already exists on this machine)"
+)
+
+
+def jvm_noise(line: str) -> bool:
+    """Whether a line the JVM printed is start-up noise (``_JVM_NOISE``)."""
+    return bool(_JVM_NOISE.match(line.strip()))
+
+
+def _forward(stream: Any) -> None:
+    for line in iter(stream.readline, ""):
+        if not jvm_noise(line):
+            sys.stderr.write(line)
+    stream.close()
+
+
+def _launch_quiet_jvm(builder: SparkSession.Builder) -> None:
+    """Starts the Spark JVM with its output piped through ``jvm_noise``
+    (pyspark's ``launch_gateway(popen_kwargs=...)``, meant for capturing it),
+    unless a JVM is already there or all its output is asked for."""
+    if (
+        SparkContext._gateway is not None
+        or "PYSPARK_GATEWAY_PORT" in os.environ
+        or os.getenv(JVM_OUTPUT_ENV) == "all"
+    ):
+        return
+    conf = SparkConf(loadDefaults=False)
+    for key, value in builder._options.items():  # what getOrCreate would pass
+        conf.set(key, value)
+    gateway = launch_gateway(
+        conf, popen_kwargs={"stdout": PIPE, "stderr": STDOUT, "text": True}
+    )
+    threading.Thread(
+        target=_forward, args=(gateway.proc.stdout,), name="jvm-output", daemon=True
+    ).start()
+    SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
+
+
+# Spark loggers whose WARN lines say nothing a user can act on: the candidates
+# cache frames whose plans are identical (the bias model of every rating
+# candidate), which Spark shares and notes; a long plan's string is truncated.
+QUIET_LOGGERS = (
+    "org.apache.spark.sql.execution.CacheManager",
+    "org.apache.spark.util.SparkStringUtils",
+    "org.apache.spark.sql.catalyst.util.SparkStringUtils",
+)
+
+
+def _quiet_loggers(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    for name in QUIET_LOGGERS:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
+
+
 def build_spark_session(settings: Mapping[str, Any]) -> SparkSession:
     """Creates (or returns) the SparkSession described by ``spark.yml`` settings.
 
@@ -95,8 +171,11 @@ def build_spark_session(settings: Mapping[str, Any]) -> SparkSession:
     for key, value in settings.items():
         builder = builder.config(key, value)
     extra = [p for p in settings.get("spark.jars.packages", "").split(",") if p]
-    spark = configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
+    builder = configure_spark_with_delta_pip(builder, extra_packages=extra)
+    _launch_quiet_jvm(builder)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
+    _quiet_loggers(spark)
     if checkpoint_dir:
         # ALS needs a checkpoint directory, or repeated fits overflow the stack.
         spark.sparkContext.setCheckpointDir(checkpoint_dir)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -467,6 +468,7 @@ def tune(
     one ``shared_fits`` group share their fits. Pick with ``best``."""
 
     def validate(group: list[ModelSpec]) -> list[dict[str, Any]]:
+        started = time.time()
         folds: list[list[dict[str, float]]] = [[] for _ in group]
         for data, validation in splits:
             # The group's models at once: item-based ones are ranked in one pass.
@@ -475,7 +477,10 @@ def tune(
                 evaluate_many(fitted, data, validation, evaluation)
             ):
                 folds[i].append(metrics)
-        return [result(spec, mean(f)) for spec, f in zip(group, folds, strict=True)]
+        span = {"started": started, "ended": time.time()}
+        return [
+            result(spec, mean(f)) | span for spec, f in zip(group, folds, strict=True)
+        ]
 
     def mean(folds: list[dict[str, float]]) -> dict[str, float]:
         return {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}

@@ -9,8 +9,6 @@ import logging
 import time
 from typing import Any
 
-import mlflow
-from mlflow.models import infer_signature
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -19,7 +17,14 @@ from book_recommender import aliases
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.item_based import side_information
 from book_recommender.params import ItemBasedParams, parse
-from book_recommender.registry import export_bundle, log_served_model, register
+from book_recommender.registry import export_bundle
+from book_recommender.tracking import (
+    RUN_PREFIX,
+    CandidateRun,
+    log_candidate_runs,
+    register_champion,
+    tag_parent_run,
+)
 from book_recommender.training import (
     HYPERPARAMETERS,
     FittedModel,
@@ -39,14 +44,7 @@ from book_recommender.training import (
 
 logger = logging.getLogger(__name__)
 
-# Logging a Spark model is much faster with explicit requirements than with
-# MLflow's inference of them.
-PIP_REQUIREMENTS = ["pyspark==4.2.0"]
-# Logged models of the parent run: the recommender champion, the rating champion.
-MODEL_ARTIFACTS = {"recommender": "recommender", "rating": "rating_predictor"}
 BASELINE_OF = {"recommender": "popularity", "rating": "bias_baseline"}
-# Prefix of each champion's tags and metrics in the parent run.
-RUN_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
 
 
 def select_implicit_interactions(
@@ -154,7 +152,7 @@ def train_candidates(
     specs = to_refit(candidates(als, item_based), tuning_results, evaluation)
 
     def train(spec: ModelSpec) -> tuple[FittedModel, dict[str, Any]]:
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         fitted = fit(spec, data, als, item_based)
         fitted_at = time.perf_counter()
         test_metrics = evaluate(fitted, data, test_ratings, evaluation)
@@ -174,6 +172,9 @@ def train_candidates(
             "params": spec.as_params(),
             "metrics": test_metrics,
             "seconds": seconds,
+            # When it ran (epoch seconds): its MLflow run spans that.
+            "started": started_at,
+            "ended": started_at + time.perf_counter() - started,
         }
         return fitted, metrics
 
@@ -218,6 +219,7 @@ def _champion(
         "params": chosen["params"],
         "test_metrics": test[chosen["name"]],
         "baseline": baseline,
+        "baseline_test_metrics": test[baseline],
         "beats_baseline": {metric: beats},
     }
 
@@ -290,23 +292,6 @@ def predict_test_ratings(
     return fitted.predict(test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"]))
 
 
-def _log_model(fitted: FittedModel, train: DataFrame) -> None:
-    """Logs the Spark model (for batch use) to the active run, with a signature
-    inferred from training input and the model's predictions for it. Pairs it
-    has no factors for get NaN, not dropped rows."""
-    model = fitted.model.copy({fitted.model.coldStartStrategy: "nan"})
-    sample = train.select(USER_IDX, ITEM_IDX).limit(200)
-    predictions = model.transform(sample).select(PREDICTION).toPandas()
-    # mlflow.spark.log_model (MLflow 3.17) still takes artifact_path, and logs no
-    # LoggedModel: the registered champions are pyfunc models, logged with name=.
-    mlflow.spark.log_model(
-        model,
-        "model",
-        signature=infer_signature(sample.toPandas(), predictions),
-        pip_requirements=PIP_REQUIREMENTS,
-    )
-
-
 def log_candidates(
     candidate_models: list[FittedModel],
     candidate_metrics: list[dict[str, Any]],
@@ -321,12 +306,12 @@ def log_candidates(
     with a signature (an item-based model's weights are in the registered
     champion's bundle). Returns run ids by candidate name."""
     als, item_based = parse("als", als), parse("item_based", item_based)
-    runs = {}
     refitted = {
         fitted.spec.name: (fitted, metrics)
         for fitted, metrics in zip(candidate_models, candidate_metrics, strict=True)
     }
     specs = {spec.name: spec for spec in candidates(als, item_based)}
+    runs = []
     for result in tuning_results:
         spec: ModelSpec = specs[result["name"]]
         params = dict(spec.as_params())
@@ -337,31 +322,32 @@ def log_candidates(
         elif not spec.is_baseline:
             family = als.ranking if spec.family == "ranking" else als.rating
             params["num_epochs"] = family.num_epochs
-        with mlflow.start_run(run_name=spec.name, nested=True) as run:
-            mlflow.log_params(params)
-            mlflow.log_metrics(
-                {f"validation_{m}": v for m, v in result["validation"].items()}
+        metrics = {f"validation_{m}": v for m, v in result["validation"].items()}
+        span, model = result, None
+        if spec.name in refitted:
+            fitted, tested = refitted[spec.name]
+            metrics |= tested["metrics"]
+            metrics |= {f"{step}_seconds": v for step, v in tested["seconds"].items()}
+            span = tested
+            if isinstance(fitted.model, ALSModel):
+                model = fitted.model
+            else:
+                metrics["model_bytes"] = fitted.model.nbytes
+        runs.append(
+            CandidateRun(
+                name=spec.name,
+                params=params,
+                metrics=metrics,
+                tags={
+                    "family": spec.family,
+                    "refitted": str(spec.name in refitted).lower(),
+                },
+                started=span["started"],
+                ended=span["ended"],
+                spark_model=model,
             )
-            mlflow.set_tags(
-                {"family": spec.family, "refitted": str(spec.name in refitted).lower()}
-            )
-            if spec.name in refitted:
-                fitted, metrics = refitted[spec.name]
-                mlflow.log_metrics(
-                    {
-                        **metrics["metrics"],
-                        **{
-                            f"{step}_seconds": v
-                            for step, v in metrics["seconds"].items()
-                        },
-                    }
-                )
-                if isinstance(fitted.model, ALSModel):
-                    _log_model(fitted, train_ratings)
-                else:
-                    mlflow.log_metric("model_bytes", fitted.model.nbytes)
-            runs[spec.name] = run.info.run_id
-    return runs
+        )
+    return log_candidate_runs(runs, train_ratings)
 
 
 def _description(
@@ -407,6 +393,22 @@ def _description(
     )
 
 
+def _model_description(role: str, columns: dict[str, Any], k: int) -> str:
+    """What every version of the role's registered model does."""
+    if role == "recommender":
+        return (
+            f"The recommender champions: top-{k} unseen books for a raw "
+            f"'{columns['user_id']}' (column 'k' optional); unknown users get the "
+            "most popular books, flagged cold_start. Alias 'champion' is the one "
+            "scoring serves."
+        )
+    return (
+        "The rating champions: the predicted rating of raw "
+        f"('{columns['user_id']}', '{columns['item_id']}') pairs, clipped to the "
+        "rating range; pairs without factors come back known=false."
+    )
+
+
 def register_champions(
     candidate_models: list[FittedModel],
     champions: dict[str, Any],
@@ -421,10 +423,10 @@ def register_champions(
     registry: dict[str, Any],
 ) -> dict[str, Any]:
     """Logs each champion to the parent run as a pyfunc model that answers by
-    raw ids (``serving.Recommender`` or ``serving.RatingPredictor``), registers
-    it with its tags and description and moves the aliases
-    (``registry.alias`` to the recommender champion, which scoring serves;
-    ``registry.rating_alias`` to the rating champion).
+    raw ids (``serving.Recommender`` or ``serving.RatingPredictor``) and
+    registers it with its tags and description, the recommender as a version
+    of ``registry.model_name``, the rating champion of
+    ``registry.rating_model_name``; each one's alias moves to it.
 
     The aliases are staged, not moved: they move when the whole run has
     succeeded (``book_recommender.aliases``), so a run that fails, in scoring
@@ -432,13 +434,11 @@ def register_champions(
     """
     registry = parse("registry", registry)
     evaluation = parse("evaluation", evaluation)
-    parent = mlflow.active_run()
-    if parent is None:
-        raise RuntimeError(
-            "No active MLflow run: run the pipeline with kedro-mlflow enabled."
-        )
-    alias_of = {"recommender": registry.alias, "rating": registry.rating_alias}
-    registered, moves = {}, []
+    model_of = {
+        "recommender": (registry.model_name, registry.alias),
+        "rating": (registry.rating_model_name, registry.rating_alias),
+    }
+    registered = {}
     for role, champion in champions.items():
         fitted = next(m for m in candidate_models if m.spec.name == champion["name"])
         version_tags = {
@@ -453,7 +453,7 @@ def register_champions(
             },
         }
         # The parent run shows the same, under the champion's prefix.
-        mlflow.set_tags(
+        tag_parent_run(
             {
                 f"{RUN_PREFIX[role]}.{key}": value
                 for key, value in version_tags.items()
@@ -471,10 +471,11 @@ def register_champions(
             evaluation.k,
             fitted.clip,
         )
-        logged = log_served_model(bundle, role, MODEL_ARTIFACTS[role])
-        version = register(
-            logged,
-            registry.model_name,
+        model_name, alias = model_of[role]
+        version, logged = register_champion(
+            bundle,
+            role,
+            model_name,
             version_tags,
             _description(
                 champion,
@@ -484,27 +485,29 @@ def register_champions(
                 columns,
                 evaluation.k,
             ),
+            _model_description(role, columns, evaluation.k),
+            champion["test_metrics"],
         )
-        moves.append((alias_of[role], version.version))
         registered[role] = {
+            "model_name": model_name,
             "version": int(version.version),
-            "alias": alias_of[role],
+            "alias": alias,
             "model_uri": logged.model_uri,
             **version_tags,
         }
     # The aliases move when the whole run has succeeded (its scoring included):
     # a run that fails after this point moves none (book_recommender.aliases).
-    for alias, version in moves:
-        aliases.stage(registry.model_name, alias, version)
+    for entry in registered.values():
+        aliases.stage(entry["model_name"], entry["alias"], entry["version"])
         logger.info(
             "Registered %s version %s; '%s' moves to it when the run succeeds",
-            registry.model_name,
-            version,
-            alias,
+            entry["model_name"],
+            entry["version"],
+            entry["alias"],
         )
     recommender = registered["recommender"]
     return {
-        "model_name": registry.model_name,
+        "model_name": recommender["model_name"],
         "version": recommender["version"],
         "alias": recommender["alias"],
         "champions": registered,

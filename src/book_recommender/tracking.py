@@ -1,0 +1,278 @@
+"""What the data_science nodes hand over, in MLflow: one nested run per
+candidate, the champions logged as served models and registered.
+
+The nodes decide (which candidates, which champion, its tags and description);
+this module is the only one that opens runs, logs models and writes the
+registry. A nested run spans what it measured: a refitted candidate's refit
+and test, any other candidate's tuning (its shared-fit group), so the UI's
+durations are the fits'. Each champion's logged model carries its own test
+metrics only, and each role has its own registered model.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, Array, ColSpec, Schema
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_MODEL_VERSIONS,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NAME,
+)
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import DataFrame
+
+import book_recommender
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.registry import SERVING_REQUIREMENTS
+from book_recommender.serving import (
+    COLD_START,
+    K_COLUMN,
+    KNOWN,
+    PREDICTION,
+    RANK,
+    SCORE,
+    Bundle,
+    RatingPredictor,
+    Recommender,
+)
+
+# Logging a Spark model is much faster with explicit requirements than with
+# MLflow's inference of them.
+SPARK_REQUIREMENTS = ["pyspark==4.2.0"]
+# Logged models of the parent run (the recommender and the rating champion),
+# each at its own step, and the prefix of each champion's tags and metrics there.
+MODEL_ARTIFACTS = {"recommender": "recommender", "rating": "rating_predictor"}
+MODEL_STEP = {"recommender": 1, "rating": 2}
+RUN_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+@dataclass(frozen=True)
+class CandidateRun:
+    """What one candidate's nested run shows."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    started: float  # epoch seconds
+    ended: float
+    spark_model: ALSModel | None = None  # logged with a signature when given
+
+
+def _log_spark_model(model: ALSModel, train: DataFrame) -> None:
+    """Logs the Spark model (for batch use) to the active run, with a signature
+    inferred from training input and the model's predictions for it. Pairs it
+    has no factors for get NaN, not dropped rows."""
+    model = model.copy({model.coldStartStrategy: "nan"})
+    sample = train.select(USER_IDX, ITEM_IDX).limit(200)
+    predictions = model.transform(sample).select(PREDICTION).toPandas()
+    # mlflow.spark.log_model (MLflow 3.17) still takes artifact_path, and logs no
+    # LoggedModel: the registered champions are pyfunc models, logged with name=.
+    with warnings.catch_warnings():
+        # The ids are integer columns on purpose (ALS reads ints; a request
+        # without them is invalid), which MLflow warns about.
+        warnings.filterwarnings("ignore", message=".*integer column")
+        signature = infer_signature(sample.toPandas(), predictions)
+    mlflow.spark.log_model(
+        model, "model", signature=signature, pip_requirements=SPARK_REQUIREMENTS
+    )
+
+
+def _parent() -> mlflow.ActiveRun:
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError(
+            "No active MLflow run: run the pipeline with kedro-mlflow enabled."
+        )
+    return parent
+
+
+def log_candidate_runs(runs: list[CandidateRun], train: DataFrame) -> dict[str, str]:
+    """One nested run of the active run per candidate, spanning the times it
+    measured; returns run ids by candidate name."""
+    parent = _parent()
+    client = MlflowClient()
+    ids = {}
+    for run in runs:
+        created = client.create_run(
+            parent.info.experiment_id,
+            start_time=_ms(run.started),
+            tags={
+                MLFLOW_PARENT_RUN_ID: parent.info.run_id,
+                MLFLOW_RUN_NAME: run.name,
+                **run.tags,
+            },
+            run_name=run.name,
+        )
+        run_id = created.info.run_id
+        now = _ms(time.time())
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in run.metrics.items()],
+            params=[Param(k, str(v)) for k, v in run.params.items()],
+            tags=[RunTag(k, v) for k, v in run.tags.items()],
+        )
+        if run.spark_model is not None:
+            with mlflow.start_run(run_id=run_id, nested=True):
+                _log_spark_model(run.spark_model, train)
+        client.set_terminated(run_id, "FINISHED", end_time=_ms(run.ended))
+        ids[run.name] = run_id
+    return ids
+
+
+def tag_parent_run(tags: dict[str, str]) -> None:
+    """Tags of the pipeline's run (the champions' names, kinds, verdicts)."""
+    _parent()
+    mlflow.set_tags(tags)
+
+
+def _signature(bundle: Bundle, role: str) -> ModelSignature:
+    user, item = bundle.columns["user_id"], bundle.columns["item_id"]
+    if role == "rating":
+        return ModelSignature(
+            inputs=Schema([ColSpec("string", user), ColSpec("string", item)]),
+            outputs=Schema(
+                [
+                    ColSpec("string", user),
+                    ColSpec("string", item),
+                    ColSpec("double", PREDICTION),
+                    ColSpec("boolean", KNOWN),
+                ]
+            ),
+        )
+    return ModelSignature(
+        inputs=Schema(
+            # k as sent (any type): the model refuses 2.5 or "5" itself, where a
+            # "long" column would have them rounded or parsed before it sees them.
+            [ColSpec("string", user), ColSpec(AnyType(), K_COLUMN, required=False)]
+        ),
+        outputs=Schema(
+            [
+                ColSpec("string", user),
+                *[ColSpec(Array("string"), c) for c in bundle.meta["item_columns"]],
+                ColSpec(Array("long"), RANK),
+                ColSpec(Array("double"), SCORE),
+                ColSpec("boolean", COLD_START),
+            ]
+        ),
+    )
+
+
+def _input_example(bundle: Bundle, role: str) -> pd.DataFrame:
+    """Two users the model knows (one with factors, if any) and, for the
+    recommender, an id it has never seen."""
+    user = bundle.columns["user_id"]
+    users = bundle.users.sort_values("factor_row", ascending=False).head(2)
+    if role == "rating":
+        seen = bundle.seen_items[bundle.seen_indptr[users.index.to_numpy()]]
+        return pd.DataFrame(
+            {
+                user: users["user"].to_numpy(),
+                bundle.columns["item_id"]: bundle.items[bundle.columns["item_id"]]
+                .iloc[seen]
+                .to_numpy(),
+            }
+        )
+    return pd.DataFrame({user: [*users["user"], "no-such-user"]})
+
+
+def _log_served_model(bundle: Bundle, role: str) -> ModelInfo:
+    """Logs ``bundle`` as a pyfunc model to the active run, at the role's own
+    step: metrics the run logs at step 0 (the run's summary) are then not
+    attached to it, as MLflow attaches a metric to the models of its step."""
+    python_model = RatingPredictor() if role == "rating" else Recommender()
+    package = Path(book_recommender.__file__).parent
+    with tempfile.TemporaryDirectory() as folder:
+        return mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACTS[role],
+            step=MODEL_STEP[role],
+            python_model=python_model,
+            artifacts={"bundle": str(bundle.save(Path(folder) / "bundle"))},
+            code_paths=[str(package)],
+            signature=_signature(bundle, role),
+            input_example=_input_example(bundle, role),
+            pip_requirements=SERVING_REQUIREMENTS,
+        )
+
+
+def _register(
+    logged: ModelInfo,
+    model_name: str,
+    tags: dict[str, str],
+    description: str,
+    model_description: str,
+) -> ModelVersion:
+    """A new version of ``model_name`` with its tags and description, created
+    in one call: a version never exists without them. The registered model
+    gets (or keeps) ``model_description``."""
+    client = MlflowClient()
+    try:
+        if client.get_registered_model(model_name).description != model_description:
+            client.update_registered_model(model_name, description=model_description)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(model_name, description=model_description)
+    version = client.create_model_version(
+        model_name,
+        source=logged.model_uri,
+        run_id=logged.run_id,
+        tags=tags,
+        description=description,
+        model_id=logged.model_id,
+    )
+    # The logged model's side of the link, which the UI reads for its
+    # "Registered models" column (mlflow.register_model sets it too; it cannot
+    # take the description, so the version would exist a moment without it).
+    links = json.loads(
+        client.get_logged_model(logged.model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]")
+    )
+    client.set_logged_model_tags(
+        logged.model_id,
+        {
+            MLFLOW_MODEL_VERSIONS: json.dumps(
+                [*links, {"name": model_name, "version": version.version}]
+            )
+        },
+    )
+    return version
+
+
+def register_champion(
+    bundle: Bundle,
+    role: str,
+    model_name: str,
+    tags: dict[str, str],
+    description: str,
+    model_description: str,
+    metrics: dict[str, float],
+) -> tuple[ModelVersion, ModelInfo]:
+    """Logs ``bundle`` to the active run as the ``role``'s served model, with
+    ``metrics`` (its test metrics) attached to it alone, and registers it as a
+    new version of ``model_name`` linked to that logged model."""
+    parent = _parent()
+    logged = _log_served_model(bundle, role)
+    mlflow.log_metrics(
+        {f"{RUN_PREFIX[role]}.{m}": v for m, v in metrics.items()},
+        step=MODEL_STEP[role],
+        model_id=logged.model_id,
+        run_id=parent.info.run_id,
+    )
+    version = _register(logged, model_name, tags, description, model_description)
+    return version, logged
