@@ -41,13 +41,34 @@ HOST_TAG, PID_TAG = "book_recommender.host", "book_recommender.pid"
 logger = logging.getLogger(__name__)
 
 
+# MLflow, kedro-mlflow and kedro-telemetry set their loggers' levels when
+# imported (INFO, INFO and DEBUG), over conf/logging.yml, and the plugins are
+# imported when the session loads their hooks. Their INFO notes (database
+# migrations, input-example checks, resolver registration, the run's id: the
+# closing summary names the run) and MLflow's advice to log models from code
+# (mlflow.pyfunc) are left out of the console; their warnings, and telemetry's
+# notice that it sends data, are kept. $MLFLOW_LOGGING_LEVEL still rules MLflow.
+_LIBRARY_LEVELS = {"kedro_mlflow": logging.WARNING, "kedro_telemetry": logging.INFO}
+_MLFLOW_LEVELS = {"mlflow": logging.WARNING, "mlflow.pyfunc": logging.ERROR}
+
+
+def _quiet_library_loggers() -> None:
+    levels = _LIBRARY_LEVELS | (
+        {} if os.getenv("MLFLOW_LOGGING_LEVEL") else _MLFLOW_LEVELS
+    )
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 class ParameterCheckHooks:
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
         """Checks the typed settings (base, the environment, ``--params``) before
         Spark starts or any node reads data. From here on, ``kedro`` prints
-        the project's own errors as their message (``errors``)."""
+        the project's own errors as their message (``errors``), and the
+        libraries' loggers keep to the console's levels."""
         install_excepthook()
+        _quiet_library_loggers()
         check_parameters(context.params, context.env)
 
 

@@ -3,8 +3,6 @@
 See https://docs.kedro.org/en/stable/configure/configuration_basics/
 """
 
-import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -30,20 +28,6 @@ from book_recommender.hooks import (  # noqa: E402
     RunSummaryHooks,
     SparkHooks,
 )
-
-# MLflow, kedro-mlflow and kedro-telemetry set their loggers' levels when
-# imported (INFO, INFO and DEBUG), over conf/logging.yml. Their INFO notes
-# (database migrations, input-example checks, resolver registration) and
-# MLflow's advice to log models from code (mlflow.pyfunc) are left out of the
-# console; their warnings, and telemetry's notice that it sends data, are kept.
-_LIBRARY_LEVELS = {
-    "kedro_mlflow": logging.WARNING,
-    "kedro_telemetry": logging.INFO,
-}
-if not os.getenv("MLFLOW_LOGGING_LEVEL"):
-    _LIBRARY_LEVELS |= {"mlflow": logging.WARNING, "mlflow.pyfunc": logging.ERROR}
-for _name, _level in _LIBRARY_LEVELS.items():
-    logging.getLogger(_name).setLevel(_level)
 
 # The SparkSession is created once, by SparkHooks, before any dataset needs it.
 # Pluggy calls the hooks last registered first: settings are checked before Spark

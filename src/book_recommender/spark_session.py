@@ -135,9 +135,10 @@ def _launch_quiet_jvm(builder: SparkSession.Builder) -> None:
     SparkContext._gateway, SparkContext._jvm = gateway, gateway.jvm
 
 
-# Spark loggers whose WARN lines say nothing a user can act on: the candidates
-# cache frames whose plans are identical (the bias model of every rating
-# candidate), which Spark shares and notes; a long plan's string is truncated.
+# Spark loggers whose WARN lines say nothing a user can act on: candidates
+# evaluated or fitted at once cache frames whose plans are identical (a split's
+# relevant items, the bias model of every rating candidate), which Spark shares
+# and notes; a long plan's string is truncated.
 QUIET_LOGGERS = (
     "org.apache.spark.sql.execution.CacheManager",
     "org.apache.spark.util.SparkStringUtils",

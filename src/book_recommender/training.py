@@ -583,6 +583,10 @@ def _ranking_metrics(
     """Ranking metrics at k of the lists each of ``models`` serves (one ALS
     model, or any number of item-based ones ranked in one pass)."""
     k = evaluation.k
+    # Cached and never unpersisted here: candidates evaluated at once (tuning
+    # parallelism) build the same plan, which Spark caches once and shares, so
+    # one evaluation's unpersist removed blocks another's tasks were reading
+    # (BlockNotFoundException, recomputation). It is one row per relevant pair.
     relevant = relevant_items(
         target, data.rating_col, evaluation.relevance_threshold
     ).cache()
@@ -619,7 +623,6 @@ def _ranking_metrics(
         .collect()
     }
     served.unpersist()
-    relevant.unpersist()
 
     def metrics(row) -> dict[str, float]:
         def value(column: str) -> float:
