@@ -340,6 +340,7 @@ def run_summary(
     rows: int | None,
     tracking_uri: str,
     mlflow_run: str | None = None,
+    reports: str = "data/08_reporting",
 ) -> str:
     """What a run produced, in a few lines: each champion's test metric against
     its baseline's, the Delta table and its rows, and where to look next."""
@@ -359,7 +360,7 @@ def run_summary(
         lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")
     lines += [
         "  look further: kedro viz run | "
-        f"mlflow ui --backend-store-uri {tracking_uri} | data/08_reporting/",
+        f"mlflow ui --backend-store-uri {tracking_uri} | {reports}/",
     ]
     return "\n".join(lines)
 
@@ -386,4 +387,13 @@ class RunSummaryHooks:
             rows = catalog.load("user_recommendations").count()
         run = mlflow.last_active_run()
         name = f"'{run.info.run_name}' ({run.info.run_id})" if run else None
-        logger.info(run_summary(champions, table, rows, self._tracking_uri, name))
+        # The reports' folder as the catalog has it (data.root differs by env).
+        champions_file = getattr(catalog["champions"], "_filepath", None)
+        reports = (
+            str(champions_file).rsplit("/", 1)[0]
+            if champions_file
+            else "data/08_reporting"
+        )
+        logger.info(
+            run_summary(champions, table, rows, self._tracking_uri, name, reports)
+        )

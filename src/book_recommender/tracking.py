@@ -21,7 +21,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
@@ -124,15 +124,19 @@ def log_candidate_runs(runs: list[CandidateRun], train: DataFrame) -> dict[str, 
         )
         run_id = created.info.run_id
         now = _ms(time.time())
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in run.metrics.items()],
-            params=[Param(k, str(v)) for k, v in run.params.items()],
-            tags=[RunTag(k, v) for k, v in run.tags.items()],
-        )
-        if run.spark_model is not None:
-            with mlflow.start_run(run_id=run_id, nested=True):
-                _log_spark_model(run.spark_model, train)
+        try:
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in run.metrics.items()],
+                params=[Param(k, str(v)) for k, v in run.params.items()],
+            )
+            if run.spark_model is not None:
+                with mlflow.start_run(run_id=run_id, nested=True):
+                    _log_spark_model(run.spark_model, train)
+        except BaseException as error:  # the run must not stay RUNNING
+            failed = isinstance(error, Exception)
+            client.set_terminated(run_id, "FAILED" if failed else "KILLED")
+            raise
         client.set_terminated(run_id, "FINISHED", end_time=_ms(run.ended))
         ids[run.name] = run_id
     return ids
