@@ -22,9 +22,6 @@ from book_recommender.spark_session import build_spark_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# The cluster test's services and run, started with the session when it is selected.
-pytest_plugins = ("tests.cluster",)
-
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # Sessions that name no environment run in conf/test (on top of conf/base).
