@@ -27,18 +27,19 @@ def _kedro(project: Path, tmp_path: Path, *args: str) -> subprocess.CompletedPro
     )
 
 
-def test_kedro_jupyter_starts_lab_and_notebook_with_the_project_kernel(tmp_path):
+def test_kedro_jupyter_lab_starts_with_the_project_kernel(tmp_path):
     (tmp_path / "project").mkdir()
     project = copy_project(tmp_path / "project")
     helped = _kedro(project, tmp_path, "jupyter", "lab", "--help")
     assert helped.returncode == 0, helped.stderr[-2000:]
     # `--version` goes through what `kedro jupyter lab` does before the server
     # starts (the module check, the project's kernel) and ends at once.
-    for app in ("lab", "notebook"):
-        started = _kedro(project, tmp_path, "jupyter", app, "--version")
-        output = started.stdout + started.stderr
-        assert started.returncode == 0, output[-2000:]
-        assert started.stdout.strip().splitlines()[-1][0].isdigit(), output[-2000:]
+    # (`kedro jupyter notebook` goes the same way to the notebook app, which the
+    # extra installs; one app is checked, for CI time.)
+    started = _kedro(project, tmp_path, "jupyter", "lab", "--version")
+    output = started.stdout + started.stderr
+    assert started.returncode == 0, output[-2000:]
+    assert started.stdout.strip().splitlines()[-1][0].isdigit(), output[-2000:]
     spec = json.loads(
         (tmp_path / "jupyter" / "kernels" / KERNEL / "kernel.json").read_text()
     )

@@ -833,7 +833,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
         "data_science",
         {
             "als": {
-                "ranking": {"rank": "8", "reg_param": "0.1", "alpha": "1 20"},
+                "ranking": {"rank": "8", "reg_param": "0.1", "alpha": "1"},
                 "rating": {"rank": 4, "reg_param": [1.0]},
             },
             "item_based": {
@@ -845,8 +845,8 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     )
     parents, children = _parents_and_children(client)
     cv_run = client.get_run(parents[-1].info.run_id)
-    # baselines 2, implicit 2, knn 1 (side weight 0), EASE 1 (beta 10), rating 1
-    assert len(children[cv_run.info.run_id]) == 2 + 2 + 1 + 1 + 1  # noqa: PLR2004
+    # baselines 2, implicit 1, knn 1 (side weight 0), EASE 1 (beta 10), rating 1
+    assert len(children[cv_run.info.run_id]) == 2 + 1 + 1 + 1 + 1  # noqa: PLR2004
     assert cv_run.data.params["tuning.method"] == "CrossValidator"
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.run_id == cv_run.info.run_id
