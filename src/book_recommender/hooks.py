@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import mlflow
@@ -339,8 +339,8 @@ def run_summary(
     table: str | None,
     rows: int | None,
     tracking_uri: str,
-    mlflow_run: str | None = None,
-    reports: str = "data/08_reporting",
+    mlflow_run: str | None,
+    reports: str,
 ) -> str:
     """What a run produced, in a few lines: each champion's test metric against
     its baseline's, the Delta table and its rows, and where to look next."""
@@ -388,12 +388,7 @@ class RunSummaryHooks:
         run = mlflow.last_active_run()
         name = f"'{run.info.run_name}' ({run.info.run_id})" if run else None
         # The reports' folder as the catalog has it (data.root differs by env).
-        champions_file = getattr(catalog["champions"], "_filepath", None)
-        reports = (
-            str(champions_file).rsplit("/", 1)[0]
-            if champions_file
-            else "data/08_reporting"
-        )
+        reports = str(PurePosixPath(catalog["champions"]._filepath).parent)
         logger.info(
             run_summary(champions, table, rows, self._tracking_uri, name, reports)
         )

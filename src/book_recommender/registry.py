@@ -1,9 +1,8 @@
-"""From a fitted champion to a registered MLflow model that answers by raw ids.
+"""From a fitted champion to the files its served model answers from.
 
 ``export_bundle`` collects what ``serving`` needs from Spark (factors, raw ids,
-seen books, titles, popularity); ``log_served_model`` logs it as a ``pyfunc``
-model with a signature and an input example; ``register`` creates the registry
-version with its tags and description in one call.
+seen books, titles, popularity); ``tracking.register_champion`` logs it as a
+``pyfunc`` model and registers it.
 """
 
 from __future__ import annotations

@@ -142,7 +142,6 @@ def _launch_quiet_jvm(builder: SparkSession.Builder) -> None:
 QUIET_LOGGERS = (
     "org.apache.spark.sql.execution.CacheManager",
     "org.apache.spark.util.SparkStringUtils",
-    "org.apache.spark.sql.catalyst.util.SparkStringUtils",
 )
 
 

@@ -368,13 +368,7 @@ def _description(
         for key, value in champion["params"].items()
         if key in HYPERPARAMETERS
     )
-    what = (
-        f"Top-{k} unseen books for a raw '{columns['user_id']}' (column 'k' "
-        "optional); unknown users get the most popular books, flagged cold_start."
-        if champion["role"] == "recommender"
-        else f"Ratings of raw ('{columns['user_id']}', '{columns['item_id']}') pairs, "
-        "clipped to the rating range; pairs without factors come back known=false."
-    )
+    what = _what_it_serves(champion["role"], columns, k)
     verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
     without = champion.get("without_side_information")
     side = (
@@ -393,20 +387,25 @@ def _description(
     )
 
 
-def _model_description(role: str, columns: dict[str, Any], k: int) -> str:
-    """What every version of the role's registered model does."""
+def _what_it_serves(role: str, columns: dict[str, Any], k: int) -> str:
+    """What a served model of the role answers, for the registry's texts."""
     if role == "recommender":
         return (
-            f"The recommender champions: top-{k} unseen books for a raw "
-            f"'{columns['user_id']}' (column 'k' optional); unknown users get the "
-            "most popular books, flagged cold_start. Alias 'champion' is the one "
-            "scoring serves."
+            f"Top-{k} unseen books for a raw '{columns['user_id']}' (column 'k' "
+            "optional); unknown users get the most popular books, flagged cold_start."
         )
     return (
-        "The rating champions: the predicted rating of raw "
-        f"('{columns['user_id']}', '{columns['item_id']}') pairs, clipped to the "
-        "rating range; pairs without factors come back known=false."
+        f"Ratings of raw ('{columns['user_id']}', '{columns['item_id']}') pairs, "
+        "clipped to the rating range; pairs without factors come back known=false."
     )
+
+
+def _model_description(role: str, columns: dict[str, Any], k: int) -> str:
+    """What every version of the role's registered model does."""
+    served = (
+        "Alias 'champion' is the one scoring serves." if role == "recommender" else ""
+    )
+    return f"The {role} champions. {_what_it_serves(role, columns, k)} {served}".strip()
 
 
 def register_champions(
