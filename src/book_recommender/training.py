@@ -426,20 +426,21 @@ def validation_splits(
 ) -> list[tuple[DataFrame, DataFrame]]:
     """(fit, validation) pairs carved from the training ratings, never from test.
 
-    TrainValidationSplit: one random split by ``train_ratio``; CrossValidator:
-    ``num_folds`` random folds, each the validation set once (as Spark's classes).
+    Carved as Spark's tuning classes carve them: each row draws ``rand(seed)``;
+    TrainValidationSplit validates on the rows drawing ``>= train_ratio``,
+    CrossValidator's fold i on those drawing in ``[i / n, (i + 1) / n)``.
     """
+    draw = "_draw"
+    drawn = ratings.select("*", F.rand(tuning.seed).alias(draw))
     if tuning.method == "TrainValidationSplit":
-        ratio = tuning.train_ratio
-        return [tuple(ratings.randomSplit([ratio, 1 - ratio], seed=tuning.seed))]
-    parts = ratings.randomSplit([1.0] * tuning.num_folds, seed=tuning.seed)
+        bounds = [(tuning.train_ratio, 2.0)]
+    else:
+        n = tuning.num_folds
+        bounds = [(i / n, (i + 1) / n) for i in range(n)]
     splits = []
-    for i, validation in enumerate(parts):
-        rest = [p for j, p in enumerate(parts) if j != i]
-        fit_part = rest[0]
-        for part in rest[1:]:
-            fit_part = fit_part.unionByName(part)
-        splits.append((fit_part, validation))
+    for low, high in bounds:
+        held = (F.col(draw) >= low) & (F.col(draw) < high)
+        splits.append((drawn.filter(~held).drop(draw), drawn.filter(held).drop(draw)))
     return splits
 
 
