@@ -46,19 +46,12 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.item_based import side_information
 from book_recommender.metrics import RANK, RANKING_PARTS, per_user_ranking
+from book_recommender.models import Interactions, ModelSpec, TrainingData
+from book_recommender.models.items import side_information
 from book_recommender.params import parse
-from book_recommender.training import (
-    ModelSpec,
-    TrainingData,
-    best,
-    candidates,
-    evaluate,
-    fit,
-    shared_fits,
-    tune,
-)
+from book_recommender.training import families, judge, tune_family
+from book_recommender.training import fit as fit_spec
 
 K = 10
 BASE = yaml.safe_load((PROJECT / "conf/base/parameters_data_science.yml").read_text())
@@ -81,6 +74,15 @@ def load(spark, folder: Path, rating: str, implicit_value: float | None):
         else everything.limit(0).select(USER_IDX, ITEM_IDX)
     ).cache()
     return TrainingData(ratings=train, implicit=implicit, rating_col=rating), test
+
+
+def fit(spec: ModelSpec, data: TrainingData, als, item_based):
+    interactions = Interactions(data.implicit, data.rating_col, data.side)
+    return fit_spec(spec, data.ratings, interactions, als, item_based, EVALUATION)
+
+
+def evaluate(model, data: TrainingData, target, evaluation) -> dict[str, float]:
+    return judge(model, target, evaluation)
 
 
 # --------------------------------------------------------------------------------------
@@ -255,61 +257,45 @@ def cost(
             "rating": ALS_SETTINGS.rating.model_copy(update={"enabled": False}),
         }
     )
-    specs = [s for s in candidates(no_als, ITEM_BASED) if s.kind in ("knn", "ease")]
-    fit_part, validation = data.ratings.randomSplit(
-        [TUNING.train_ratio, 1 - TUNING.train_ratio], seed=TUNING.seed
+    interactions_of = Interactions(data.implicit, data.rating_col, data.side)
+    tuning = TUNING.model_copy(update={"parallelism": parallelism})
+    item_families = [f for f in families(no_als, ITEM_BASED) if f.label != "popularity"]
+    popularity = next(
+        f for f in families(no_als, ITEM_BASED) if f.label == "popularity"
     )
-    part = TrainingData(fit_part.cache(), data.implicit, data.rating_col, data.side)
-    validation = validation.cache()
-    part.ratings.count(), validation.count(), data.ratings.count()
-    popularity = ModelSpec("popularity")  # the baseline, untimed: it also warms
-    # up the session (JVM, Python workers), as the pipeline's earlier nodes do
+    # The baseline, untimed: it also warms up the session (JVM, Python
+    # workers), as the pipeline's earlier nodes do.
+    results, model = tune_family(
+        popularity, data.ratings, interactions_of, EVALUATION, tuning
+    )
     baseline = {
-        "validation_ndcg_at_10": round(
-            tune([popularity], [(part, validation)], no_als, ITEM_BASED, EVALUATION)[0][
-                "validation"
-            ][f"ndcg_at_{K}"],
-            4,
-        ),
-        "test_ndcg_at_10": round(
-            evaluate(fit(popularity, data, no_als, ITEM_BASED), data, test, EVALUATION)[
-                f"ndcg_at_{K}"
-            ],
-            4,
-        ),
+        "validation_ndcg_at_10": round(results[0]["validation"][f"ndcg_at_{K}"], 4),
+        "test_ndcg_at_10": round(judge(model, test, EVALUATION)[f"ndcg_at_{K}"], 4),
     }
     print("popularity", baseline)  # noqa: T201
     started = time.perf_counter()
-    results = []
     seconds = {}
-    # The pipeline's tuning: one group at a time (its seconds each), or the
-    # groups ``parallelism`` at a time as `tuning.parallelism` runs them.
-    groups = shared_fits(specs) if parallelism == 1 else [specs]
-    for group in groups:
-        begun = time.perf_counter()
-        results += tune(
-            group, [(part, validation)], no_als, ITEM_BASED, EVALUATION, parallelism
-        )
-        names = ", ".join(spec.name for spec in group)
-        if parallelism > 1:
-            names = f"every group, {parallelism} at a time"
-        seconds[names] = round(time.perf_counter() - begun, 1)
-    tuned = time.perf_counter() - started
     chosen = {}
-    for kind in ("knn", "ease"):
-        pool = [r for r in results if r["params"]["model_kind"] == kind]
-        name = best(pool, EVALUATION.ranking_key)["name"]
-        spec = next(s for s in specs if s.name == name)
+    tried = []
+    # The pipeline's tuning: each family by Spark's tuning class (its grid
+    # ``parallelism`` at a time), its best refitted on train, then tested.
+    for family in item_families:
         begun = time.perf_counter()
-        fitted = fit(spec, data, no_als, ITEM_BASED)
-        metrics = evaluate(fitted, data, test, EVALUATION)
-        chosen[kind] = {
-            "name": name,
+        results, model = tune_family(
+            family, data.ratings, interactions_of, EVALUATION, tuning
+        )
+        seconds[family.label] = round(time.perf_counter() - begun, 1)
+        tried += results
+        begun = time.perf_counter()
+        metrics = judge(model, test, EVALUATION)
+        chosen[family.label] = {
+            "name": model.name,
             "test_ndcg_at_10": round(metrics[f"ndcg_at_{K}"], 4),
-            "refit_and_test_seconds": round(time.perf_counter() - begun, 1),
-            "model_mib": round(fitted.model.nbytes / 2**20, 1),
+            "test_seconds": round(time.perf_counter() - begun, 1),
+            "model_mib": round(model.nbytes / 2**20, 1),
         }
-        print(kind, chosen[kind])  # noqa: T201
+        print(family.label, chosen[family.label], seconds[family.label])  # noqa: T201
+    tuned = sum(seconds.values())
     total = time.perf_counter() - started
     unit = reference_fit_seconds(data)
     return {
@@ -321,7 +307,7 @@ def cost(
         "tuning_seconds": round(tuned, 1),
         "candidate_seconds": seconds,
         "validation_ndcg_at_10": {
-            r["name"]: round(r["validation"][f"ndcg_at_{K}"], 4) for r in results
+            r["name"]: round(r["validation"][f"ndcg_at_{K}"], 4) for r in tried
         },
         "champions": chosen,
         "popularity": baseline,

@@ -45,18 +45,16 @@ from pyspark.sql import DataFrame
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import mean_average_precision
-from book_recommender.models import popularity_scores
-from book_recommender.params import parse
-from book_recommender.ranking import top_k_served
-from book_recommender.training import (
-    FittedModel,
+from book_recommender.models import (
+    Interactions,
     ModelSpec,
+    RecommenderModel,
     TrainingData,
-    best,
-    evaluate,
-    fit,
-    tune,
 )
+from book_recommender.models.als import AlsRecommenderModel
+from book_recommender.params import parse
+from book_recommender.training import best, judge
+from book_recommender.training import fit as fit_spec
 
 K = 10
 RATING = "rating"
@@ -154,7 +152,8 @@ def stratified_split(
 
 
 # --------------------------------------------------------------------------------------
-# Tuning and evaluation: the project's own (training.tune / best / evaluate)
+# Tuning and evaluation: the project's families, evaluator and pick
+# (training.fit / judge / best) on the benchmark's own split
 
 EVALUATION = parse(
     "evaluation",
@@ -168,26 +167,32 @@ EVALUATION = parse(
 )
 
 
-def evaluate_model(fitted: FittedModel, data: TrainingData, test: DataFrame) -> dict:
+def fit(spec: ModelSpec, data: TrainingData, als, item_based) -> RecommenderModel:
+    interactions = Interactions(data.implicit, data.rating_col, data.side)
+    return fit_spec(spec, data.ratings, interactions, als, item_based, EVALUATION)
+
+
+def evaluate_model(
+    fitted: RecommenderModel, data: TrainingData, test: DataFrame
+) -> dict:
     """The pipeline's test metrics of a candidate, and Spark's MAP of its lists."""
-    metrics = evaluate(fitted, data, test, EVALUATION)
-    served = top_k_served(
-        fitted.model,
-        test.select(USER_IDX).distinct(),
-        data.seen,
-        popularity_scores(data.seen),
-        K,
-    )
+    metrics = judge(fitted, test, EVALUATION)
+    served = fitted.served(test.select(USER_IDX).distinct())
     metrics["map"] = mean_average_precision(served, test.select(USER_IDX, ITEM_IDX))
     return metrics
 
 
-def recommenders_als(data: TrainingData) -> FittedModel:
-    model = ALS(
-        userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=RATING, rank=10, maxIter=15,
-        regParam=0.05, nonnegative=False, coldStartStrategy="drop", seed=SEED,
-    ).fit(data.ratings)  # fmt: skip
-    return FittedModel(ModelSpec("explicit", 10, 0.05), model, clip=None)
+def recommenders_als(data: TrainingData) -> RecommenderModel:
+    """Recommenders' own ALS settings, served and judged as the project's."""
+    model = AlsRecommenderModel.of(
+        ALS(
+            userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=RATING, rank=10,
+            maxIter=15, regParam=0.05, nonnegative=False,
+            coldStartStrategy="drop", seed=SEED,
+        ).fit(data.ratings)
+    )  # fmt: skip
+    model.spec, model.data = ModelSpec("explicit", 10, 0.05), data
+    return model.serving(K, EVALUATION.tile_cells)
 
 
 def _specs(grids: list[dict[str, list]]) -> list[ModelSpec]:
@@ -204,12 +209,22 @@ def _specs(grids: list[dict[str, list]]) -> list[ModelSpec]:
 def chosen(
     specs: list[ModelSpec], fit_part: DataFrame, validation: DataFrame, metric: str
 ) -> tuple[ModelSpec, list[dict]]:
-    """``training.tune`` on the benchmark's own validation split, ``best`` by
-    ``metric``: the spec, and every spec's validation metrics."""
+    """Each spec fitted on the benchmark's own validation split and judged as
+    served, ``best`` by ``metric``: the spec, and every spec's validation
+    metrics."""
     part = TrainingData(fit_part, fit_part.limit(0).select(USER_IDX, ITEM_IDX), RATING)
-    results = tune(
-        specs, [(part, validation)], ALS_SETTINGS, ITEM_BASED_SETTINGS, EVALUATION
-    )
+    results = [
+        {
+            "name": spec.name,
+            "params": spec.as_params(),
+            "validation": judge(
+                fit(spec, part, ALS_SETTINGS, ITEM_BASED_SETTINGS),
+                validation,
+                EVALUATION,
+            ),
+        }
+        for spec in specs
+    ]
     name = best(results, metric)["name"]
     return next(s for s in specs if s.name == name), results
 

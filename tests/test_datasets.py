@@ -10,6 +10,7 @@ from kedro.io import DatasetError
 from kedro_datasets.spark import SparkDatasetV2
 
 from book_recommender.datasets import DeltaTableDataset, RegisteredRecommender
+from book_recommender.params import parse
 from book_recommender.pipelines.scoring.nodes import recommend_for_users
 from book_recommender.serving import Bundle
 from book_recommender.topk import ItemTable
@@ -77,4 +78,4 @@ def test_scoring_refuses_a_model_without_users(spark):
     )
     champion = RegisteredRecommender("m", 3, empty, {"role": "recommender"})
     with pytest.raises(ValueError, match="refusing to write an empty"):
-        recommend_for_users(champion, {**SCORING, "k": 10})
+        recommend_for_users(champion, parse("scoring", {**SCORING, "k": 10}))

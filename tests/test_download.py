@@ -14,6 +14,7 @@ import pytest
 from kedro.framework.session import KedroSession
 
 from book_recommender.download import DownloadError
+from book_recommender.params import parse
 from book_recommender.pipelines.data_processing.nodes import fetch_raw_data
 from tests.conftest import PROJECT_ROOT, data_processing_params
 
@@ -102,7 +103,7 @@ def _params(folder: Path, url: str | None, **download) -> dict:
         }
     )
     params["data"]["folder"] = str(folder)
-    return params
+    return parse("data_processing", params)
 
 
 def _sha(path: Path) -> str:

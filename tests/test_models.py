@@ -6,12 +6,8 @@ import pytest
 from pyspark.ml.recommendation import ALS
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.models import (
-    ITEM_BIAS,
-    USER_BIAS,
-    fit_bias_model,
-    fold_biases,
-)
+from book_recommender.models.als import fold_biases
+from book_recommender.models.bias import ITEM_BIAS, USER_BIAS, fit_biases
 from tests.reference import als_candidates
 
 SCHEMA = f"{USER_IDX} int, {ITEM_IDX} int, r float"
@@ -31,7 +27,7 @@ def ratings(spark):
 
 
 def test_damped_biases_by_hand(ratings):
-    model = fit_bias_model(ratings, "r", damping=2.0)
+    model = fit_biases(ratings, "r", damping=2.0)
     mu = 40.0 / 6
     assert model.mean == pytest.approx(mu)
     item = {r[ITEM_IDX]: r[ITEM_BIAS] for r in model.item_bias.collect()}
@@ -43,7 +39,7 @@ def test_damped_biases_by_hand(ratings):
 
 
 def test_folded_model_predicts_residual_plus_biases(ratings, tmp_path):
-    biases = fit_bias_model(ratings, "r", damping=1.0)
+    biases = fit_biases(ratings, "r", damping=1.0)
     residuals = biases.residuals(ratings, "r", "res")
     residual = ALS(
         userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol="res", rank=2, maxIter=3,

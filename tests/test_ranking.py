@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
-from book_recommender.models import als_model_from_factors, popularity_scores
+from book_recommender.models import popularity_scores
+from book_recommender.models.als import AlsRecommenderModel, als_model_from_factors
 from book_recommender.ranking import COLD_START, top_k_served
 from book_recommender.registry import export_bundle
 from book_recommender.topk import ItemTable, Workspace, rank_block
@@ -32,11 +33,13 @@ def random_model(spark, tmp_path_factory):
         if i != 7  # an item without factors is never recommended by the model
     ]
     schema = "id int, features array<float>"
-    return als_model_from_factors(
-        spark.createDataFrame(users, schema),
-        spark.createDataFrame(items, schema),
-        RANK_,
-        str(tmp_path_factory.mktemp("random_model") / "model"),
+    return AlsRecommenderModel.of(
+        als_model_from_factors(
+            spark.createDataFrame(users, schema),
+            spark.createDataFrame(items, schema),
+            RANK_,
+            str(tmp_path_factory.mktemp("random_model") / "model"),
+        )
     )
 
 
@@ -66,7 +69,7 @@ def test_same_lists_as_recommend_for_user_subset(spark, random_model, seen):
     users = spark.range(N_USERS).select(F.col("id").cast("int").alias(USER_IDX))
     k = 10
     new = top_k_served(random_model, users, seen, popularity_scores(seen), k)
-    old = top_k_unseen(als_candidates(random_model), users, seen, k)
+    old = top_k_unseen(als_candidates(random_model.als), users, seen, k)
     new_lists, old_lists = _lists(new), _lists(old)
     assert new_lists == old_lists
     assert len(new_lists) == N_USERS
@@ -200,12 +203,12 @@ def test_the_registered_bundle_serves_the_lists_evaluation_measured(
     items = (
         seen.select(ITEM_IDX)
         .distinct()
-        .union(random_model.itemFactors.select("id"))
+        .union(random_model.item_factors().select("id"))
         .distinct()
         .select(ITEM_IDX, F.concat(F.lit("i"), ITEM_IDX).alias("ISBN"))
     )
     columns = {"user_id": "User-ID", "item_id": "ISBN", "item_info": "ISBN"}
-    bundle = export_bundle(random_model, seen, raw, items, columns, 6, None)
+    bundle = export_bundle(random_model, seen, raw, items, columns, 6)
     ranked = pd.concat(list(bundle.top_k(np.arange(len(bundle.users)), 6, 3 * N_ITEMS)))
     by_user: dict[int, list[int]] = {}
     for row in ranked.sort_values(["request", RANK]).itertuples():

@@ -29,7 +29,7 @@ from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 
-from book_recommender.params import ConfigurationError
+from book_recommender.params import ConfigurationError, parse
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
 from book_recommender.run_lock import ProjectCopiedError, RunLockedError
 from tests.conftest import (
@@ -276,7 +276,7 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
     evaluation = yaml.safe_load(
         (project / "conf/base/parameters_data_science.yml").read_text()
     )["evaluation"]
-    fig = plot_model_comparison(candidates, champions, evaluation)
+    fig = plot_model_comparison(candidates, champions, parse("evaluation", evaluation))
     subruns = children[first.info.run_id]
     for ax, metric, baseline in (
         (fig.axes[0], "ndcg_at_10", "popularity"),

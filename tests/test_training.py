@@ -1,23 +1,27 @@
-"""Candidates, validation splits and the model kinds of training.py."""
+"""The families, Spark's tuning of them and the picks of training.py."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from pyspark.ml.tuning import TrainValidationSplit
 from pyspark.sql import functions as F
 
-from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.models import fit_bias_model
+from book_recommender.columns import ITEM_IDX, SERVED, USER_IDX
+from book_recommender.models import Interactions
+from book_recommender.models.bias import fit_biases
 from book_recommender.params import parse
 from book_recommender.training import (
     ModelSpec,
-    TrainingData,
     candidates,
-    evaluate,
+    estimator_for,
+    evaluator,
+    families,
     fit,
-    shared_fits,
-    to_refit,
-    tune,
-    validation_splits,
+    judge,
+    to_test,
+    tune_family,
 )
 from tests.test_params import BASE
 
@@ -67,15 +71,26 @@ def test_candidates_are_both_grids_each_after_its_baseline():
         "knn_cosine_k25",
         "knn_cosine_k25_w2",
         "ease_l2_10",
-        "ease_l2_10_beta5",
         "ease_l2_100",
+        "ease_l2_10_beta5",
         "ease_l2_100_beta5",
         "bias_baseline",
         "biased_rank2_reg0.1",
         "biased_rank2_reg0.5",
     ]
-    families = {s.name: s.family for s in candidates(ALS, ITEM_BASED)}
-    assert families["popularity"] == "ranking" and families["bias_baseline"] == "rating"
+    # The side information makes its own family, so its gain is measured.
+    assert [f.label for f in families(ALS, ITEM_BASED)] == [
+        "popularity",
+        "implicit",
+        "knn",
+        "knn_side",
+        "ease",
+        "ease_side",
+        "bias",
+        "biased",
+    ]
+    kinds = {s.name: s.family for s in candidates(ALS, ITEM_BASED)}
+    assert kinds["popularity"] == "ranking" and kinds["bias_baseline"] == "rating"
     no_rating = ALS.model_copy(
         update={"rating": ALS.rating.model_copy(update={"enabled": False})}
     )
@@ -87,6 +102,17 @@ def test_candidates_are_both_grids_each_after_its_baseline():
         }
     )
     assert not {s.kind for s in candidates(ALS, no_items)} & {"knn", "ease"}
+
+
+def test_every_grid_point_has_its_own_estimator_params():
+    for spec in candidates(ALS, ITEM_BASED):
+        assert estimator_for(spec, ALS, ITEM_BASED).spec() == spec
+    # Off the grid too (benchmarks), with the YAML's fixed knobs.
+    knn = estimator_for(
+        ModelSpec("knn", similarity="cosine", neighbours=7), ALS, ITEM_BASED
+    )
+    assert knn.getOrDefault("neighbours") == 7  # noqa: PLR2004
+    assert knn.getOrDefault("maxUserItems") == ITEM_BASED.knn.max_user_items
 
 
 @pytest.fixture(scope="module")
@@ -104,64 +130,48 @@ def _tuning(**overrides):
     return parse("tuning", {**BASE["tuning"], **overrides})
 
 
-def _result(spec: ModelSpec, ndcg: float, rmse: float | None = None):
-    validation = {"ndcg_at_5": ndcg} | ({} if rmse is None else {"rmse": rmse})
-    return {"name": spec.name, "params": spec.as_params(), "validation": validation}
+def _results(scores: dict[str, float]) -> list[dict]:
+    """Tuning results with each family's best flagged, as tune_family does."""
+    results = []
+    for family in families(ALS, ITEM_BASED):
+        specs = family.specs()
+        top = max(specs, key=lambda s: scores.get(s.name, 0.1))
+        for spec in specs:
+            validation = {"ndcg_at_5": scores.get(spec.name, 0.1)}
+            if spec.family == "rating":
+                validation["rmse"] = 1.0
+            results.append(
+                {
+                    "name": spec.name,
+                    "params": spec.as_params(),
+                    "validation": validation,
+                    "best_of_family": spec == top,
+                }
+            )
+    return results
 
 
-def test_a_side_information_champion_is_refitted_beside_the_best_without_it():
-    """The best candidate without side information sees test too, so the gain
-    is measured; without a side-information champion nothing extra is refitted."""
-    specs = candidates(ALS, ITEM_BASED)
-    by_name = {spec.name: spec for spec in specs}
-    scores = dict.fromkeys(by_name, 0.1) | {
+def test_a_side_information_champion_is_tested_beside_the_best_without_it():
+    """The best family without side information sees test too, so the gain
+    is measured; without a side-information champion nothing extra is."""
+    scores = {
         "ease_l2_100_beta5": 0.30,  # the champion, with the author term
         "knn_cosine_k25_w2": 0.29,  # second, but uses it too
         "ease_l2_10": 0.25,  # the best without it
     }
-    results = [
-        _result(spec, scores[spec.name], 1.0 if spec.family == "rating" else None)
-        for spec in specs
-    ]
-    refit = {spec.name for spec in to_refit(specs, results, EVALUATION)}
-    assert refit == {"popularity", "bias_baseline", "ease_l2_100_beta5", "ease_l2_10"}
-
+    tested = set(to_test(_results(scores), EVALUATION))
+    assert tested == {"popularity", "bias_baseline", "ease_l2_100_beta5", "ease_l2_10"}
     scores["ease_l2_10"] = 0.31  # now the champion does without
-    results = [
-        _result(spec, scores[spec.name], 1.0 if spec.family == "rating" else None)
-        for spec in specs
-    ]
-    refit = {spec.name for spec in to_refit(specs, results, EVALUATION)}
-    assert refit == {"popularity", "bias_baseline", "ease_l2_10"}
-
-
-def test_train_validation_split_is_disjoint_and_complete(ratings):
-    [(fit_part, validation)] = validation_splits(
-        ratings, _tuning(method="TrainValidationSplit", train_ratio=0.75)
-    )
-    assert fit_part.count() + validation.count() == ratings.count()
-    assert fit_part.join(validation, on=[USER_IDX, ITEM_IDX]).count() == 0
-    assert fit_part.count() / ratings.count() == pytest.approx(0.75, abs=0.05)
-
-
-def test_cross_validator_folds_cover_each_row_once(ratings):
-    splits = validation_splits(ratings, _tuning(method="CrossValidator", num_folds=3))
-    assert len(splits) == 3
-    validations = splits[0][1].unionByName(splits[1][1]).unionByName(splits[2][1])
-    assert (
-        validations.exceptAll(ratings).count() == 0
-        and ratings.exceptAll(validations).count() == 0
-    )
-    for fit_part, validation in splits:
-        assert fit_part.count() + validation.count() == ratings.count()
+    tested = set(to_test(_results(scores), EVALUATION))
+    assert tested == {"popularity", "bias_baseline", "ease_l2_10"}
 
 
 @pytest.fixture(scope="module")
-def data(spark, ratings):
+def interactions(spark):
     implicit = spark.createDataFrame(
         [(0, 0), (1, 3), (40, 5)], f"{USER_IDX} int, {ITEM_IDX} int"
     )
-    return TrainingData(ratings=ratings, implicit=implicit, rating_col="r")
+    return Interactions(implicit=implicit, rating_col="r")
 
 
 RANKING_METRICS = {"precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5"}
@@ -172,7 +182,6 @@ REGRESSION_METRICS = {"rmse", "mae", "r2", "explained_variance"}
     "spec",
     [
         ModelSpec("implicit", 2, 0.1, 1.0),
-        ModelSpec("explicit", 2, 0.1),
         ModelSpec("biased", 2, 0.1),
         ModelSpec("popularity"),
         ModelSpec("bias"),
@@ -181,13 +190,20 @@ REGRESSION_METRICS = {"rmse", "mae", "r2", "explained_variance"}
     ],
     ids=lambda s: s.kind,
 )
-def test_each_model_kind_fits_and_evaluates_as_served(spark, ratings, data, spec):
-    fitted = fit(spec, data, ALS, ITEM_BASED)
+def test_each_family_fits_and_is_judged_as_served(spark, ratings, interactions, spec):
+    model = fit(spec, ratings, interactions, ALS, ITEM_BASED, EVALUATION)
+    assert model.name == spec.name and model.fit_seconds > 0
     # Two target users: one the rating models know, one (41) nobody knows.
     target = ratings.filter(F.col(USER_IDX) == 3).unionByName(
         spark.createDataFrame([(41, 2, 5.0)], ratings.schema)
     )
-    metrics = evaluate(fitted, data, target, EVALUATION)
+    transformed = model.transform(target)
+    assert transformed.count() == target.count()  # a frame in, the same rows out
+    assert transformed.schema[SERVED].metadata == {"candidate": spec.name}
+    lists = {r[USER_IDX]: r[SERVED] for r in transformed.collect()}
+    seen = {r[ITEM_IDX] for r in ratings.filter(F.col(USER_IDX) == 3).collect()}
+    assert len(lists[3]) == 5 and not set(lists[3]) & seen  # seen books left out
+    metrics = judge(model, target, EVALUATION)
     expected = RANKING_METRICS | {f"warm.{m}" for m in RANKING_METRICS}
     expected |= {"cold_user_share"}
     if spec.family == "rating":
@@ -195,73 +211,133 @@ def test_each_model_kind_fits_and_evaluates_as_served(spark, ratings, data, spec
     assert set(metrics) == expected
     assert 0.0 <= metrics["ndcg_at_5"] <= 1.0
     assert metrics["cold_user_share"] == pytest.approx(0.5)  # user 41
-    if spec.kind in ("biased", "bias", "explicit"):
-        predictions = fitted.predict(ratings).agg(
-            F.min("prediction"), F.max("prediction")
-        )
-        low, high = predictions.first()
-        assert low >= 1.0 and high <= 10.0  # clipped to the training range
+    if spec.family == "rating":
+        predicted = model.predict(target).collect()
+        known = [r["prediction"] for r in predicted if r[USER_IDX] == 3]
+        assert all(1.0 <= p <= 10.0 for p in known)  # clipped to the training range
+        assert [r["prediction"] for r in predicted if r[USER_IDX] == 41] == [None]
     if spec.kind == "biased":
-        assert fitted.model.rank == 4  # biases folded in
+        assert model.rank == 4  # biases folded in
 
 
-def test_the_popularity_model_scores_each_item_by_its_interactions(data):
-    fitted = fit(ModelSpec("popularity"), data, ALS, ITEM_BASED)
+def test_the_popularity_model_scores_each_item_by_its_interactions(
+    ratings, interactions
+):
+    model = fit(
+        ModelSpec("popularity"), ratings, interactions, ALS, ITEM_BASED, EVALUATION
+    )
     counts = {
-        r[ITEM_IDX]: r["count"] for r in data.seen.groupBy(ITEM_IDX).count().collect()
+        r[ITEM_IDX]: r["count"]
+        for r in model.data.seen.groupBy(ITEM_IDX).count().collect()
     }
-    pairs = data.ratings.select(USER_IDX, ITEM_IDX).limit(30)
-    for row in fitted.model.transform(pairs).collect():
-        assert row["prediction"] == pytest.approx(counts[row[ITEM_IDX]])
+    scores = {r["id"]: r["features"][0] for r in model.item_factors().collect()}
+    assert scores == pytest.approx(counts)
     # Every user who interacted has a factor, also one known from implicit rows only.
-    users = {r["id"] for r in fitted.model.userFactors.collect()}
-    assert 40 in users
+    assert 40 in {r["id"] for r in model.user_factors().collect()}
 
 
-def test_the_bias_model_predicts_the_damped_biases(data):
-    fitted = fit(ModelSpec("bias"), data, ALS, ITEM_BASED)
-    biases = fit_bias_model(data.ratings, "r", ALS.rating.bias_damping)
+def test_the_bias_baseline_predicts_the_damped_biases(ratings, interactions):
+    model = fit(ModelSpec("bias"), ratings, interactions, ALS, ITEM_BASED, EVALUATION)
+    biases = fit_biases(ratings, "r", ALS.rating.bias_damping)
     expected = {
         (r[USER_IDX], r[ITEM_IDX]): r["prediction"]
-        for r in biases.predict(data.ratings).collect()
+        for r in biases.predict(ratings).collect()
     }
-    got = fitted.predict(data.ratings).collect()
+    got = model.predict(ratings).collect()
     assert len(got) == len(expected)
     for row in got:
         want = min(max(expected[(row[USER_IDX], row[ITEM_IDX])], 1.0), 10.0)
         assert row["prediction"] == pytest.approx(want, abs=1e-4)
 
 
-def test_num_blocks_defaults_to_the_cores_spark_has(spark, data):
+def test_num_blocks_defaults_to_the_cores_spark_has(spark, ratings, interactions):
     spec = ModelSpec("explicit", 2, 0.1)
-    default = fit(spec, data, ALS, ITEM_BASED).model
+    explicit = ALS.model_copy(
+        update={"rating": ALS.rating.model_copy(update={"kind": "explicit"})}
+    )
+    default = fit(spec, ratings, interactions, explicit, ITEM_BASED, EVALUATION).als
     assert default.userFactors.rdd.getNumPartitions() == (
         spark.sparkContext.defaultParallelism
     )
-    three = fit(spec, data, ALS.model_copy(update={"num_blocks": 3}), ITEM_BASED).model
-    assert three.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004
+    three = explicit.model_copy(update={"num_blocks": 3})
+    model = fit(spec, ratings, interactions, three, ITEM_BASED, EVALUATION).als
+    assert model.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004
 
 
-def test_specs_that_share_a_fit_are_tuned_as_if_fitted_alone(ratings, data):
-    """Item-kNN of one similarity share one fit cut to each K, EASE one Gram
-    matrix: the validation metrics equal those of separate fits."""
-    specs = [
-        ModelSpec("popularity"),
-        ModelSpec("knn", similarity="cosine", neighbours=2),
-        ModelSpec("ease", l2=10.0),
-        ModelSpec("knn", similarity="cosine", neighbours=25),
-        ModelSpec("ease", l2=100.0),
+@pytest.fixture(scope="module")
+def noisy(spark):
+    """Readers with a taste (two groups of books) and noise, so grid points differ."""
+    rng = random.Random(7)
+    rows = [
+        (u, i, float(rng.randint(1, 10)))
+        for u in range(60)
+        for i in range(40)
+        if rng.random() < (0.35 if (i < 20) == (u % 2 == 0) else 0.08)
     ]
-    assert [[s.name for s in g] for g in shared_fits(specs)] == [
-        ["popularity"],
-        ["knn_cosine_k2", "knn_cosine_k25"],
-        ["ease_l2_10", "ease_l2_100"],
-    ]
-    fit_part, validation = ratings.randomSplit([0.7, 0.3], seed=4)
-    part = TrainingData(fit_part, data.implicit, data.rating_col)
-    together = tune(specs, [(part, validation)], ALS, ITEM_BASED, EVALUATION)
-    assert [r["name"] for r in together] == [s.name for s in specs]
-    for spec, result in zip(specs, together, strict=True):
-        alone = evaluate(fit(spec, part, ALS, ITEM_BASED), part, validation, EVALUATION)
-        assert result["validation"] == pytest.approx(alone, abs=1e-9)
-    assert together[1]["validation"] != together[3]["validation"]  # K matters here
+    return spark.createDataFrame(rows, f"{USER_IDX} int, {ITEM_IDX} int, r float")
+
+
+def _former_path(family, ratings, interactions, tuning):
+    """The project's tuning before Spark's classes: each grid point fitted
+    alone on the same rand(seed) split and judged on its held-out part."""
+    drawn = ratings.select("*", F.rand(tuning.seed).alias("_draw"))
+    held = F.col("_draw") >= tuning.train_ratio
+    fit_part = drawn.filter(~held).drop("_draw").cache()
+    validation = drawn.filter(held).drop("_draw")
+    out = {}
+    for point in family.grid:
+        estimator = family.estimator.copy(point).with_interactions(interactions)
+        estimator.serving(EVALUATION.k, EVALUATION.tile_cells)
+        out[estimator.spec().name] = judge(
+            estimator.fit(fit_part), validation, EVALUATION
+        )
+    return out
+
+
+@pytest.mark.parametrize("label", ["knn", "ease", "biased"])
+def test_spark_tuning_makes_the_former_paths_choice(noisy, interactions, label):
+    """TrainValidationSplit over a family (item-kNN and EASE sharing their
+    fits through fitMultiple) gives every grid point the metrics of a fit of
+    its own on the same split, and so the same choice; its best is refitted
+    on all the ratings."""
+    als = ALS.model_copy(
+        update={"rating": ALS.rating.model_copy(update={"reg_param": [0.05, 3.0]})}
+    )
+    knn = ITEM_BASED.knn.model_copy(
+        update={"similarity": ["cosine"], "neighbours": [2, 25]}
+    )
+    item_based = ITEM_BASED.model_copy(update={"knn": knn})
+    family = next(f for f in families(als, item_based) if f.label == label)
+    tuning = _tuning(method="TrainValidationSplit", train_ratio=0.75, parallelism=2)
+    results, best = tune_family(family, noisy, interactions, EVALUATION, tuning)
+    former = _former_path(family, noisy, interactions, tuning)
+    metric = EVALUATION.rating_metric if family.rating else EVALUATION.ranking_key
+    assert [r["name"] for r in results] == list(former)
+    for result in results:
+        # ALS differs slightly between fits with one seed: compare with a tolerance.
+        tolerance = 1e-3 if label == "biased" else 1e-9
+        assert result["validation"] == pytest.approx(
+            former[result["name"]], abs=tolerance
+        )
+    pick = (min if family.rating else max)(former, key=lambda n: former[n][metric])
+    assert best.name == pick
+    assert [r["name"] for r in results if r["best_of_family"]] == [pick]
+    assert len({round(m[metric], 6) for m in former.values()}) > 1  # a real choice
+    assert best.data.ratings is noisy  # refitted on all of them
+
+
+def test_the_evaluator_keeps_every_metric_of_each_point(ratings, interactions):
+    family = next(f for f in families(ALS, ITEM_BASED) if f.label == "ease")
+    judge_ = evaluator(EVALUATION, "r")
+    family.estimator.with_interactions(interactions).serving(5, 1 << 20)
+    tuned = TrainValidationSplit(
+        estimator=family.estimator,
+        estimatorParamMaps=family.grid,
+        evaluator=judge_,
+        trainRatio=0.75,
+        seed=3,
+    ).fit(ratings)
+    recorded = [judge_.mean_recorded(s.name)["ndcg_at_5"] for s in family.specs()]
+    assert recorded == pytest.approx(tuned.validationMetrics, abs=1e-12)
+    assert judge_.isLargerBetter()
+    assert not evaluator(EVALUATION, "r", rating=True).isLargerBetter()  # rmse

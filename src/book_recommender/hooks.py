@@ -20,6 +20,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.framework.project import settings
 from kedro.pipeline import Node
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
 
 from book_recommender import aliases
 from book_recommender.errors import install_excepthook
@@ -69,7 +70,9 @@ class ParameterCheckHooks:
         libraries' loggers keep to the console's levels."""
         install_excepthook()
         _quiet_library_loggers()
-        check_parameters(context.params, context.env)
+        # The raw merged parameters: ``context.params`` would have Kedro build
+        # the nodes' typed inputs first, with its own messages.
+        check_parameters(context.config_loader["parameters"], context.env)
 
 
 def _env(run_params: dict) -> str:
@@ -217,6 +220,23 @@ class MlflowRunHooks:
     @hook_impl
     def on_pipeline_error(self) -> None:
         self._restore()
+
+    @hook_impl(wrapper=True)
+    def before_node_run(self, inputs: dict[str, Any]) -> Any:
+        """kedro-mlflow logs a node's ``params:`` inputs, flattening dicts; the
+        typed settings Kedro builds from the YAML (``params``) would be logged
+        as one repr each. While the hooks run, it sees them as the dicts they
+        were written as (``als.ranking.rank``, ...); the node gets them typed."""
+        typed = {
+            name: value
+            for name, value in inputs.items()
+            if name.startswith("params:") and isinstance(value, BaseModel)
+        }
+        inputs.update({name: value.model_dump() for name, value in typed.items()})
+        try:
+            return (yield)
+        finally:
+            inputs.update(typed)
 
 
 class RunLockHooks:

@@ -281,10 +281,8 @@ def parse(section: str, value: Any, env: str | None = None) -> Any:
     found and where the defaults live.
     """
     model = SECTIONS[section]
-    if isinstance(value, model):
-        return value
     try:
-        parsed = model.model_validate(value)
+        parsed = value if isinstance(value, model) else model.model_validate(value)
     except ValidationError as error:
         lines = [
             f"{_where(e, section)}: {e['msg']} (found {e['input']!r})"

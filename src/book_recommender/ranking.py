@@ -16,15 +16,14 @@ requests with.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.item_based import ItemBasedModel, item_table_of
+from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.topk import (
     BLOCK_USERS,
@@ -36,7 +35,6 @@ from book_recommender.topk import (
     seen_pairs,
 )
 
-COLD_START = "cold_start"
 MODEL = "_model"  # a model's position in the list ``top_k_served_many`` ranks for
 _FEATURES = "_features"
 _SEEN = "_seen"
@@ -50,19 +48,32 @@ def _fallback(fallback: DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return scores[ITEM_IDX].to_numpy(np.int64), scores[SCORE].to_numpy(np.float32)
 
 
+def item_table_of(model: Any, fallback_ids, fallback_scores) -> ItemTable:
+    """The table over the model's books and those with a fallback score; an
+    item-based model has no factors (rank 0)."""
+    return ItemTable.build(
+        model.item_ids,
+        np.zeros((len(model.item_ids), 0), np.float32),
+        fallback_ids,
+        fallback_scores,
+    )
+
+
 def item_table(
-    model: ALSModel | ItemBasedModel,
+    model: Any,
     fallback: DataFrame | tuple[np.ndarray, np.ndarray],
 ) -> ItemTable:
     """The model's items (with their factors, for a factor model) and the
     fallback scores (ITEM_IDX, SCORE; or their ids and scores as arrays), on
-    the driver."""
+    the driver. ``model`` is a ``models.RecommenderModel``: its
+    ``item_weights`` (item-based) or ``item_factors`` and ``rank``."""
     fallback_ids, fallback_scores = (
         _fallback(fallback) if isinstance(fallback, DataFrame) else fallback
     )
-    if not isinstance(model, ALSModel):
-        return item_table_of(model, fallback_ids, fallback_scores)
-    factors = model.itemFactors.toPandas()
+    weights = model.item_weights()
+    if weights is not None:
+        return item_table_of(weights, fallback_ids, fallback_scores)
+    factors = model.item_factors().toPandas()
     return ItemTable.build(
         factors["id"].to_numpy(np.int64),
         np.stack(factors["features"].to_numpy()).astype(np.float32)
@@ -162,7 +173,7 @@ def top_k_from_factors(
 
 
 def top_k_served(
-    model: ALSModel | ItemBasedModel,
+    model: Any,
     users: DataFrame,
     seen: DataFrame,
     fallback: DataFrame,
@@ -170,18 +181,21 @@ def top_k_served(
     tile_cells: int = TILE_CELLS,
 ) -> DataFrame:
     """Each user's ``k`` best items by ``model`` not in ``seen``, ranked 1..k;
-    ``fallback`` (ITEM_IDX, SCORE) ranks the items for users without factors."""
+    ``fallback`` (ITEM_IDX, SCORE) ranks the items for users without factors.
+    ``model`` is a ``models.RecommenderModel``."""
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
-    if isinstance(model, ALSModel):
+    if model.item_weights() is None:
         table = item_table(model, fallback)
-        return top_k_from_factors(model.userFactors, table, users, seen, k, tile_cells)
+        return top_k_from_factors(
+            model.user_factors(), table, users, seen, k, tile_cells
+        )
     served = top_k_served_many([model], users, seen, fallback, k, tile_cells)
     return served.drop(MODEL)
 
 
 def top_k_served_many(
-    models: list[ItemBasedModel],
+    models: list[Any],
     users: DataFrame,
     seen: DataFrame,
     fallback: DataFrame,
@@ -195,12 +209,13 @@ def top_k_served_many(
     (one Spark job instead of one per candidate)."""
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
-    if not models or any(isinstance(m, ALSModel) for m in models):
+    if not models or any(m.item_weights() is None for m in models):
         raise ValueError("top_k_served_many ranks for item-based models only.")
     fallback_arrays = _fallback(fallback)
     tables = [item_table(model, fallback_arrays) for model in models]
     ranked = [
-        (table, model.on(table)) for model, table in zip(models, tables, strict=True)
+        (table, model.item_weights().on(table))
+        for model, table in zip(models, tables, strict=True)
     ]
     shared = users.sparkSession.sparkContext.broadcast(ranked)
     requests = _requests(users, seen, None)

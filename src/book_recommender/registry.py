@@ -13,17 +13,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 import scipy
-from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.item_based import ItemBasedModel
-from book_recommender.models import popularity_scores
+from book_recommender.models import RecommenderModel, popularity_scores
+from book_recommender.models.base import HYPERPARAMETERS
 from book_recommender.ranking import item_table
 from book_recommender.serving import (
     Bundle,
 )
+from book_recommender.topk import ItemTable
 
 # What a served model imports: serving.py and topk.py (shipped as code) need no more.
 SERVING_REQUIREMENTS = [
@@ -44,14 +44,40 @@ def item_columns(columns: dict[str, Any]) -> list[str]:
     ]
 
 
+def _user_factors(
+    model: RecommenderModel, users: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """The factor row of each of ``users`` (-1 without) and those rows."""
+    factors = model.user_factors().toPandas()
+    found = pd.Index(factors["id"]).get_indexer(users["user_idx"])
+    rows = np.full(len(users), -1, dtype=np.int64)
+    rows[found >= 0] = np.arange(int((found >= 0).sum()))
+    if not (found >= 0).any():
+        return rows, np.zeros((0, model.rank), dtype=np.float32)
+    matrix = np.stack(factors["features"].to_numpy()[found[found >= 0]])
+    return rows, matrix.astype(np.float32)
+
+
+def _seen_lists(
+    interactions: DataFrame, users: pd.DataFrame, table: ItemTable
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, item positions in ``table``) of the books each user saw."""
+    seen = interactions.select(USER_IDX, ITEM_IDX).distinct().toPandas()
+    rows = np.searchsorted(users["user_idx"].to_numpy(), seen[USER_IDX].to_numpy())
+    positions, _ = table.positions(seen[ITEM_IDX].to_numpy())
+    order = np.lexsort((positions, rows))
+    indptr = np.zeros(len(users) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(users)), out=indptr[1:])
+    return indptr, positions[order].astype(np.int64)
+
+
 def export_bundle(
-    model: ALSModel | ItemBasedModel,
+    model: RecommenderModel,
     interactions: DataFrame,
     indexed_users: DataFrame,
     indexed_items: DataFrame,
     columns: dict[str, Any],
     k: int,
-    clip: tuple[float, float] | None,
 ) -> Bundle:
     """Everything the served model needs, collected to the driver.
 
@@ -69,57 +95,96 @@ def export_bundle(
         .rename_axis("item_idx")
         .reset_index()
     )
+    raw_ids = indexed_users.select(
+        USER_IDX, F.col(columns["user_id"]).cast("string").alias("user")
+    )
     users = (
         interactions.select(USER_IDX)
         .distinct()
-        .join(
-            indexed_users.select(
-                USER_IDX, F.col(columns["user_id"]).cast("string").alias("user")
-            ),
-            on=USER_IDX,
-        )
+        .join(raw_ids, on=USER_IDX)
         .toPandas()
         .rename(columns={USER_IDX: "user_idx"})
         .sort_values("user_idx", ignore_index=True)
     )
-    users["factor_row"] = -1
-    if isinstance(model, ALSModel):
-        factors = model.userFactors.toPandas()
-        found = pd.Index(factors["id"]).get_indexer(users["user_idx"])
-        users.loc[found >= 0, "factor_row"] = np.arange(int((found >= 0).sum()))
-        user_factors = (
-            np.stack(factors["features"].to_numpy()[found[found >= 0]]).astype(
-                np.float32
-            )
-            if (found >= 0).any()
-            else np.zeros((0, model.rank), dtype=np.float32)
-        )
+    if model.item_weights() is None:
+        users["factor_row"], user_factors = _user_factors(model, users)
         weights, rank = None, int(model.rank)
     else:  # item-based: a user is the books they have seen
+        users["factor_row"] = -1
         user_factors = np.zeros((0, 0), dtype=np.float32)
-        weights, rank = model.on(table), 0
-    seen = interactions.select(USER_IDX, ITEM_IDX).distinct().toPandas()
-    rows = np.searchsorted(users["user_idx"].to_numpy(), seen[USER_IDX].to_numpy())
-    positions, _ = table.positions(seen[ITEM_IDX].to_numpy())
-    order = np.lexsort((positions, rows))
-    indptr = np.zeros(len(users) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(users)), out=indptr[1:])
+        weights, rank = model.item_weights().on(table), 0
+    indptr, seen_items = _seen_lists(interactions, users, table)
     return Bundle(
         users=users,
         user_factors=user_factors,
         items=items,
         table=table,
         seen_indptr=indptr,
-        seen_items=positions[order].astype(np.int64),
+        seen_items=seen_items,
         weights=weights,
         meta={
-            "columns": {
-                "user_id": columns["user_id"],
-                "item_id": columns["item_id"],
-            },
+            "columns": {"user_id": columns["user_id"], "item_id": columns["item_id"]},
             "item_columns": described,
             "k": int(k),
-            "clip": list(clip) if clip else None,
+            "clip": list(model.clip) if model.clip else None,
             "rank": rank,
         },
     )
+
+
+def version_description(
+    champion: dict[str, Any],
+    n_candidates: int,
+    candidate_metrics: list[dict[str, Any]],
+    data_statistics: dict[str, Any],
+    columns: dict[str, Any],
+    k: int,
+) -> str:
+    """What the version is, what it beat and on which data, for the registry."""
+    metric = champion["selected_by"].removeprefix("validation_")
+    test = {m["name"]: m["metrics"] for m in candidate_metrics}
+    mine, theirs = champion["test_metrics"][metric], test[champion["baseline"]][metric]
+    data = data_statistics["model_input"]
+    params = ", ".join(
+        f"{key} {value:g}" if not isinstance(value, str) else f"{key} {value}"
+        for key, value in champion["params"].items()
+        if key in HYPERPARAMETERS
+    )
+    what = what_it_serves(champion["role"], columns, k)
+    verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
+    without = champion.get("without_side_information")
+    side = (
+        f" The best candidate without side information, {without['name']}: "
+        f"{without['test_metrics'][metric]:.4f}."
+        if without
+        else ""
+    )
+    return (
+        f"{champion['role'].capitalize()} champion {champion['name']} "
+        f"({champion['kind']}{', ' + params if params else ''}), picked on "
+        f"{champion['selected_by']} among {n_candidates} candidates. "
+        f"On test it {verdict} {champion['baseline']}: {metric} {mine:.4f} vs "
+        f"{theirs:.4f}.{side} Data: {data['users']:,} users x {data['items']:,} items, "
+        f"{data['interactions']:,} interactions. {what}"
+    )
+
+
+def what_it_serves(role: str, columns: dict[str, Any], k: int) -> str:
+    """What a served model of the role answers, for the registry's texts."""
+    if role == "recommender":
+        return (
+            f"Top-{k} unseen books for a raw '{columns['user_id']}' (column 'k' "
+            "optional); unknown users get the most popular books, flagged cold_start."
+        )
+    return (
+        f"Ratings of raw ('{columns['user_id']}', '{columns['item_id']}') pairs, "
+        "clipped to the rating range; pairs without factors come back known=false."
+    )
+
+
+def model_description(role: str, columns: dict[str, Any], k: int) -> str:
+    """What every version of the role's registered model does."""
+    served = (
+        "Alias 'champion' is the one scoring serves." if role == "recommender" else ""
+    )
+    return f"The {role} champions. {what_it_serves(role, columns, k)} {served}".strip()

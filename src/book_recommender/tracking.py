@@ -12,6 +12,7 @@ metrics only, and each role has its own registered model.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import warnings
@@ -36,8 +37,17 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
 import book_recommender
+from book_recommender import aliases
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.registry import SERVING_REQUIREMENTS
+from book_recommender.models import RecommenderModel
+from book_recommender.models.base import BASELINE_NAMES
+from book_recommender.params import RegistryParams
+from book_recommender.registry import (
+    SERVING_REQUIREMENTS,
+    export_bundle,
+    model_description,
+    version_description,
+)
 from book_recommender.serving import (
     COLD_START,
     K_COLUMN,
@@ -49,6 +59,8 @@ from book_recommender.serving import (
     RatingPredictor,
     Recommender,
 )
+
+logger = logging.getLogger(__name__)
 
 # Logging a Spark model is much faster with explicit requirements than with
 # MLflow's inference of them.
@@ -280,3 +292,150 @@ def register_champion(
     )
     version = _register(logged, model_name, tags, description, model_description)
     return version, logged
+
+
+def _version_tags(
+    role: str,
+    champion: dict[str, Any],
+    candidate_runs: dict[str, str],
+    fitted: RecommenderModel,
+) -> dict[str, str]:
+    """The version's tags; the parent run gets the same under the champion's
+    prefix (but the clip)."""
+    tags = {
+        "role": role,
+        "name": champion["name"],
+        "kind": champion["kind"],
+        "source_run": candidate_runs[champion["name"]],
+        "selected_by": champion["selected_by"],
+        **{
+            f"beats_baseline.{m}": str(b).lower()
+            for m, b in champion["beats_baseline"].items()
+        },
+    }
+    tag_parent_run(
+        {f"{RUN_PREFIX[role]}.{key}": v for key, v in tags.items() if key != "role"}
+    )
+    if fitted.clip is not None:
+        tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
+    return tags
+
+
+def _stage_aliases(registered: dict[str, dict[str, Any]]) -> None:
+    """The aliases move when the whole run has succeeded (its scoring
+    included): a run that fails after this point moves none
+    (``book_recommender.aliases``)."""
+    for entry in registered.values():
+        aliases.stage(entry["model_name"], entry["alias"], entry["version"])
+        logger.info(
+            "Registered %s version %s; '%s' moves to it when the run succeeds",
+            entry["model_name"],
+            entry["version"],
+            entry["alias"],
+        )
+
+
+def register_champions(
+    candidate_models: list[RecommenderModel],
+    champions: dict[str, Any],
+    candidate_runs: dict[str, str],
+    candidate_metrics: list[dict[str, Any]],
+    data_statistics: dict[str, Any],
+    model_input_ratings: DataFrame,
+    indexed_users: DataFrame,
+    indexed_items: DataFrame,
+    columns: dict[str, Any],
+    k: int,
+    registry: RegistryParams,
+) -> dict[str, Any]:
+    """Logs each champion to the parent run as a pyfunc model answering raw
+    ids (``serving.Recommender`` / ``RatingPredictor``), registers it as a
+    version of its role's model with tags and description, and stages its
+    alias: it moves when the whole run has succeeded (``aliases``), so a run
+    that fails, in scoring too, leaves the previous champions where they were.
+    """
+    model_of = {
+        "recommender": (registry.model_name, registry.alias),
+        "rating": (registry.rating_model_name, registry.rating_alias),
+    }
+    registered = {}
+    for role, champion in champions.items():
+        fitted = next(m for m in candidate_models if m.name == champion["name"])
+        tags = _version_tags(role, champion, candidate_runs, fitted)
+        bundle = export_bundle(
+            fitted, model_input_ratings, indexed_users, indexed_items, columns, k
+        )
+        model_name, alias = model_of[role]
+        texts = (
+            version_description(
+                champion, len(candidate_runs), candidate_metrics, data_statistics,
+                columns, k,
+            ),
+            model_description(role, columns, k),
+        )  # fmt: skip
+        version, logged = register_champion(
+            bundle, role, model_name, tags, *texts, champion["test_metrics"]
+        )
+        registered[role] = {
+            "model_name": model_name,
+            "version": int(version.version),
+            "alias": alias,
+            "model_uri": logged.model_uri,
+            **tags,
+        }
+    _stage_aliases(registered)
+    recommender = registered["recommender"]
+    return {
+        "model_name": recommender["model_name"],
+        "version": recommender["version"],
+        "alias": recommender["alias"],
+        "champions": registered,
+    }
+
+
+def parent_run_metrics(
+    data_statistics: dict[str, Any],
+    candidate_metrics: list[dict[str, Any]],
+    champions: dict[str, Any],
+) -> dict[str, dict[str, float]]:
+    """The parent run's metrics: data statistics, the baselines and both
+    champions on test (``champion.*``: the recommender, ``rating_champion.*``)."""
+    model_input = data_statistics["model_input"]
+    split = data_statistics["split"]
+    values = {
+        f"data.{key}": float(model_input[key])
+        for key in (
+            "users",
+            "items",
+            "interactions",
+            "explicit_interactions",
+            "sparsity",
+        )
+        if model_input.get(key) is not None
+    }
+    values["data.train_rows"] = float(split["train_rows"])
+    values["data.test_rows"] = float(split["test_rows"])
+    for table, report in data_statistics["rows"].items():
+        for reason, count in report["dropped"].items():
+            values[f"data.dropped.{table}.{reason}"] = float(count)
+    for candidate in candidate_metrics:
+        if candidate["name"] in BASELINE_NAMES.values():
+            values.update(
+                {f"{candidate['name']}.{m}": v for m, v in candidate["metrics"].items()}
+            )
+    share = data_statistics.get("side_information", {}).get(
+        "test_share_sharing_a_value"
+    )
+    if share is not None:
+        values["data.side_information_share"] = float(share)
+    for role, champion in champions.items():
+        values.update(
+            {f"{RUN_PREFIX[role]}.{m}": v for m, v in champion["test_metrics"].items()}
+        )
+        reference = champion.get("without_side_information")
+        if reference is not None:
+            prefix = f"{RUN_PREFIX[role]}.without_side_information"
+            values.update(
+                {f"{prefix}.{m}": v for m, v in reference["test_metrics"].items()}
+            )
+    return {key: {"value": value, "step": 0} for key, value in values.items()}

@@ -13,7 +13,7 @@ from pyspark.sql.types import (
 )
 
 from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
-from book_recommender.params import ConfigurationError
+from book_recommender.params import ConfigurationError, parse
 from book_recommender.pipelines.data_processing.nodes import (
     DataValidationError,
     compute_statistics,
@@ -29,6 +29,7 @@ from book_recommender.pipelines.data_processing.nodes import (
     validate_users,
 )
 from tests.conftest import data_processing_params
+from tests.test_params import BASE
 
 COLUMNS = {
     "user_id": "User-ID",
@@ -43,6 +44,8 @@ PARAMS = data_processing_params(
     users={"age_range": None},
     preparation={"seed": 7},
 )
+TYPED = parse("data_processing", PARAMS)
+ITEM_BASED = BASE["item_based"]
 
 
 def _strings(*names: str) -> StructType:
@@ -105,7 +108,7 @@ def raw_books(spark):
 
 
 def test_validate_ratings_counts_each_bad_row_exactly(raw_ratings):
-    kept, report = validate_ratings(raw_ratings, COLUMNS, PARAMS)
+    kept, report = validate_ratings(raw_ratings, COLUMNS, TYPED)
     assert report == {
         "read": 14,
         "kept": 7,
@@ -135,7 +138,7 @@ def test_one_row_per_pair_explicit_first_then_the_last_and_whole_ratings(spark):
     ]
     raw = spark.createDataFrame(rows, RATINGS_SCHEMA).coalesce(1)
     params = {**PARAMS, "ratings": {**PARAMS["ratings"], "integer": True}}
-    kept, report = validate_ratings(raw, COLUMNS, params)
+    kept, report = validate_ratings(raw, COLUMNS, parse("data_processing", params))
     assert report["dropped"] == {
         "duplicate_pair": 3,
         "rating_not_integer": 1,
@@ -147,13 +150,13 @@ def test_one_row_per_pair_explicit_first_then_the_last_and_whole_ratings(spark):
         ("3", "B", 0.0),
     ]
     # Without the integer rule 7.5 is a rating like any other.
-    _, lenient = validate_ratings(raw, COLUMNS, PARAMS)
+    _, lenient = validate_ratings(raw, COLUMNS, TYPED)
     assert "rating_not_integer" not in lenient["dropped"]
 
 
 def test_ages_outside_the_plausible_range_are_counted_and_kept(raw_users):
     params = {**PARAMS, "users": {"age_range": [5, 100]}}
-    users, report = validate_users(raw_users, COLUMNS, params)
+    users, report = validate_users(raw_users, COLUMNS, parse("data_processing", params))
     assert report["rows_with"]["age_out_of_range"] == 1  # 244.0
     assert users.filter(F.col("Age") == 244.0).count() == 1  # noqa: PLR2004
 
@@ -161,7 +164,7 @@ def test_ages_outside_the_plausible_range_are_counted_and_kept(raw_users):
 def test_validate_ratings_names_file_column_and_config_key(spark):
     df = spark.createDataFrame([("1", "x")], _strings("User-ID", "ISBN"))
     with pytest.raises(DataValidationError) as error:
-        validate_ratings(df, COLUMNS, PARAMS)
+        validate_ratings(df, COLUMNS, TYPED)
     message = str(error.value)
     assert "data/01_raw/Ratings.csv" in message
     assert "'Book-Rating'" in message
@@ -177,7 +180,7 @@ def test_a_semicolon_file_and_a_case_slip_get_a_hint(spark, tmp_path):
     dump.write_text('"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"0"\n')
     raw = spark.read.csv(str(dump), header=True, quote='"', escape='"')
     with pytest.raises(DataValidationError) as error:
-        validate_ratings(raw, COLUMNS, PARAMS)
+        validate_ratings(raw, COLUMNS, TYPED)
     assert "likely separated by ';'" in str(error.value)
     assert "sep: ';'" in str(error.value)
 
@@ -185,17 +188,17 @@ def test_a_semicolon_file_and_a_case_slip_get_a_hint(spark, tmp_path):
         [("1", "x", "5")], _strings("user-id", "ISBN", "Book-Rating")
     )
     with pytest.raises(DataValidationError, match="'user-id' for 'User-ID'"):
-        validate_ratings(slip, COLUMNS, PARAMS)
+        validate_ratings(slip, COLUMNS, TYPED)
 
 
 def test_a_missing_column_setting_names_the_config_key(raw_ratings):
     columns = {k: v for k, v in COLUMNS.items() if k != "item_id"}
     with pytest.raises(DataValidationError, match=r"columns\.item_id"):
-        validate_ratings(raw_ratings, columns, PARAMS)
+        validate_ratings(raw_ratings, columns, TYPED)
 
 
 def test_validate_users_drops_missing_and_duplicate_ids_and_parses_age(raw_users):
-    users, report = validate_users(raw_users, COLUMNS, PARAMS)
+    users, report = validate_users(raw_users, COLUMNS, TYPED)
     assert report == {
         "read": 7,
         "kept": 5,
@@ -210,13 +213,13 @@ def test_validate_users_drops_missing_and_duplicate_ids_and_parses_age(raw_users
 
 
 def test_validate_items_requires_the_title_column(spark, raw_books):
-    items, report = validate_items(raw_books, COLUMNS, PARAMS)
+    items, report = validate_items(raw_books, COLUMNS, TYPED)
     assert report["dropped"] == {"duplicate_item_id": 1, "missing_item_id": 1}
     assert items.count() == 3
     with pytest.raises(
         DataValidationError, match=r"Books\.csv.*'Book-Title'.*columns\.item_info"
     ):
-        validate_items(raw_books.drop("Book-Title"), COLUMNS, PARAMS)
+        validate_items(raw_books.drop("Book-Title"), COLUMNS, TYPED)
 
 
 # -- indexing and merging ----------------------------------------------------------------
@@ -224,9 +227,9 @@ def test_validate_items_requires_the_title_column(spark, raw_books):
 
 @pytest.fixture
 def prepared(raw_ratings, raw_users, raw_books):
-    ratings, _ = validate_ratings(raw_ratings, COLUMNS, PARAMS)
-    users, _ = validate_users(raw_users, COLUMNS, PARAMS)
-    items, _ = validate_items(raw_books, COLUMNS, PARAMS)
+    ratings, _ = validate_ratings(raw_ratings, COLUMNS, TYPED)
+    users, _ = validate_users(raw_users, COLUMNS, TYPED)
+    items, _ = validate_items(raw_books, COLUMNS, TYPED)
     indexed_users = index_users(users, COLUMNS)
     indexed_items = index_items(items, COLUMNS)
     merged = merge_ratings(ratings, indexed_users, indexed_items, COLUMNS)
@@ -265,14 +268,16 @@ def test_count_join_losses(prepared):
 
 def test_prepare_model_input_casts_and_samples_by_user(spark, prepared):
     merged = prepared[3]
-    full = prepare_model_input(merged, COLUMNS, PARAMS)
+    full = prepare_model_input(merged, COLUMNS, TYPED)
     assert dict(full.dtypes)["Book-Rating"] == "float"
     assert full.count() == 5
     params = {
         **PARAMS,
         "preparation": {**PARAMS["preparation"], "is_sample": True, "sample_rows": 2},
     }
-    sample = prepare_model_input(merged, COLUMNS, params).collect()
+    sample = prepare_model_input(
+        merged, COLUMNS, parse("data_processing", params)
+    ).collect()
     lowest_two = sorted((r[USER_IDX], r[ITEM_IDX]) for r in merged.collect())[:2]
     assert sorted((r[USER_IDX], r[ITEM_IDX]) for r in sample) == lowest_two
     bad = {
@@ -280,7 +285,7 @@ def test_prepare_model_input_casts_and_samples_by_user(spark, prepared):
         "preparation": {**PARAMS["preparation"], "is_sample": True, "sample_rows": 0},
     }
     with pytest.raises(ConfigurationError, match="sample_rows"):
-        prepare_model_input(merged, COLUMNS, bad)
+        prepare_model_input(merged, COLUMNS, parse("data_processing", bad))
 
 
 # -- the split ---------------------------------------------------------------------------
@@ -303,7 +308,7 @@ def model_input(spark):
 
 
 def test_split_is_disjoint_covers_explicit_rows_and_leaves_out_zeros(model_input):
-    train, test = split_ratings(model_input, COLUMNS, PARAMS)
+    train, test = split_ratings(model_input, COLUMNS, TYPED)
     explicit = model_input.filter(F.col("Book-Rating") != 0)
     assert train.join(test, on=ROW_ID, how="inner").count() == 0
     union = train.unionByName(test)
@@ -315,7 +320,7 @@ def test_split_is_disjoint_covers_explicit_rows_and_leaves_out_zeros(model_input
 
 def test_split_is_stratified_by_rating_value(model_input):
     # 2,000 rows a value: the train share's sd is 0.009, so 0.03 is > 3 sd.
-    train, _ = split_ratings(model_input, COLUMNS, PARAMS)
+    train, _ = split_ratings(model_input, COLUMNS, TYPED)
     shares = {
         r["Book-Rating"]: r["count"] / 2000
         for r in train.groupBy("Book-Rating").count().collect()
@@ -326,15 +331,15 @@ def test_split_is_stratified_by_rating_value(model_input):
 
 
 def test_split_is_reproducible_with_its_seed(model_input):
-    first, _ = split_ratings(model_input, COLUMNS, PARAMS)
-    again, _ = split_ratings(model_input, COLUMNS, PARAMS)
+    first, _ = split_ratings(model_input, COLUMNS, TYPED)
+    again, _ = split_ratings(model_input, COLUMNS, TYPED)
     assert first.exceptAll(again).count() == 0 and again.exceptAll(first).count() == 0
 
 
 def test_split_rejects_a_fraction_outside_zero_one(model_input):
     params = {**PARAMS, "preparation": {**PARAMS["preparation"], "train_fraction": 1.0}}
     with pytest.raises(ConfigurationError, match="train_fraction"):
-        split_ratings(model_input, COLUMNS, params)
+        split_ratings(model_input, COLUMNS, parse("data_processing", params))
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -359,7 +364,7 @@ def test_statistics_on_a_tiny_model_input(spark):
     }
     side = {"columns": [], "test_share_sharing_a_value": None, "per_column": {}}
     stats = compute_statistics(
-        report, report, report, joins, side, model_input, train, test, COLUMNS, PARAMS
+        report, report, report, joins, side, model_input, train, test, COLUMNS, TYPED
     )
     mi = stats["model_input"]
     assert mi["interactions"] == 5
@@ -399,15 +404,27 @@ def test_side_information_share_counts_test_books_sharing_an_author(spark):
         [ITEM_IDX, "Book-Author", "Publisher"],
     )
 
-    report = measure_side_information(model_input, test, items, ["Book-Author"])
+    def side(columns: list[str]):
+        weights = {"knn": {"side_weight": [0.0]}, "ease": {"beta": [0.0]}}
+        return parse(
+            "item_based",
+            {
+                **ITEM_BASED,
+                "side_information": columns,
+                "knn": {**ITEM_BASED["knn"], **weights["knn"]},
+                "ease": {**ITEM_BASED["ease"], **weights["ease"]},
+            },
+        )
+
+    report = measure_side_information(model_input, test, items, side(["Book-Author"]))
     assert report["test_share_sharing_a_value"] == pytest.approx(2 / 3, abs=1e-4)
     both = measure_side_information(
-        model_input, test, items, ["Book-Author", "Publisher"]
+        model_input, test, items, side(["Book-Author", "Publisher"])
     )
     assert both["per_column"] == {
         "Book-Author": pytest.approx(2 / 3, abs=1e-4),
         "Publisher": pytest.approx(1 / 3, abs=1e-4),
     }
     assert both["test_share_sharing_a_value"] == 1.0
-    none = measure_side_information(model_input, test, items, [])
+    none = measure_side_information(model_input, test, items, side([]))
     assert none["test_share_sharing_a_value"] is None

@@ -9,9 +9,10 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.datasets import RegisteredRecommender
+from book_recommender.params import parse
 from book_recommender.pipelines.data_science.nodes import (
+    evaluate_on_test,
     select_champions,
-    train_candidates,
     tune_candidates,
 )
 from book_recommender.pipelines.scoring.nodes import recommend_for_users
@@ -56,7 +57,7 @@ SMALL_ITEM_GRID = {
     "ease": {**BASE["item_based"]["ease"], "l2": [10.0], "beta": [0.0]},
     "side_information": [],
 }
-EVALUATION = {**BASE["evaluation"], "k": K}
+EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": K})
 
 
 @pytest.fixture(scope="module")
@@ -85,28 +86,25 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
 ):
     train, test, implicit = everyone_reads_the_bestsellers
     items = train.select(ITEM_IDX).unionByName(test.select(ITEM_IDX)).distinct()
-    tuning = tune_candidates(
+    tuning_params = parse("tuning", BASE["tuning"])
+    tuning, bests = tune_candidates(
         train,
         implicit,
         items,
         COLUMNS,
-        SMALL_GRID,
-        SMALL_ITEM_GRID,
-        BASE["tuning"],
+        parse("als", SMALL_GRID),
+        parse("item_based", SMALL_ITEM_GRID),
+        tuning_params,
         EVALUATION,
     )
-    models, metrics = train_candidates(
-        train,
-        implicit,
-        items,
-        test,
-        tuning,
-        COLUMNS,
-        SMALL_GRID,
-        SMALL_ITEM_GRID,
-        BASE["tuning"],
-        EVALUATION,
-    )
+    # Spark's tuning refits each family's best: one model per family.
+    assert [m.name for m in bests] == [
+        next(
+            r["name"] for r in tuning if r["tuned_as"] == label and r["best_of_family"]
+        )
+        for label in dict.fromkeys(r["tuned_as"] for r in tuning)
+    ]
+    models, metrics = evaluate_on_test(bests, tuning, test, tuning_params, EVALUATION)
     validation = {r["name"]: r["validation"]["ndcg_at_5"] for r in tuning}
     assert validation["popularity"] == max(validation.values())
     # Only the champions and the baselines are refitted and see test: here
@@ -120,7 +118,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     assert names == ["popularity", "bias_baseline"] + (
         [best_rating] if best_rating != "bias_baseline" else []
     )
-    assert [m.spec.name for m in models] == names
+    assert [m.name for m in models] == names
 
     with caplog.at_level(logging.WARNING):
         champions = select_champions(tuning, metrics, EVALUATION)
@@ -132,7 +130,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
 
     # Scoring serves the popularity champion like any ALS model: k unseen books
     # for every user, the bestsellers they have not read first.
-    model = next(m.model for m in models if m.spec.name == "popularity")
+    model = next(m for m in models if m.name == "popularity")
     ratings = train.unionByName(test)
     users = (
         ratings.select(USER_IDX)
@@ -148,9 +146,11 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
             F.concat(F.lit("Book "), F.col(ITEM_IDX)).alias("Book-Title"),
         )
     )
-    bundle = export_bundle(model, ratings, users, items, COLUMNS, K, None)
+    bundle = export_bundle(model, ratings, users, items, COLUMNS, K)
     champion = RegisteredRecommender("m", 1, bundle, {"role": "recommender"})
-    table = recommend_for_users(champion, {**SCORING, "k": K}).toPandas()
+    table = recommend_for_users(
+        champion, parse("scoring", {**SCORING, "k": K})
+    ).toPandas()
     assert (table["model_version"] == 1).all()
     assert set(table["User-ID"]) == {str(u) for u in range(USERS)}
     assert (table.groupby("User-ID").size() == K).all()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from book_recommender.params import parse
 from book_recommender.pipelines.data_processing import nodes as dp
 from book_recommender.pipelines.reporting.nodes import (
     plot_most_popular_items,
@@ -28,6 +29,7 @@ PARAMS = data_processing_params(
     preparation={"sample_rows": 1, "seed": 1},
 )
 PARAMS["data"]["folder"] = str(RAW)
+TYPED = parse("data_processing", PARAMS)
 READ = {"dtype": str, "keep_default_na": False}
 
 
@@ -42,15 +44,15 @@ def raw(spark):
 
 @pytest.fixture(scope="module")
 def prepared(raw):
-    ratings, _ = dp.validate_ratings(raw["Ratings"], COLUMNS, PARAMS)
-    users, _ = dp.validate_users(raw["Users"], COLUMNS, PARAMS)
-    items, _ = dp.validate_items(raw["Books"], COLUMNS, PARAMS)
+    ratings, _ = dp.validate_ratings(raw["Ratings"], COLUMNS, TYPED)
+    users, _ = dp.validate_users(raw["Users"], COLUMNS, TYPED)
+    items, _ = dp.validate_items(raw["Books"], COLUMNS, TYPED)
     indexed_users, indexed_items = (
         dp.index_users(users, COLUMNS),
         dp.index_items(items, COLUMNS),
     )
     merged = dp.merge_ratings(ratings, indexed_users, indexed_items, COLUMNS)
-    model_input = dp.prepare_model_input(merged, COLUMNS, PARAMS).cache()
+    model_input = dp.prepare_model_input(merged, COLUMNS, TYPED).cache()
     return model_input, indexed_users.cache(), indexed_items.cache()
 
 
@@ -113,7 +115,7 @@ def test_most_popular_items_count_all_interactions(prepared, pandas_tables):
 
 def test_rating_distribution_heights(prepared, pandas_tables):
     _, _, merged = pandas_tables
-    fig = plot_rating_distribution(prepared[0], COLUMNS, PARAMS["ratings"])
+    fig = plot_rating_distribution(prepared[0], COLUMNS, TYPED)
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert heights == merged["Book-Rating"].value_counts().sort_index().tolist()
     assert "implicit" in fig.axes[0].get_title()

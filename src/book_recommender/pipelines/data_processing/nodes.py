@@ -24,8 +24,14 @@ from book_recommender.download import (
     file_digest,
 )
 from book_recommender.errors import ProjectError
-from book_recommender.item_based import SIDE, side_information
-from book_recommender.params import DataProcessingParams, FileCheck, parse
+from book_recommender.models.items import SIDE, side_information
+from book_recommender.params import (
+    DataProcessingParams,
+    Download,
+    EvaluationParams,
+    FileCheck,
+    ItemBasedParams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +179,46 @@ _FILES = {
 }
 
 
-def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
+def _fetch(
+    key: str,
+    source: str,
+    files: dict[str, Path],
+    columns: dict[str, str],
+    download: Download,
+    folder: str,
+) -> dict[str, Any]:
+    """``download_file`` of one input file, checked against what it must be."""
+    name = files[key].name
+    check = download.expected.get(name, FileCheck())
+    spec = Expected(
+        header=[_column(columns, c) for c in _FILES[key]],
+        size=check.size,
+        sha256=check.sha256,
+        min_bytes=download.min_bytes,
+        max_bytes=download.max_bytes,
+    )
+    try:
+        return download_file(
+            source,
+            files[key],
+            spec,
+            timeout=download.timeout_seconds,
+            retries=download.retries,
+            backoff=download.backoff_seconds,
+            allowed_hosts=download.allowed_redirect_hosts,
+        )
+    except DownloadError as error:
+        kept = "The existing file was left as it was. " if files[key].exists() else ""
+        raise DownloadError(
+            f"{error}. {kept}Without network access to {download.remote_url}, "
+            f"download {', '.join(p.name for p in files.values())} elsewhere and "
+            f"put them in {folder}/ by hand; the run then uses them as they are."
+        ) from error
+
+
+def fetch_raw_data(
+    columns: dict[str, str], params: DataProcessingParams
+) -> dict[str, Any]:
     """The three input files: downloaded if absent (or asked to), then described.
 
     With ``download.remote_url`` set, a file missing from ``data.folder`` is
@@ -183,7 +228,6 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
     the local path, size and SHA-256, which the validation reports carry.
     Folders on object storage (``s3a://...``) are read by Spark as they are.
     """
-    params = parse("data_processing", params)
     folder = params.data.folder
     if "://" in folder:
         return {key: {"path": _source(params, key)} for key in _FILES}
@@ -199,36 +243,10 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
             f"data_processing.download.remote_url to fetch them ({PARAMS_FILE})."
         )
     sources = {key: f"{str(url).rstrip('/')}/{files[key].name}" for key in wanted}
-    fetched: dict[str, dict[str, Any]] = {}
-    for key in wanted:
-        name = files[key].name
-        check = download.expected.get(name, FileCheck())
-        spec = Expected(
-            header=[_column(columns, c) for c in _FILES[key]],
-            size=check.size,
-            sha256=check.sha256,
-            min_bytes=download.min_bytes,
-            max_bytes=download.max_bytes,
-        )
-        try:
-            fetched[key] = download_file(
-                sources[key],
-                files[key],
-                spec,
-                timeout=download.timeout_seconds,
-                retries=download.retries,
-                backoff=download.backoff_seconds,
-                allowed_hosts=download.allowed_redirect_hosts,
-            )
-        except DownloadError as error:
-            kept = (
-                "The existing file was left as it was. " if files[key].exists() else ""
-            )
-            raise DownloadError(
-                f"{error}. {kept}Without network access to {url}, download "
-                f"{', '.join(p.name for p in files.values())} elsewhere and put them "
-                f"in {folder}/ by hand; the run then uses them as they are."
-            ) from error
+    fetched = {
+        key: _fetch(key, sources[key], files, columns, download, folder)
+        for key in wanted
+    }
     described = {}
     for key, path in files.items():
         described[key] = file_digest(path)
@@ -242,10 +260,35 @@ def fetch_raw_data(columns: dict[str, str], params: dict[str, Any]) -> dict[str,
 # Validation
 
 
+def _mark_duplicate_pairs(
+    checked: DataFrame, user: str, item: str, explicit: F.Column
+) -> DataFrame:
+    """Of several valid rows for one (user, item) pair, all but one marked
+    ``duplicate_pair``: an explicit rating kept over an implicit one, then the
+    last in the file."""
+    valid = F.col(_REASON).isNull()
+    # The window reshuffles the rows, and with them the seeded split downstream:
+    # only data that has duplicate pairs pays for it.
+    duplicated = (
+        checked.filter(valid).groupBy(user, item).count().filter("count > 1").limit(1)
+    )
+    if not duplicated.count():
+        return checked
+    pair = Window.partitionBy(user, item, valid).orderBy(
+        explicit.desc(), F.col("_order").desc()
+    )
+    return checked.withColumn(
+        _REASON,
+        F.when(valid & (F.row_number().over(pair) > 1), "duplicate_pair").otherwise(
+            F.col(_REASON)
+        ),
+    )
+
+
 def validate_ratings(
     raw_ratings: DataFrame,
     columns: dict[str, str],
-    params: dict[str, Any],
+    params: DataProcessingParams,
     raw_files: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Keeps the ratings rows that parse; counts the others by reason.
@@ -257,7 +300,6 @@ def validate_ratings(
     the last in the file; the others count as ``duplicate_pair``. Ids are
     trimmed text; the rating becomes a double.
     """
-    params = parse("data_processing", params)
     _require_columns(
         raw_ratings, columns, params, "ratings_file", ["user_id", "item_id", "rating"]
     )
@@ -283,22 +325,7 @@ def validate_ratings(
         if implicit_value is None
         else F.col(rating) != float(implicit_value)
     )
-    valid = F.col(_REASON).isNull()
-    # The window reshuffles the rows, and with them the seeded split downstream:
-    # only data that has duplicate pairs pays for it.
-    duplicated = (
-        checked.filter(valid).groupBy(user, item).count().filter("count > 1").limit(1)
-    )
-    if duplicated.count():
-        pair = Window.partitionBy(user, item, valid).orderBy(
-            explicit.desc(), F.col("_order").desc()
-        )
-        checked = checked.withColumn(
-            _REASON,
-            F.when(valid & (F.row_number().over(pair) > 1), "duplicate_pair").otherwise(
-                F.col(_REASON)
-            ),
-        )
+    checked = _mark_duplicate_pairs(checked, user, item, explicit)
     checked = checked.drop("_order")
     report = _with_file(_count_reasons(checked), raw_files, "ratings_file")
     _log_drops(_source(params, "ratings_file"), report)
@@ -356,7 +383,7 @@ def _with_file(
 def validate_users(
     raw_users: DataFrame,
     columns: dict[str, str],
-    params: dict[str, Any],
+    params: DataProcessingParams,
     raw_files: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Users with an id, one row per id; the age column (if any) parsed to double.
@@ -365,7 +392,6 @@ def validate_users(
     outside ``users.age_range`` are kept as they are and counted
     (``rows_with.age_out_of_range``).
     """
-    params = parse("data_processing", params)
     age = columns.get("user_age")
     flags: dict[str, Column] = {}
     age_range = params.users.age_range
@@ -392,7 +418,7 @@ def validate_users(
 def validate_items(
     raw_items: DataFrame,
     columns: dict[str, str],
-    params: dict[str, Any],
+    params: DataProcessingParams,
     raw_files: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Items with an id and an info (title) column, one row per id.
@@ -402,7 +428,6 @@ def validate_items(
     left (see ``repair_shifted_items``) are put back and counted as
     ``shifted_columns_repaired``.
     """
-    params = parse("data_processing", params)
     year = columns.get("item_year")
     flags: dict[str, Column] = {}
     if year and year in raw_items.columns:
@@ -519,7 +544,7 @@ def merge_ratings(
 
 
 def prepare_model_input(
-    merged_ratings: DataFrame, columns: dict[str, str], params: dict[str, Any]
+    merged_ratings: DataFrame, columns: dict[str, str], params: DataProcessingParams
 ) -> DataFrame:
     """Optional sample of the first ``sample_rows`` rows by ``_user_id``; rating as float.
 
@@ -527,7 +552,7 @@ def prepare_model_input(
     explains), so a sample still has users with several ratings to learn from.
     """
     rating = _column(columns, "rating")
-    preparation = parse("data_processing", params).preparation
+    preparation = params.preparation
     df = merged_ratings
     if preparation.is_sample:
         df = df.orderBy(USER_IDX, ITEM_IDX).limit(preparation.sample_rows)
@@ -535,7 +560,9 @@ def prepare_model_input(
 
 
 def split_ratings(
-    model_input_ratings: DataFrame, columns: dict[str, str], params: dict[str, Any]
+    model_input_ratings: DataFrame,
+    columns: dict[str, str],
+    params: DataProcessingParams,
 ) -> tuple[DataFrame, DataFrame]:
     """Train/test split stratified by rating value, implicit ratings left out.
 
@@ -543,7 +570,6 @@ def split_ratings(
     (``sampleBy``, seeded); test holds the other explicit rows (anti-join on ``id``).
     """
     rating = _column(columns, "rating")
-    params = parse("data_processing", params)
     fraction, seed = params.preparation.train_fraction, params.preparation.seed
     explicit = model_input_ratings
     implicit_value = params.ratings.implicit_value
@@ -563,8 +589,8 @@ def check_model_input(
     prepared_ratings: DataFrame,
     train_split: DataFrame,
     test_split: DataFrame,
-    params: dict[str, Any],
-    evaluation: dict[str, Any],
+    params: DataProcessingParams,
+    evaluation: EvaluationParams,
 ) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame, DataFrame]:
     """The model inputs, passed on only if there is enough to train and test on.
 
@@ -573,7 +599,6 @@ def check_model_input(
     ``evaluation.k`` items to recommend. Fails before any of them is written, so
     the previous run's model inputs stay as they were.
     """
-    params = parse("data_processing", params)
     minimum = params.minimum
     prepared_ratings = prepared_ratings.cache()
     counts = prepared_ratings.agg(
@@ -590,7 +615,7 @@ def check_model_input(
         "interactions": minimum.interactions,
         "train_rows": minimum.train_rows,
         "test_rows": minimum.test_rows,
-        "items": int(evaluation["k"]),
+        "items": evaluation.k,
     }
     short = [key for key in needed if found[key] < needed[key]]
     if short:
@@ -642,13 +667,14 @@ def measure_side_information(
     model_input_ratings: DataFrame,
     test_ratings: DataFrame,
     indexed_items: DataFrame,
-    side_columns: list[str],
+    item_based: ItemBasedParams,
 ) -> dict[str, Any]:
     """How much the books' side information (``item_based.side_information``,
     normalized as the models see it) could tell: the share of test
     interactions whose book shares a value (an author) with another book the
     reader has outside test, in all and per column. On two real Book-Crossing
     subsets: 20% and 29% by author."""
+    side_columns = item_based.side_information
     side = side_information(indexed_items, side_columns)
     if side is None:
         return {"columns": [], "test_share_sharing_a_value": None, "per_column": {}}
@@ -692,6 +718,61 @@ def measure_side_information(
     return report
 
 
+def _model_input_stats(
+    model_input_ratings: DataFrame, rating: str, implicit_key: str | None
+) -> dict[str, Any]:
+    """Sizes, sparsity, id ranges and ratings per value of the model input."""
+    row = model_input_ratings.agg(
+        F.count(F.lit(1)).alias("interactions"),
+        F.countDistinct(USER_IDX).alias("users"),
+        F.countDistinct(ITEM_IDX).alias("items"),
+        F.max(USER_IDX).alias("max_user_id"),
+        F.max(ITEM_IDX).alias("max_item_id"),
+    ).first()
+    per_value = {
+        _rating_key(r[rating]): int(r["count"])
+        for r in model_input_ratings.groupBy(rating).count().orderBy(rating).collect()
+    }
+    implicit = per_value.get(implicit_key, 0)
+    interactions = int(row["interactions"])
+    users, items = int(row["users"]), int(row["items"])
+    return {
+        "interactions": interactions,
+        "explicit_interactions": interactions - implicit,
+        "implicit_interactions": implicit,
+        "users": users,
+        "items": items,
+        "sparsity": 1.0 - interactions / (users * items) if users and items else None,
+        "max_user_id": row["max_user_id"],
+        "max_item_id": row["max_item_id"],
+        "rating_values": sorted(per_value, key=float),
+        "ratings_per_value": per_value,
+    }
+
+
+def _split_stats(
+    train_ratings: DataFrame,
+    test_ratings: DataFrame,
+    rating: str,
+    explicit_per_value: dict[str, int],
+    train_fraction: float,
+) -> dict[str, Any]:
+    """Rows on each side of the split, and the train share of each rating."""
+    train_per_value = {
+        _rating_key(r[rating]): int(r["count"])
+        for r in train_ratings.groupBy(rating).count().collect()
+    }
+    return {
+        "train_rows": train_ratings.count(),
+        "test_rows": test_ratings.count(),
+        "train_fraction_asked": train_fraction,
+        "train_share_per_value": {
+            key: round(train_per_value.get(key, 0) / count, 4)
+            for key, count in explicit_per_value.items()
+        },
+    }
+
+
 def compute_statistics(
     ratings_report: dict[str, Any],
     users_report: dict[str, Any],
@@ -702,35 +783,35 @@ def compute_statistics(
     train_ratings: DataFrame,
     test_ratings: DataFrame,
     columns: dict[str, str],
-    params: dict[str, Any],
+    params: DataProcessingParams,
 ) -> dict[str, Any]:
     """Sizes, sparsity, id ranges, ratings per value, rows dropped per reason and
     what the side information could tell (``measure_side_information``)."""
     rating = _column(columns, "rating")
-    model_input = model_input_ratings.agg(
-        F.count(F.lit(1)).alias("interactions"),
-        F.countDistinct(USER_IDX).alias("users"),
-        F.countDistinct(ITEM_IDX).alias("items"),
-        F.max(USER_IDX).alias("max_user_id"),
-        F.max(ITEM_IDX).alias("max_item_id"),
-    ).first()
-    per_value = {
-        _rating_key(row[rating]): int(row["count"])
-        for row in model_input_ratings.groupBy(rating).count().orderBy(rating).collect()
-    }
-    params = parse("data_processing", params)
     implicit_value = params.ratings.implicit_value
     implicit_key = None if implicit_value is None else _rating_key(implicit_value)
-    explicit_per_value = {k: v for k, v in per_value.items() if k != implicit_key}
-    implicit = per_value.get(implicit_key, 0)
-    interactions = int(model_input["interactions"])
-    users, items = int(model_input["users"]), int(model_input["items"])
-    train_per_value = {
-        _rating_key(row[rating]): int(row["count"])
-        for row in train_ratings.groupBy(rating).count().collect()
+    model_input = _model_input_stats(model_input_ratings, rating, implicit_key)
+    explicit_per_value = {
+        k: v for k, v in model_input["ratings_per_value"].items() if k != implicit_key
     }
-    n_train, n_test = train_ratings.count(), test_ratings.count()
-    stats = {
+    split = _split_stats(
+        train_ratings,
+        test_ratings,
+        rating,
+        explicit_per_value,
+        params.preparation.train_fraction,
+    )
+    logger.info(
+        "Model input: %s users, %s items, %s interactions (sparsity %.5f); "
+        "train %s rows, test %s rows",
+        model_input["users"],
+        model_input["items"],
+        model_input["interactions"],
+        model_input["sparsity"] or 0.0,
+        split["train_rows"],
+        split["test_rows"],
+    )
+    return {
         "source": {
             "ratings": _source(params, "ratings_file"),
             "users": _source(params, "users_file"),
@@ -747,38 +828,6 @@ def compute_statistics(
             "is_sample": params.preparation.is_sample,
             "sample_rows": params.preparation.sample_rows,
         },
-        "model_input": {
-            "interactions": interactions,
-            "explicit_interactions": interactions - implicit,
-            "implicit_interactions": implicit,
-            "users": users,
-            "items": items,
-            "sparsity": 1.0 - interactions / (users * items)
-            if users and items
-            else None,
-            "max_user_id": model_input["max_user_id"],
-            "max_item_id": model_input["max_item_id"],
-            "rating_values": sorted(per_value, key=float),
-            "ratings_per_value": per_value,
-        },
-        "split": {
-            "train_rows": n_train,
-            "test_rows": n_test,
-            "train_fraction_asked": params.preparation.train_fraction,
-            "train_share_per_value": {
-                key: round(train_per_value.get(key, 0) / count, 4)
-                for key, count in explicit_per_value.items()
-            },
-        },
+        "model_input": model_input,
+        "split": split,
     }
-    logger.info(
-        "Model input: %s users, %s items, %s interactions (sparsity %.5f); "
-        "train %s rows, test %s rows",
-        users,
-        items,
-        interactions,
-        stats["model_input"]["sparsity"] or 0.0,
-        n_train,
-        n_test,
-    )
-    return stats

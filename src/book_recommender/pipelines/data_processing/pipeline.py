@@ -123,7 +123,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model_input_ratings": "model_input_ratings",
                     "test_ratings": "test_ratings",
                     "indexed_items": "indexed_items",
-                    "side_columns": "params:item_based.side_information",
+                    "item_based": "params:item_based",
                 },
                 outputs="side_information_report",
                 name="measure_side_information",

@@ -5,12 +5,12 @@ from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     collect_run_metrics,
+    evaluate_on_test,
     log_candidates,
     predict_test_ratings,
     register_champions,
     select_champions,
     select_implicit_interactions,
-    train_candidates,
     tune_candidates,
 )
 
@@ -33,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "model_input_ratings",
                     _COLUMNS,
-                    "params:data_processing.ratings",
+                    "params:data_processing",
                 ],
                 outputs="implicit_interactions",
                 name="select_implicit_interactions",
@@ -45,20 +45,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },
-                outputs="tuning_results",
+                outputs=["tuning_results", "tuned_models"],
                 name="tune_candidates",
             ),
             Node(
-                train_candidates,
+                evaluate_on_test,
                 inputs={
-                    **training,
-                    "test_ratings": "test_ratings",
+                    "tuned_models": "tuned_models",
                     "tuning_results": "tuning_results",
+                    "test_ratings": "test_ratings",
                     "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },
                 outputs=["candidate_models", "candidate_metrics"],
-                name="train_candidates",
+                name="evaluate_on_test",
             ),
             Node(
                 select_champions,

@@ -7,6 +7,7 @@ Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, headless).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -20,7 +21,11 @@ from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX  # noqa: E402
-from book_recommender.params import parse
+from book_recommender.params import (
+    DataProcessingParams,
+    EvaluationParams,
+    ReportingParams,
+)
 
 TOP_N = 10
 LABEL_WIDTH = 42
@@ -146,12 +151,14 @@ def plot_most_popular_items(
 
 
 def plot_rating_distribution(
-    model_input_ratings: DataFrame, columns: dict[str, str], ratings: dict[str, Any]
+    model_input_ratings: DataFrame,
+    columns: dict[str, str],
+    data_processing: DataProcessingParams,
 ) -> Figure:
     """How many ratings of each value, the implicit value set apart."""
     rating = columns["rating"]
     counts = model_input_ratings.groupBy(rating).count().orderBy(rating).toPandas()
-    implicit = ratings["implicit_value"]
+    implicit = data_processing.ratings.implicit_value
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
     colors = [
@@ -223,14 +230,14 @@ FAMILY_COLORS = {"ranking": "#4C72B0", "rating": "#DD8452"}
 def plot_model_comparison(
     tuning_results: list[dict[str, Any]],
     champions: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluation: EvaluationParams,
 ) -> Figure:
     """Every candidate on validation, where the champions are picked: the
     ranking metric of all of them against the popularity baseline, RMSE of the
     rating family against the bias baseline. Champions are starred; baselines
     are the dashed lines. (Only champions and baselines reach test: their test
     metrics are in the MLflow run and the registry.)"""
-    ranking_key = parse("evaluation", evaluation).ranking_key
+    ranking_key = evaluation.ranking_key
     table = pd.DataFrame(
         [
             {"name": r["name"], "family": r["params"]["family"], **r["validation"]}
@@ -302,21 +309,43 @@ def plot_predicted_vs_actual(
     return fig
 
 
+def _sample_row(
+    uid: int,
+    liked: pd.DataFrame,
+    recs: pd.DataFrame,
+    book: Callable[[pd.Series], str],
+    columns: dict[str, str],
+    n_books: int,
+) -> str:
+    """One user's row: their top rated books beside their recommended ones."""
+    rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
+    top_rated = (
+        liked[liked[USER_IDX] == uid]
+        .sort_values([rating, title], ascending=[False, True])
+        .head(n_books)
+    )
+    recommended = recs[recs[USER_IDX] == uid].sort_values("rank").head(n_books)
+    user_id = recommended[user].iloc[0] if len(recommended) else uid
+    rated_text = "<br>".join(
+        f"{book(row)}: {row[rating]:g}" for _, row in top_rated.iterrows()
+    )
+    rec_text = "<br>".join(
+        f"{row['rank']}. {book(row)}" for _, row in recommended.iterrows()
+    )
+    return f"| {user_id} | {rated_text} | {rec_text} |"
+
+
 def sample_recommendations(
     user_recommendations: DataFrame,
     model_input_ratings: DataFrame,
     indexed_items: DataFrame,
     columns: dict[str, str],
-    reporting: dict[str, Any],
+    reporting: ReportingParams,
 ) -> str:
     """A Markdown table: for a few active users, books they rated highly next to
     the books recommended to them, each with its author when the data has one
     (``columns.item_author``): a reader can see the model come back to authors."""
-    reporting = parse("reporting", reporting)
-    n_users, n_books = (
-        reporting.sample_users,
-        reporting.sample_books,
-    )
+    n_users, n_books = reporting.sample_users, reporting.sample_books
     rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
     author = (
         None
@@ -346,25 +375,9 @@ def sample_recommendations(
     def book(row: pd.Series) -> str:
         return f"{row[title]} ({row[author]})" if author else str(row[title])
 
-    lines = [
-        "| user | rated highly | recommended |",
-        "| --- | --- | --- |",
-    ]
+    lines = ["| user | rated highly | recommended |", "| --- | --- | --- |"]
     for uid in users:
-        top_rated = (
-            liked[liked[USER_IDX] == uid]
-            .sort_values([rating, title], ascending=[False, True])
-            .head(n_books)
-        )
-        recommended = recs[recs[USER_IDX] == uid].sort_values("rank").head(n_books)
-        user_id = recommended[user].iloc[0] if len(recommended) else uid
-        rated_text = "<br>".join(
-            f"{book(row)}: {row[rating]:g}" for _, row in top_rated.iterrows()
-        )
-        rec_text = "<br>".join(
-            f"{row['rank']}. {book(row)}" for _, row in recommended.iterrows()
-        )
-        lines.append(f"| {user_id} | {rated_text} | {rec_text} |")
+        lines.append(_sample_row(uid, liked, recs, book, columns, n_books))
     return "\n".join(lines) + "\n"
 
 

@@ -49,7 +49,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "model_input_ratings",
                     _COLUMNS,
-                    "params:data_processing.ratings",
+                    "params:data_processing",
                 ],
                 outputs="rating_distribution_plot",
                 name="plot_rating_distribution",

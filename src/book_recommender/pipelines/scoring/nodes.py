@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.datasets import RegisteredRecommender
-from book_recommender.params import parse
+from book_recommender.params import ScoringParams
 from book_recommender.serving import COLD_START, RANK, SCORE, Bundle
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def _ranked_rows(
 
 
 def recommend_for_users(
-    champion: RegisteredRecommender, scoring: dict[str, Any]
+    champion: RegisteredRecommender, scoring: ScoringParams
 ) -> DataFrame:
     """The top ``k`` books for every user with an interaction, titles joined.
 
@@ -56,7 +55,6 @@ def recommend_for_users(
     factors get the most popular books they have not rated, flagged
     ``cold_start``.
     """
-    scoring = parse("scoring", scoring)
     k, tile_cells, exclude_rated = scoring.k, scoring.tile_cells, scoring.exclude_rated
     bundle = champion.bundle
     if bundle.users.empty or not len(bundle.table.ids):

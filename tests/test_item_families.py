@@ -9,19 +9,13 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.item_based import (
-    SIDE,
-    ease_gram,
-    fit_ease,
-    fit_item_knn,
-    side_information,
-)
+from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
-from book_recommender.params import parse
+from book_recommender.models.ease import EaseModel, ease_gram, fit_ease
+from book_recommender.models.items import SIDE, side_information
+from book_recommender.models.knn import ItemKnnModel, KnnWeights, fit_item_knn
 from book_recommender.ranking import (
-    COLD_START,
     MODEL,
     item_table,
     top_k_served,
@@ -34,14 +28,6 @@ from book_recommender.topk import (
     rank_history_block,
     top_of_rows,
 )
-from book_recommender.training import (
-    FittedModel,
-    ModelSpec,
-    TrainingData,
-    evaluate,
-    evaluate_many,
-)
-from tests.test_params import BASE
 
 N_USERS, N_ITEMS, K = 60, 40, 10
 K1, B = 1.2, 0.75
@@ -136,11 +122,18 @@ def _reference_lists(
     return lists
 
 
+def _stage(weights):
+    """The fitted family model holding item-kNN or EASE ``weights``."""
+    if isinstance(weights, KnnWeights):
+        return ItemKnnModel.of(weights)
+    return EaseModel.of(weights)
+
+
 def _served(model, spark, frame) -> tuple[dict[int, list[int]], dict[int, bool]]:
     users = spark.range(N_USERS + 2).select(F.col("id").cast("int").alias(USER_IDX))
-    rows = top_k_served(model, users, frame, popularity_scores(frame), K).orderBy(
-        USER_IDX, RANK
-    )
+    rows = top_k_served(
+        _stage(model), users, frame, popularity_scores(frame), K
+    ).orderBy(USER_IDX, RANK)
     lists: dict[int, list[int]] = {}
     cold: dict[int, bool] = {}
     for row in rows.collect():
@@ -237,7 +230,7 @@ def test_the_bundle_serves_the_lists_spark_evaluates(spark, frame, family):
         .withColumn("ISBN", F.col(ITEM_IDX).cast("string"))
     )
     columns = {"user_id": "User-ID", "item_id": "ISBN", "item_info": None}
-    bundle = export_bundle(model, frame, users, items, columns, K, None)
+    bundle = export_bundle(_stage(model), frame, users, items, columns, K)
     ranked = pd.concat(list(bundle.top_k(np.arange(len(bundle.users)), K)))
     ranked["user"] = bundle.users["user_idx"].to_numpy()[ranked["request"]]
     ranked["item"] = bundle.table.ids[ranked["position"]]
@@ -248,7 +241,7 @@ def test_the_bundle_serves_the_lists_spark_evaluates(spark, frame, family):
     assert served == {u: items for u, items in lists.items() if u < N_USERS}
     assert ranked[SCORE].isna().sum() > 0  # topped-up entries carry no score
     distinct = frame.select(ITEM_IDX).distinct().count()
-    assert len(item_table(model, popularity_scores(frame)).ids) == distinct
+    assert len(item_table(_stage(model), popularity_scores(frame)).ids) == distinct
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -397,26 +390,18 @@ def test_models_ranked_in_one_pass_serve_what_each_serves_alone(spark, frame):
     models = [knn, knn.cut(5), fit_ease(frame, 10.0, N_ITEMS)]
     users = spark.range(N_USERS + 2).select(F.col("id").cast("int").alias(USER_IDX))
     together = (
-        top_k_served_many(models, users, frame, popularity_scores(frame), K)
+        top_k_served_many(
+            [_stage(m) for m in models], users, frame, popularity_scores(frame), K
+        )
         .toPandas()
         .sort_values([MODEL, USER_IDX, RANK], ignore_index=True)
     )
     assert sorted(together[MODEL].unique()) == [0, 1, 2]
     for index, model in enumerate(models):
         alone = (
-            top_k_served(model, users, frame, popularity_scores(frame), K)
+            top_k_served(_stage(model), users, frame, popularity_scores(frame), K)
             .toPandas()
             .sort_values([USER_IDX, RANK], ignore_index=True)
         )
         mine = together[together[MODEL] == index].drop(columns=MODEL)
         pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone)
-
-    part, held_out = frame.randomSplit([0.7, 0.3], seed=2)
-    data = TrainingData(part.withColumn("rating", F.lit(8.0)), part.limit(0), "rating")
-    target = held_out.withColumn("rating", F.lit(8.0))
-    evaluation = parse("evaluation", {**BASE["evaluation"], "k": K})
-    fitted = [FittedModel(ModelSpec("knn"), m, clip=None) for m in models]
-    at_once = evaluate_many(fitted, data, target, evaluation)
-    assert len({round(m["ndcg_at_10"], 6) for m in at_once}) > 1  # they differ
-    for metrics, one in zip(at_once, fitted, strict=True):
-        assert metrics == pytest.approx(evaluate(one, data, target, evaluation))

@@ -1,0 +1,124 @@
+"""Judging a candidate as it would be served, as a Spark ML ``Evaluator``.
+
+``ServedEvaluator`` reads what a ``models.RecommenderModel`` ``transform``s a
+frame of held-out ratings into (each row with its user's served books and, for
+a rating model, its predicted rating) and returns one metric, so Spark's
+``TrainValidationSplit`` / ``CrossValidator`` tune the families with it:
+
+- ranking metrics at k of the served lists (seen books out, cold users given
+  the popular fallback) over the users with relevant held-out items, every such
+  user counting (``metrics.per_user_ranking``), and the same over the users the
+  model could rank (``warm.*``) with their share (``cold_user_share``);
+- for a rating model, RMSE, MAE, R2 and explained variance on the pairs it has
+  factors for (``metrics.regression_metrics``; RMSE and MAE as Spark's
+  ``RegressionEvaluator`` computes them).
+
+Spark's tuning keeps one number per grid point; every metric of each
+evaluation is computed in the same pass, so the evaluator keeps them all,
+by the candidate whose lists it judged (``recorded``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pyspark.ml.evaluation import Evaluator
+from pyspark.ml.param import TypeConverters
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
+from book_recommender.metrics import (
+    RANK,
+    RANKING_PARTS,
+    per_user_ranking,
+    regression_metrics,
+)
+from book_recommender.models.base import param
+
+WARM = "warm"  # prefix of the metrics over users the model could rank
+LOWER_IS_BETTER = {"rmse", "mae"}
+
+
+class ServedEvaluator(Evaluator):
+    """One metric (``metricName``: ``ndcg_at_10``, ``rmse``, ...) of served
+    lists and predictions; see the module docstring."""
+
+    metricName = param("metricName", "the metric returned", TypeConverters.toString)
+    k = param("k", "list length judged", TypeConverters.toInt)
+    ratingCol = param("ratingCol", "held-out ratings", TypeConverters.toString)
+    relevanceThreshold = param(
+        "relevanceThreshold",
+        "a held-out rating at least this is relevant (unset: every one)",
+        TypeConverters.toFloat,
+    )
+
+    def __init__(self, **params) -> None:
+        super().__init__()
+        self._setDefault(metricName="ndcg_at_10", k=10, ratingCol="rating")
+        self._set(**params)
+        self.recorded: dict[str, list[dict[str, float]]] = {}
+        self._lock = threading.Lock()
+
+    def isLargerBetter(self) -> bool:
+        return self.getOrDefault(self.metricName) not in LOWER_IS_BETTER
+
+    def _evaluate(self, dataset: DataFrame) -> float:
+        metrics = self.metrics(dataset)
+        candidate = dataset.schema[SERVED].metadata.get("candidate", "")
+        with self._lock:
+            self.recorded.setdefault(candidate, []).append(metrics)
+        return metrics[self.getOrDefault(self.metricName)]
+
+    def mean_recorded(self, candidate: str) -> dict[str, float]:
+        """A candidate's metrics averaged over its evaluations (the folds)."""
+        folds = self.recorded[candidate]
+        return {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
+
+    def _relevant(self, dataset: DataFrame) -> DataFrame:
+        if not self.isDefined(self.relevanceThreshold):
+            return dataset
+        threshold = self.getOrDefault(self.relevanceThreshold)
+        return dataset.filter(F.col(self.getOrDefault(self.ratingCol)) >= threshold)
+
+    def metrics(self, dataset: DataFrame) -> dict[str, float]:
+        """Every metric of ``dataset`` (a model's ``transform`` of held-out
+        ratings); see the module docstring."""
+        k = self.getOrDefault(self.k)
+        rating = PREDICTION in dataset.columns
+        if rating:  # read twice: its served lists, its predictions
+            dataset = dataset.cache()
+        relevant = self._relevant(dataset)
+        served = (
+            relevant.groupBy(USER_IDX)
+            .agg(F.first(SERVED).alias(SERVED), F.first(COLD_START).alias(COLD_START))
+            .cache()
+        )
+        ranked = served.select(
+            USER_IDX, F.posexplode(F.coalesce(SERVED, F.array().cast("array<int>")))
+        ).select(USER_IDX, (F.col("pos") + 1).alias(RANK), F.col("col").alias(ITEM_IDX))
+        per_user = per_user_ranking(
+            ranked, relevant.select(USER_IDX, ITEM_IDX), k
+        ).join(served.select(USER_IDX, COLD_START), on=USER_IDX, how="left")
+        warm = F.col(COLD_START) == F.lit(False)
+        row = per_user.agg(
+            *[F.avg(part).alias(part) for part in RANKING_PARTS],
+            *[
+                F.avg(F.when(warm, F.col(part))).alias(f"w_{part}")
+                for part in RANKING_PARTS
+            ],
+            F.avg(F.coalesce(COLD_START, F.lit(False)).cast("double")).alias("cold"),
+        ).first()
+        served.unpersist()
+
+        def value(column: str) -> float:
+            return float(row[column]) if row[column] is not None else 0.0
+
+        out: dict[str, Any] = {f"{p}_at_{k}": value(p) for p in RANKING_PARTS}
+        out |= {f"{WARM}.{p}_at_{k}": value(f"w_{p}") for p in RANKING_PARTS}
+        out["cold_user_share"] = value("cold")
+        if rating:
+            out |= regression_metrics(dataset, self.getOrDefault(self.ratingCol))
+            dataset.unpersist()
+        return out

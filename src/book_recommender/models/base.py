@@ -1,0 +1,350 @@
+"""What every candidate family shares as a Spark ML stage.
+
+A family is a ``Recommender`` (an ``Estimator``: its knobs are Spark ``Param``s,
+so ``ParamGridBuilder`` builds its grid and ``TrainValidationSplit`` /
+``CrossValidator`` tune it) whose ``fit`` returns a ``RecommenderModel``:
+
+- ``transform(frame)`` adds to each row its user's served top-k (``SERVED``, the
+  books in rank order; seen books left out, users the model cannot rank given
+  the popular fallback, flagged ``COLD_START``) and, for a rating model, the
+  predicted rating (``PREDICTION``; null for a pair it has no factors for);
+- ``user_factors`` / ``item_factors`` (factor models) or ``item_weights``
+  (item-based models) are what ranking, scoring and the served model read.
+
+The frame a family is fitted on is the explicit ratings; what else it learns
+from (the implicit interactions, the books' side information) is the
+estimator's ``Interactions``, shared by every copy ``ParamGridBuilder`` makes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from pyspark.ml import Estimator, Model
+from pyspark.ml.base import _FitMultipleIterator
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
+from book_recommender.metrics import RANK, SCORE
+from book_recommender.ranking import top_k_served
+from book_recommender.topk import TILE_CELLS
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One candidate as the project names and logs it: its family and the
+    hyperparameters tuning varies."""
+
+    kind: str  # implicit | popularity | knn | ease | biased | explicit | bias
+    rank: int | None = None
+    reg_param: float | None = None
+    alpha: float | None = None
+    similarity: str | None = None  # knn
+    neighbours: int | None = None  # knn
+    side_weight: float | None = None  # knn: similarity per shared side value
+    l2: float | None = None  # ease
+    beta: float | None = None  # ease: weight of the side information
+
+    @property
+    def family(self) -> str:
+        return "ranking" if self.kind in RANKING_KINDS else "rating"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind in BASELINE_NAMES
+
+    @property
+    def uses_side_information(self) -> bool:
+        return bool(self.side_weight or self.beta)
+
+    @property
+    def name(self) -> str:
+        if self.is_baseline:
+            return BASELINE_NAMES[self.kind]
+        if self.kind == "knn":
+            side = f"_w{self.side_weight:g}" if self.side_weight else ""
+            return f"knn_{self.similarity}_k{self.neighbours}{side}"
+        if self.kind == "ease":
+            return f"ease_l2_{self.l2:g}" + (f"_beta{self.beta:g}" if self.beta else "")
+        alpha = f"_alpha{self.alpha:g}" if self.alpha is not None else ""
+        return f"{self.kind}_rank{self.rank}_reg{self.reg_param:g}{alpha}"
+
+    def as_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"model_kind": self.kind, "family": self.family}
+        for key in HYPERPARAMETERS:
+            if getattr(self, key) is not None:
+                params[key] = getattr(self, key)
+        return params
+
+
+RANKING_KINDS = ("implicit", "popularity", "knn", "ease")
+BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
+HYPERPARAMETERS = (
+    "rank",
+    "reg_param",
+    "alpha",
+    "similarity",
+    "neighbours",
+    "side_weight",
+    "l2",
+    "beta",
+)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What one fit learns from, and what its model must not recommend again."""
+
+    ratings: DataFrame  # explicit ratings (USER_IDX, ITEM_IDX, rating_col)
+    implicit: DataFrame  # implicit interactions (USER_IDX, ITEM_IDX)
+    rating_col: str
+    side: DataFrame | None = None  # the books' side information (ITEM_IDX, SIDE)
+
+    @cached_property
+    def seen(self) -> DataFrame:
+        """Every (USER_IDX, ITEM_IDX) interaction, cached: each fit and each
+        served list reads it."""
+        return (
+            self.ratings.select(USER_IDX, ITEM_IDX)
+            .unionByName(self.implicit.select(USER_IDX, ITEM_IDX))
+            .cache()
+        )
+
+    @cached_property
+    def popular(self) -> DataFrame:
+        """The fallback ranking (ITEM_IDX, SCORE) of users a model cannot rank."""
+        return popularity_scores(self.seen).cache()
+
+
+def popularity_scores(interactions: DataFrame) -> DataFrame:
+    """(ITEM_IDX, SCORE): how many interactions each item has."""
+    return interactions.groupBy(ITEM_IDX).agg(
+        F.count(F.lit(1)).cast("float").alias(SCORE)
+    )
+
+
+@dataclass
+class Interactions:
+    """What every family learns from beside the ratings it is fitted on: the
+    implicit interactions and the books' side information. One
+    ``TrainingData`` per fitted frame, so the candidates of one split share its
+    cached seen items and fallback."""
+
+    implicit: DataFrame
+    rating_col: str
+    side: DataFrame | None = None
+    _data: dict[int, tuple[DataFrame, TrainingData]] = field(
+        default_factory=dict, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def of(self, ratings: DataFrame) -> TrainingData:
+        with self._lock:
+            known = self._data.get(id(ratings))
+            if known is None or known[0] is not ratings:
+                known = (
+                    ratings,
+                    TrainingData(ratings, self.implicit, self.rating_col, self.side),
+                )
+                self._data[id(ratings)] = known
+            return known[1]
+
+
+def param(name: str, doc: str, converter: Callable[[Any], Any]) -> Param:
+    """A family's knob, as ``pyspark.ml`` declares its own."""
+    return Param(Params._dummy(), name, doc, typeConverter=converter)
+
+
+class _ServingParams(Params):
+    k = Param(
+        Params._dummy(),
+        "k",
+        "books served per user by transform",
+        typeConverter=TypeConverters.toInt,
+    )
+    tileCells = Param(
+        Params._dummy(),
+        "tileCells",
+        "user x item scores one top-k task holds at once",
+        typeConverter=TypeConverters.toInt,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(k=10, tileCells=TILE_CELLS)
+
+    def serving(self, k: int, tile_cells: int):
+        """Serve ``k`` books per user, scored ``tile_cells`` at once (an
+        estimator passes both to its models)."""
+        return self._set(k=k, tileCells=tile_cells)
+
+
+class Recommender(Estimator, _ServingParams):
+    """A candidate family. Subclasses define their ``Param``s, ``spec`` and
+    ``_fit_data`` (the fit on ``TrainingData``); ``fit`` measures its seconds."""
+
+    interactions: Interactions | None = None
+
+    def __init__(self, **params) -> None:
+        super().__init__()
+        self._set(**params)
+
+    def with_interactions(self, interactions: Interactions) -> Recommender:
+        self.interactions = interactions
+        return self
+
+    def spec(self) -> ModelSpec:
+        raise NotImplementedError
+
+    def _fit_data(self, data: TrainingData) -> RecommenderModel:
+        raise NotImplementedError
+
+    def _data(self, dataset: DataFrame) -> TrainingData:
+        if self.interactions is None:
+            raise ValueError(
+                f"{type(self).__name__} needs its Interactions (implicit "
+                "interactions, side information): call with_interactions first."
+            )
+        return self.interactions.of(dataset)
+
+    def _fit(self, dataset: DataFrame) -> RecommenderModel:
+        return self._finish(self._fit_data, dataset)
+
+    def _finish(
+        self, fit: Callable[[TrainingData], RecommenderModel], dataset: DataFrame
+    ) -> RecommenderModel:
+        started = time.perf_counter()
+        data = self._data(dataset)
+        model = fit(data)
+        model.spec, model.data = self.spec(), data
+        model.fit_seconds = time.perf_counter() - started
+        return self._copyValues(model)
+
+    def _shared_fits(
+        self,
+        dataset: DataFrame,
+        param_maps: Sequence[dict],
+        key: Callable[[Recommender], Any],
+        shared: Callable[[list[Recommender], TrainingData], Any],
+        one: Callable[[Recommender, Any, TrainingData], RecommenderModel],
+    ) -> Iterator[tuple[int, RecommenderModel]]:
+        """``fitMultiple`` for a family whose grid points share work: the
+        points with one ``key`` share one ``shared`` fit (computed once, when
+        the first of them is asked for), each model cut from it by ``one``."""
+        copies = [self.copy(param_map) for param_map in param_maps]
+        groups: dict[Any, list[Recommender]] = {}
+        for estimator in copies:
+            groups.setdefault(key(estimator), []).append(estimator)
+        done: dict[Any, Any] = {}
+        lock = threading.Lock()
+
+        def fit_one(index: int) -> RecommenderModel:
+            estimator = copies[index]
+            group = key(estimator)
+
+            def fit(data: TrainingData) -> RecommenderModel:
+                with lock:
+                    if group not in done:
+                        done[group] = shared(groups[group], data)
+                return one(estimator, done[group], data)
+
+            return estimator._finish(fit, dataset)
+
+        return _FitMultipleIterator(fit_one, len(param_maps))
+
+
+class RecommenderModel(Model, _ServingParams):
+    """A fitted candidate: see the module docstring."""
+
+    spec: ModelSpec
+    data: TrainingData
+    fit_seconds: float = 0.0
+    clip: tuple[float, float] | None = None  # rating range predictions stay in
+    rank: int = 0  # factor length (0: item-based)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def predicts_ratings(self) -> bool:
+        return False
+
+    def user_factors(self) -> DataFrame | None:
+        """(``id``, ``features``) per user, as ``ALSModel.userFactors``; None
+        for an item-based model (a user is the books they have seen)."""
+        return None
+
+    def item_factors(self) -> DataFrame | None:
+        """(``id``, ``features``) per item; None for an item-based model."""
+        return None
+
+    def item_weights(self) -> Any:
+        """An item-based model's item-item weights (``item_based``); None else."""
+        return None
+
+    @property
+    def nbytes(self) -> int | None:
+        """The size of an item-based model's weights."""
+        weights = self.item_weights()
+        return None if weights is None else weights.nbytes
+
+    @property
+    def spark_model(self) -> Any:
+        """A Spark ML model MLflow's Spark flavour can log (ALS), else None."""
+        return None
+
+    def served(self, users: DataFrame) -> DataFrame:
+        """The top ``k`` of each of ``users`` (USER_IDX) as served: USER_IDX,
+        ITEM_IDX, SCORE, RANK, COLD_START rows (``ranking.top_k_served``)."""
+        return top_k_served(
+            self,
+            users,
+            self.data.seen,
+            self.data.popular,
+            self.getOrDefault(self.k),
+            self.getOrDefault(self.tileCells),
+        )
+
+    def predict(self, pairs: DataFrame) -> DataFrame:
+        """``pairs`` with PREDICTION (clipped; null where the model has no
+        factors); only for rating models."""
+        raise ValueError(
+            f"{self.name} is a ranking model: it ranks books, it predicts no ratings."
+        )
+
+    def _clipped(self, predicted: DataFrame) -> DataFrame:
+        prediction = F.col(PREDICTION)
+        if self.clip is not None:
+            low, high = self.clip
+            prediction = F.least(F.greatest(prediction, F.lit(low)), F.lit(high))
+        # No factors: NaN from ALS, null from the biases; null either way (and
+        # not clipped: least/greatest would skip the null).
+        known = F.col(PREDICTION).isNotNull() & ~F.isnan(PREDICTION)
+        prediction = F.when(known, prediction)
+        return predicted.withColumn(PREDICTION, prediction.cast("float"))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        served = self.served(dataset.select(USER_IDX).distinct())
+        lists = served.groupBy(USER_IDX).agg(
+            F.sort_array(F.collect_list(F.struct(RANK, ITEM_IDX)))[ITEM_IDX].alias(
+                SERVED
+            ),
+            F.max(COLD_START).alias(COLD_START),
+        )
+        # The column names its model, so an evaluator can tell whose lists
+        # it judges (Spark's tuning hands it the frame only).
+        lists = lists.select(
+            USER_IDX,
+            F.col(SERVED).alias(SERVED, metadata={"candidate": self.name}),
+            COLD_START,
+        )
+        out = dataset.join(lists, on=USER_IDX, how="left")
+        return self.predict(out) if self.predicts_ratings else out

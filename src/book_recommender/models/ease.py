@@ -1,0 +1,199 @@
+"""EASE as a family: ``B = I - P / diag(P)``, ``P = (X'X + beta A'A + l2 I)^-1``
+over the ``maxItems`` books with the most interactions (numpy on the driver;
+A: side value x book), a reader scored by the sum over the books they have
+seen (``items``); other books are neither recommended nor part of a history.
+Memory about ``20 * maxItems^2`` bytes at the peak (the float64 Gram matrix,
+its inverse and the float32 weights); time one Cholesky inverse per grid point,
+one Gram matrix for the whole grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.ml.param import TypeConverters
+from pyspark.ml.util import DefaultParamsReadable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy import sparse
+from scipy.linalg import lapack
+
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.models.base import (
+    ModelSpec,
+    Recommender,
+    RecommenderModel,
+    TrainingData,
+    param,
+)
+from book_recommender.models.items import distinct_pairs, side_incidence
+from book_recommender.topk import DenseWeights, ItemTable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EaseWeights:
+    """EASE's item-item weights over the books it was fitted on."""
+
+    item_ids: np.ndarray  # int64 ITEM_IDX values, ascending
+    matrix: np.ndarray  # float32 (m, m), zero diagonal
+
+    def on(self, table: ItemTable) -> DenseWeights:
+        return DenseWeights(
+            subset=np.searchsorted(table.ids, self.item_ids).astype(np.int64),
+            matrix=self.matrix,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return self.item_ids.nbytes + self.matrix.nbytes
+
+
+def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
+    """``B = I - P / diag(P)`` with ``P = (gram + l2 I)^-1`` (float64 in, float32
+    out, zero diagonal), by one Cholesky inverse."""
+    regularized = gram.astype(np.float64, copy=True)
+    regularized[np.diag_indices_from(regularized)] += l2
+    factor, info = lapack.dpotrf(regularized, lower=False, overwrite_a=True)
+    if info != 0:
+        raise ValueError(
+            f"EASE: X'X + {l2:g} I is not positive definite (LAPACK dpotrf info "
+            f"{info}); use a larger item_based.ease.l2."
+        )
+    inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(
+            f"EASE: the Cholesky inverse failed (LAPACK dpotri info {info})."
+        )
+    upper = np.triu(inverse)
+    inverse = upper + np.triu(upper, 1).T
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EaseGram:
+    """X'X of the binary user x book matrix over the books EASE is fitted on,
+    and A'A of their side information (A: value x book incidence, e.g. one row
+    per author): what every (l2, beta) of the grid starts from."""
+
+    item_ids: np.ndarray  # int64 ITEM_IDX values, ascending
+    gram: np.ndarray  # float64 (m, m)
+    side: np.ndarray | None = None  # float64 (m, m): books sharing a value
+
+    def model(self, l2: float, beta: float = 0.0) -> EaseWeights:
+        """EASE on ``gram + beta * side``: each side value a pseudo-reader of
+        all its books with weight ``beta`` (0: the plain EASE, exactly)."""
+        logger.info(
+            "EASE l2 %g beta %g over %s books: %.0f MiB of weights",
+            l2,
+            beta,
+            len(self.item_ids),
+            len(self.item_ids) ** 2 * 4 / 2**20,
+        )
+        gram = self.gram
+        if beta:
+            if self.side is None:
+                raise ValueError(
+                    f"EASE beta {beta:g} needs side information: set "
+                    "item_based.side_information to the items' column(s)."
+                )
+            gram = gram + beta * self.side
+        return EaseWeights(item_ids=self.item_ids, matrix=ease_weights(gram, l2))
+
+
+def ease_gram(
+    interactions: DataFrame, max_items: int, side: DataFrame | None = None
+) -> EaseGram:
+    """The Gram matrix over the ``max_items`` books with the most interactions
+    (ties: the lower id), and that of their ``side`` information (ITEM_IDX,
+    SIDE), on the driver."""
+    pairs = distinct_pairs(interactions)
+    top = (
+        pairs.groupBy(ITEM_IDX)
+        .agg(F.count(F.lit(1)).alias("_readers"))
+        .orderBy(F.desc("_readers"), F.asc(ITEM_IDX))
+        .limit(max_items)
+        .select(ITEM_IDX)
+    )
+    kept = pairs.join(F.broadcast(top), on=ITEM_IDX).toPandas()
+    item_ids = np.unique(kept[ITEM_IDX].to_numpy(np.int64))
+    _, users = np.unique(kept[USER_IDX].to_numpy(np.int64), return_inverse=True)
+    cols = np.searchsorted(item_ids, kept[ITEM_IDX].to_numpy(np.int64))
+    x = sparse.csr_matrix(
+        (np.ones(len(kept), np.float64), (users, cols)),
+        shape=(int(users.max(initial=-1)) + 1, len(item_ids)),
+    )
+    side_gram = None
+    if side is not None:
+        a = side_incidence(
+            side.join(F.broadcast(top), on=ITEM_IDX).toPandas(), item_ids
+        )
+        side_gram = (a.T @ a).toarray()
+    return EaseGram(item_ids=item_ids, gram=(x.T @ x).toarray(), side=side_gram)
+
+
+def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseWeights:
+    """EASE over the ``max_items`` books with the most interactions (ties: the
+    lower id), fitted on the driver; see the module docstring."""
+    return ease_gram(interactions, max_items).model(l2)
+
+
+class Ease(Recommender, DefaultParamsReadable):
+    """EASE; every grid point shares one Gram matrix (``fitMultiple``)."""
+
+    l2 = param("l2", "ridge on the item-item weights", TypeConverters.toFloat)
+    beta = param("beta", "weight of the side information", TypeConverters.toFloat)
+    maxItems = param("maxItems", "most read books it covers", TypeConverters.toInt)
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self._setDefault(l2=250.0, beta=0.0, maxItems=5000)
+
+    def spec(self) -> ModelSpec:
+        get = self.getOrDefault
+        return ModelSpec("ease", l2=get(self.l2), beta=get(self.beta))
+
+    def _gram(self, group: list[Ease], data: TrainingData) -> EaseGram:
+        side = data.side if any(e.getOrDefault(e.beta) for e in group) else None
+        return ease_gram(data.seen, self.getOrDefault(self.maxItems), side)
+
+    def _solve(self, gram: EaseGram, data: TrainingData) -> EaseModel:
+        return EaseModel.of(
+            gram.model(self.getOrDefault(self.l2), self.getOrDefault(self.beta))
+        )
+
+    def _fit_data(self, data: TrainingData) -> EaseModel:
+        return self._solve(self._gram([self], data), data)
+
+    def fitMultiple(
+        self, dataset: DataFrame, paramMaps: Sequence[dict]
+    ) -> Iterator[tuple[int, EaseModel]]:
+        return self._shared_fits(
+            dataset,
+            paramMaps,
+            key=lambda e: e.getOrDefault(e.maxItems),
+            shared=lambda group, data: group[0]._gram(group, data),
+            one=lambda e, gram, data: e._solve(gram, data),
+        )
+
+
+class EaseModel(RecommenderModel):
+    """A fitted EASE: its item-item weights."""
+
+    weights: EaseWeights
+
+    @classmethod
+    def of(cls, weights: EaseWeights) -> EaseModel:
+        """A model holding ``weights`` (as ``item_based.EaseGram.model`` makes)."""
+        model = cls()
+        model.weights = weights
+        return model
+
+    def item_weights(self) -> EaseWeights:
+        return self.weights

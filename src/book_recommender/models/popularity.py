@@ -1,0 +1,47 @@
+"""The popularity baseline: every reader is served the books with the most
+interactions they have not seen."""
+
+from __future__ import annotations
+
+from pyspark.ml.util import DefaultParamsReadable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.metrics import SCORE
+from book_recommender.models.base import (
+    ModelSpec,
+    Recommender,
+    RecommenderModel,
+    TrainingData,
+)
+
+
+class Popularity(Recommender, DefaultParamsReadable):
+    """Ranks books by their number of interactions, for everyone."""
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec("popularity")
+
+    def _fit_data(self, data: TrainingData) -> PopularityModel:
+        return PopularityModel()
+
+
+class PopularityModel(RecommenderModel):
+    """Served as a one-factor model: each reader who interacted ``[1]``, each
+    book ``[its interaction count]``; readers without an interaction get the
+    same ranking as the fallback."""
+
+    rank = 1
+
+    def user_factors(self) -> DataFrame:
+        return (
+            self.data.seen.select(F.col(USER_IDX).alias("id"))
+            .distinct()
+            .select("id", F.array(F.lit(1.0).cast("float")).alias("features"))
+        )
+
+    def item_factors(self) -> DataFrame:
+        return self.data.popular.select(
+            F.col(ITEM_IDX).alias("id"), F.array(SCORE).alias("features")
+        )
