@@ -94,6 +94,41 @@ def _check_header(head: bytes, expected: Expected, url: str) -> None:
         )
 
 
+def _check_size_and_digest(
+    url: str, size: int, sha256: str, expected: Expected
+) -> None:
+    """Refuses a body too small, of another size or digest than expected."""
+    if size < expected.min_bytes:
+        raise _Permanent(
+            f"{url} is {size} bytes, less than the expected minimum of "
+            f"{expected.min_bytes}: a truncated or empty file."
+        )
+    if expected.size is not None and size != expected.size:
+        raise _Permanent(
+            f"{url} is {size} bytes, but {expected.size} were expected: the file "
+            "is truncated or a different version."
+        )
+    if expected.sha256 and sha256 != expected.sha256.lower():
+        raise _Permanent(
+            f"{url} has SHA-256 {sha256}, but {expected.sha256} was expected: the "
+            "file is corrupt or a different version."
+        )
+
+
+def _open(url: str, timeout: float, allowed_hosts: Sequence[str]):
+    """The response to a GET of ``url``; an HTTP error is transient (408, 425,
+    429, 5xx: retried) or permanent."""
+    request = urllib.request.Request(url, headers={"User-Agent": "book-recommender"})
+    opener = urllib.request.build_opener(_SameHostRedirects(allowed_hosts))
+    try:
+        return opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        message = f"{url} answered HTTP {error.code} {error.reason}"
+        if error.code in {408, 425, 429} or error.code >= 500:  # noqa: PLR2004
+            raise DownloadError(message) from error
+        raise _Permanent(message) from error
+
+
 def _fetch_once(
     url: str,
     tmp: Path,
@@ -103,16 +138,7 @@ def _fetch_once(
 ) -> dict:
     """One attempt: the body into ``tmp``, checked; the file's size and digest
     and the URL it finally came from."""
-    request = urllib.request.Request(url, headers={"User-Agent": "book-recommender"})
-    opener = urllib.request.build_opener(_SameHostRedirects(allowed_hosts))
-    try:
-        response = opener.open(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        message = f"{url} answered HTTP {error.code} {error.reason}"
-        if error.code in {408, 425, 429} or error.code >= 500:  # noqa: PLR2004
-            raise DownloadError(message) from error
-        raise _Permanent(message) from error
-    with response:
+    with _open(url, timeout, allowed_hosts) as response:
         final_url = response.geturl()
         announced = response.headers.get("Content-Length")
         cap = expected.max_bytes
@@ -154,22 +180,46 @@ def _fetch_once(
         )
     _check_header(head, expected, url)
     sha256 = digest.hexdigest()
-    if size < expected.min_bytes:
-        raise _Permanent(
-            f"{url} is {size} bytes, less than the expected minimum of "
-            f"{expected.min_bytes}: a truncated or empty file."
-        )
-    if expected.size is not None and size != expected.size:
-        raise _Permanent(
-            f"{url} is {size} bytes, but {expected.size} were expected: the file "
-            "is truncated or a different version."
-        )
-    if expected.sha256 and sha256 != expected.sha256.lower():
-        raise _Permanent(
-            f"{url} has SHA-256 {sha256}, but {expected.sha256} was expected: the "
-            "file is corrupt or a different version."
-        )
+    _check_size_and_digest(url, size, sha256, expected)
     return {"bytes": size, "sha256": sha256, "final_url": final_url}
+
+
+_TRANSIENT = (
+    DownloadError,
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _attempt(
+    url: str,
+    target: Path,
+    expected: Expected,
+    timeout: float,
+    allowed_hosts: Sequence[str],
+) -> dict[str, Any]:
+    """One download into a temporary file beside ``target``, moved over it
+    only when every check passed (atomic on one file system)."""
+    handle, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".part", dir=target.parent
+    )
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        result = _fetch_once(url, tmp, expected, timeout, allowed_hosts)
+        os.replace(tmp, target)
+        logger.info(
+            "Downloaded %s to %s (%s bytes, from %s)",
+            url,
+            target,
+            result["bytes"],
+            result["final_url"],
+        )
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def download_file(  # noqa: PLR0913
@@ -194,31 +244,12 @@ def download_file(  # noqa: PLR0913
     attempts = retries + 1
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
-        handle, name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".part", dir=target.parent
-        )
-        os.close(handle)
-        tmp = Path(name)
         try:
-            result = _fetch_once(url, tmp, expected, timeout, allowed_hosts)
-            os.replace(tmp, target)  # atomic on one file system
-            logger.info(
-                "Downloaded %s to %s (%s bytes, from %s)",
-                url,
-                target,
-                result["bytes"],
-                result["final_url"],
-            )
+            result = _attempt(url, target, expected, timeout, allowed_hosts)
             return {"url": url, "path": str(target), **result}
         except _Permanent:
             raise
-        except (
-            DownloadError,
-            urllib.error.URLError,
-            http.client.HTTPException,
-            ConnectionError,
-            TimeoutError,
-        ) as error:
+        except _TRANSIENT as error:
             last = error
             if attempt < attempts:
                 wait = backoff * 2 ** (attempt - 1)
@@ -231,8 +262,6 @@ def download_file(  # noqa: PLR0913
                     wait,
                 )
                 sleep(wait)
-        finally:
-            tmp.unlink(missing_ok=True)
     reason = getattr(last, "reason", last)
     raise DownloadError(
         f"Could not download {url} after {attempts} attempt(s): {reason}"

@@ -167,6 +167,49 @@ class Scan:
 _NORM_MARGIN = 1.0 + 1e-4
 
 
+def _seen_in_scan(
+    scan: Scan, seen_rows: np.ndarray, seen_cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seen (row, scan position) pairs, by position; seen items the scan
+    does not hold (unknown to the model) are never scanned, so left out."""
+    seen_pos = scan.position[seen_cols]
+    scanned = seen_pos >= 0
+    seen_rows, seen_pos = seen_rows[scanned], seen_pos[scanned]
+    by_pos = np.argsort(seen_pos, kind="stable")
+    return seen_rows[by_pos], seen_pos[by_pos]
+
+
+def _first_bounds(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k-th best score of the first tile: no item below it can be
+    in the row's top k."""
+    width = scores.shape[1]
+    if width > k:
+        bound = np.partition(scores, width - k, axis=1)[:, width - k]
+    else:
+        bound = np.full(len(scores), -np.inf, np.float32)
+    # -inf (seen) never passes, however low a row's bound is.
+    return np.maximum(bound, np.finfo(np.float32).min)
+
+
+def _mask_seen(
+    scores: np.ndarray,
+    slot: np.ndarray,
+    live: np.ndarray,
+    seen_rows: np.ndarray,
+    seen_pos: np.ndarray,
+    start: int,
+    stop: int,
+) -> None:
+    """-inf in the tile ``scores`` (the ``live`` rows x scan positions
+    start..stop) where a row has seen the item; ``slot`` is scratch."""
+    lo, hi = np.searchsorted(seen_pos, (start, stop))
+    slot.fill(-1)
+    slot[live] = np.arange(len(live))
+    here = slot[seen_rows[lo:hi]]
+    mine = here >= 0
+    scores[here[mine], seen_pos[lo:hi][mine] - start] = -np.inf
+
+
 def _warm_top_k(
     table: ItemTable,
     warm: np.ndarray,
@@ -180,12 +223,7 @@ def _warm_top_k(
     width = max(1, len(workspace.scores) // n_warm)
     # The first tile sets the bounds: it must hold more than k items per row.
     first = min(n_scan, max(width, 4 * k))
-    # Seen items in scan positions (seen unknown items are never scanned).
-    seen_pos = scan.position[seen_cols]
-    scanned = seen_pos >= 0
-    seen_rows, seen_pos = seen_rows[scanned], seen_pos[scanned]
-    by_pos = np.argsort(seen_pos, kind="stable")
-    seen_rows, seen_pos = seen_rows[by_pos], seen_pos[by_pos]
+    seen_rows, seen_pos = _seen_in_scan(scan, seen_rows, seen_cols)
     user_norms = np.linalg.norm(warm.astype(np.float64), axis=1) * _NORM_MARGIN
     # Rows with nothing finite (all seen) find nothing at all.
     found_rows, found_cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
@@ -204,24 +242,12 @@ def _warm_top_k(
                 break
         scores = workspace.tile(len(live), stop - start)
         np.matmul(warm[live], scan.factors[start:stop].T, out=scores)
-        lo, hi = np.searchsorted(seen_pos, (start, stop))
-        slot.fill(-1)
-        slot[live] = np.arange(len(live))
-        here = slot[seen_rows[lo:hi]]
-        mine = here >= 0
-        scores[here[mine], seen_pos[lo:hi][mine] - start] = -np.inf
+        _mask_seen(scores, slot, live, seen_rows, seen_pos, start, stop)
         if bound is None:
-            if stop - start > k:
-                kth = stop - start - k
-                bound = np.partition(scores, kth, axis=1)[:, kth]
-            else:
-                bound = np.full(n_warm, -np.inf, np.float32)
-            # -inf (seen) never passes, however low a row's bound is.
-            bound = np.maximum(bound, np.finfo(np.float32).min)
+            bound = _first_bounds(scores, k)
         # A row maximum is far cheaper than a comparison of every score: only
         # the few rows that reach their bound in this tile are compared.
-        row_max = np.max(scores, axis=1)
-        hits = np.flatnonzero(row_max >= bound[live])
+        hits = np.flatnonzero(np.max(scores, axis=1) >= bound[live])
         if len(hits):
             part = scores[hits]
             rows, cols = np.nonzero(part >= bound[live[hits], None])
@@ -506,6 +532,41 @@ def _history(
     return history
 
 
+def _topped_up(
+    table: ItemTable,
+    ranked: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    counts: np.ndarray,
+    short: np.ndarray,
+    seen_rows: np.ndarray,
+    seen_cols: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``ranked`` (rows, cols, rank, values) with the ``short`` rows (fewer
+    than k entries) filled up from the fallback ranking, their seen and ranked
+    items left out; the fallback's entries have no score (NaN)."""
+    rows, cols, rank, values = ranked
+    slot = np.full(len(counts), -1, np.int64)
+    slot[short] = np.arange(len(short))
+    taken_rows = np.concatenate([seen_rows, rows])
+    taken_cols = np.concatenate([seen_cols, cols])
+    mine = slot[taken_rows] >= 0
+    f_rows, f_cols, f_rank, _ = _cold_top_k(
+        table, len(short), slot[taken_rows[mine]], taken_cols[mine], k
+    )
+    f_rows = short[f_rows]
+    keep = f_rank < k - counts[f_rows]
+    f_rows, f_cols = f_rows[keep], f_cols[keep]
+    f_rank = f_rank[keep] + counts[f_rows]
+    f_values = np.full(len(f_rows), np.nan, np.float32)
+    order = np.lexsort((np.concatenate([rank, f_rank]), np.concatenate([rows, f_rows])))
+    return (
+        np.concatenate([rows, f_rows])[order],
+        np.concatenate([cols, f_cols])[order],
+        np.concatenate([rank, f_rank])[order],
+        np.concatenate([values, f_values])[order],
+    )
+
+
 def rank_history_block(
     table: ItemTable,
     weights: SparseWeights | DenseWeights,
@@ -548,27 +609,9 @@ def rank_history_block(
     cold = counts == 0
     short = np.flatnonzero(counts < k)
     if len(short) and len(table.fallback_order):
-        # The fallback for the short rows, their seen and ranked items left out.
-        slot = np.full(n_rows, -1, np.int64)
-        slot[short] = np.arange(len(short))
-        taken_rows = np.concatenate([seen_rows, rows])
-        taken_cols = np.concatenate([seen_cols, cols])
-        mine = slot[taken_rows] >= 0
-        f_rows, f_cols, f_rank, f_values = _cold_top_k(
-            table, len(short), slot[taken_rows[mine]], taken_cols[mine], k
+        rows, cols, rank, values = _topped_up(
+            table, (rows, cols, rank, values), counts, short, seen_rows, seen_cols, k
         )
-        f_rows = short[f_rows]
-        keep = f_rank < k - counts[f_rows]
-        f_rows, f_cols = f_rows[keep], f_cols[keep]
-        f_rank = f_rank[keep] + counts[f_rows]
-        f_values = np.full(len(f_rows), np.nan, np.float32)
-        order = np.lexsort(
-            (np.concatenate([rank, f_rank]), np.concatenate([rows, f_rows]))
-        )
-        rows = np.concatenate([rows, f_rows])[order]
-        cols = np.concatenate([cols, f_cols])[order]
-        rank = np.concatenate([rank, f_rank])[order]
-        values = np.concatenate([values, f_values])[order]
     return rows, cols, rank, values, cold[rows]
 
 
