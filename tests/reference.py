@@ -1,7 +1,8 @@
 """The reference path the served top-k and the metrics are checked against:
 Spark's ``recommendForUserSubset`` with seen items filtered afterwards, and
 ranking metrics averaged straight from ``metrics.per_user_ranking``. The
-project ranked this way before its tiled top-k; only tests use it now."""
+project ranked this way before its tiled top-k; only tests use it now. And
+the project's tuning before Spark's own classes (``tuned_alone``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from pyspark.sql.window import Window
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, RANKING_PARTS, SCORE, per_user_ranking
+from book_recommender.models import Interactions
+from book_recommender.params import EvaluationParams, TuningParams
+from book_recommender.training import Family, judge
 
 # (users, n) -> rows (USER_IDX, ITEM_IDX, SCORE): each user's n best items.
 CandidateFn = Callable[[DataFrame, int], DataFrame]
@@ -98,3 +102,27 @@ def ranking_metrics(
     if not row["users"]:
         return dict.fromkeys(ranking_metric_names(k), 0.0)
     return {f"{part}_at_{k}": float(row[part]) for part in RANKING_PARTS}
+
+
+def tuned_alone(
+    family: Family,
+    ratings: DataFrame,
+    interactions: Interactions,
+    tuning: TuningParams,
+    evaluation: EvaluationParams,
+) -> dict[str, dict[str, float]]:
+    """The project's tuning before Spark's classes: each grid point fitted
+    alone on the same rand(seed) split TrainValidationSplit carves, and judged
+    as served on its held-out part. Metrics by candidate name."""
+    drawn = ratings.select("*", F.rand(tuning.seed).alias("_draw"))
+    held = F.col("_draw") >= tuning.train_ratio
+    fit_part = drawn.filter(~held).drop("_draw").cache()
+    validation = drawn.filter(held).drop("_draw")
+    out = {}
+    for point in family.grid:
+        estimator = family.estimator.copy(point).with_interactions(interactions)
+        estimator.serving(evaluation.k, evaluation.tile_cells)
+        out[estimator.spec().name] = judge(
+            estimator.fit(fit_part), validation, evaluation
+        )
+    return out

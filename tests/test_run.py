@@ -28,10 +28,14 @@ from kedro.framework.startup import bootstrap_project
 from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
+from pyspark.sql import functions as F
 
+from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.models import Interactions
 from book_recommender.params import ConfigurationError, parse
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
 from book_recommender.run_lock import ProjectCopiedError, RunLockedError
+from book_recommender.training import families
 from tests.conftest import (
     PROJECT_ROOT,
     assert_refused_before_any_node,
@@ -39,6 +43,7 @@ from tests.conftest import (
     copy_project,
     start_kedro_run,
 )
+from tests.reference import tuned_alone
 
 EXPERIMENT = "aisample-recommendation"
 MODEL = f"{EXPERIMENT}-recommender"
@@ -734,7 +739,11 @@ def _check_candidate_runs(subruns, parent, params: dict, reference: str) -> None
         assert (on_test <= set(run.data.metrics)) == was_refitted, run.info.run_name
         if not was_refitted:
             continue
-        assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
+        # Popularity's fit is nothing but its model (the counts are the
+        # fallback every model shares): 0 s, rounded.
+        assert run.data.metrics["fit_seconds"] >= 0, run.info.run_name
+        if run.data.params["model_kind"] != "popularity":
+            assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
         assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
         # The run spans its refit and test, as the MLflow UI's duration shows.
         seconds = (run.info.end_time - run.info.start_time) / 1000
@@ -749,6 +758,44 @@ def _check_candidate_runs(subruns, parent, params: dict, reference: str) -> None
             "_user_id",
             "_item_id",
         ]
+
+
+@pytest.mark.e2e
+def test_spark_tuning_made_the_former_paths_choice_on_the_demo_data(spark, trained):
+    """The run tuned EASE by TrainValidationSplit; each of its grid points
+    fitted alone on the same split of the demo's training ratings, as the
+    project tuned before, has the same validation metrics: the same choice."""
+    project, _ = trained
+    params = _parameters(project)
+    folder = project / "data/05_model_input"
+    train = spark.read.parquet(str(folder / "train_ratings.parquet"))
+    implicit = (
+        spark.read.parquet(str(folder / "ratings.parquet"))
+        .filter(F.col("Book-Rating") == 0)
+        .select(USER_IDX, ITEM_IDX)
+    )
+    als, item_based = (
+        parse("als", params["als"]),
+        parse("item_based", params["item_based"]),
+    )
+    evaluation = parse("evaluation", params["evaluation"])
+    tuning = parse("tuning", params["tuning"])
+    family = next(f for f in families(als, item_based) if f.label == "ease")
+    former = tuned_alone(
+        family, train, Interactions(implicit, "Book-Rating"), tuning, evaluation
+    )
+    reports = project / "data/08_reporting"
+    tuned = [
+        r
+        for r in json.loads((reports / "tuning_results.json").read_text())
+        if r["tuned_as"] == "ease"
+    ]
+    assert [r["name"] for r in tuned] == list(former) and len(former) > 1
+    for result in tuned:
+        assert result["validation"] == pytest.approx(former[result["name"]], abs=1e-9)
+    key = evaluation.ranking_key
+    pick = max(former, key=lambda name: former[name][key])
+    assert [r["name"] for r in tuned if r["best_of_family"]] == [pick]
 
 
 @pytest.mark.e2e

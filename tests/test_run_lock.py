@@ -13,12 +13,6 @@ from pathlib import Path
 import pytest
 
 from book_recommender.run_lock import LOCK_NAME, RunLockedError, acquire, release
-from tests.conftest import (
-    assert_refused_before_any_node,
-    assert_tables_of_one_run,
-    copy_project,
-    start_kedro_run,
-)
 
 
 def _holder(pid: int, host: str | None = None) -> dict:
@@ -96,22 +90,3 @@ def test_another_hosts_lock_is_never_taken_over(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps(_holder(1, host="elsewhere")))
     with pytest.raises(RunLockedError, match="on elsewhere"):
         acquire(tmp_path, "kedro run")
-
-
-@pytest.mark.e2e
-def test_two_runs_started_together_leave_the_tables_of_one(tmp_path):
-    """On a fresh project (no mlflow.db yet) two `kedro run`s start at once:
-    one refuses before its first node, naming the other, or they ran one after
-    the other; either way every model-input table holds exactly one run's
-    rows, and the lock is gone. (A live holder's refusal: the tests above.)"""
-    project = tmp_path / "project"
-    project.mkdir()
-    copy_project(project)
-    runs = [start_kedro_run(project, "--pipeline", "data_processing") for _ in range(2)]
-    outputs = [run.communicate(timeout=600)[0] for run in runs]
-    codes = [run.returncode for run in runs]
-    assert 0 in codes, outputs[0][-3000:] + outputs[1][-3000:]
-    for output, code in zip(outputs, codes, strict=True):
-        if code != 0:
-            assert_refused_before_any_node(output, code)
-    assert_tables_of_one_run(project)

@@ -23,6 +23,7 @@ from book_recommender.training import (
     to_test,
     tune_family,
 )
+from tests.reference import tuned_alone
 from tests.test_params import BASE
 
 ALS = parse(
@@ -277,23 +278,6 @@ def noisy(spark):
     return spark.createDataFrame(rows, f"{USER_IDX} int, {ITEM_IDX} int, r float")
 
 
-def _former_path(family, ratings, interactions, tuning):
-    """The project's tuning before Spark's classes: each grid point fitted
-    alone on the same rand(seed) split and judged on its held-out part."""
-    drawn = ratings.select("*", F.rand(tuning.seed).alias("_draw"))
-    held = F.col("_draw") >= tuning.train_ratio
-    fit_part = drawn.filter(~held).drop("_draw").cache()
-    validation = drawn.filter(held).drop("_draw")
-    out = {}
-    for point in family.grid:
-        estimator = family.estimator.copy(point).with_interactions(interactions)
-        estimator.serving(EVALUATION.k, EVALUATION.tile_cells)
-        out[estimator.spec().name] = judge(
-            estimator.fit(fit_part), validation, EVALUATION
-        )
-    return out
-
-
 @pytest.mark.parametrize("label", ["knn", "ease", "biased"])
 def test_spark_tuning_makes_the_former_paths_choice(noisy, interactions, label):
     """TrainValidationSplit over a family (item-kNN and EASE sharing their
@@ -310,7 +294,7 @@ def test_spark_tuning_makes_the_former_paths_choice(noisy, interactions, label):
     family = next(f for f in families(als, item_based) if f.label == label)
     tuning = _tuning(method="TrainValidationSplit", train_ratio=0.75, parallelism=2)
     results, best = tune_family(family, noisy, interactions, EVALUATION, tuning)
-    former = _former_path(family, noisy, interactions, tuning)
+    former = tuned_alone(family, noisy, interactions, tuning, EVALUATION)
     metric = EVALUATION.rating_metric if family.rating else EVALUATION.ranking_key
     assert [r["name"] for r in results] == list(former)
     for result in results:

@@ -26,6 +26,7 @@ from book_recommender.params import (
 )
 from book_recommender.tracking import CandidateRun, log_candidate_runs
 from book_recommender.training import (
+    Family,
     champion_records,
     families,
     in_parallel,
@@ -72,14 +73,14 @@ def tune_candidates(
         side=side.cache() if side is not None else None,
     )
     train_ratings = train_ratings.cache()
-    results, bests = [], []
-    for family in families(als, item_based):
-        tuned, best = tune_family(
-            family, train_ratings, interactions, evaluation, tuning
-        )
-        results += tuned
-        bests.append(best)
-    return results, bests
+
+    def tune(family: Family) -> tuple[list[dict[str, Any]], RecommenderModel]:
+        return tune_family(family, train_ratings, interactions, evaluation, tuning)
+
+    # Families ``tuning.parallelism`` at a time too: a family's grid is often
+    # smaller than the parallelism (the baselines are one point each).
+    tuned = in_parallel(tune, families(als, item_based), tuning.parallelism)
+    return [r for results, _ in tuned for r in results], [best for _, best in tuned]
 
 
 def evaluate_on_test(
