@@ -17,7 +17,6 @@ import uuid
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasMaxIter, HasRegParam, HasSeed
 from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -116,7 +115,7 @@ class AlsRatingModel(AlsRecommenderModel):
         return self._clipped(keep_all.transform(pairs))
 
 
-class ImplicitAls(Recommender, _AlsParams, DefaultParamsReadable):
+class ImplicitAls(Recommender, _AlsParams):
     """Implicit ALS on every interaction: the explicit ratings with the rating
     as strength, the implicit ones with ``implicitStrength``; confidence
     ``1 + alpha * strength``."""
@@ -172,7 +171,7 @@ class ImplicitAls(Recommender, _AlsParams, DefaultParamsReadable):
         )
 
 
-class ExplicitAls(Recommender, _AlsParams, DefaultParamsReadable):
+class ExplicitAls(Recommender, _AlsParams):
     """The tutorial's ALS on the explicit ratings."""
 
     def spec(self) -> ModelSpec:
@@ -190,7 +189,7 @@ class ExplicitAls(Recommender, _AlsParams, DefaultParamsReadable):
         return model
 
 
-class BiasedAls(Recommender, _AlsParams, HasDamping, DefaultParamsReadable):
+class BiasedAls(Recommender, _AlsParams, HasDamping):
     """ALS on the residuals of the damped bias model, the biases folded in.
     Residuals can be negative, so its factors are never non-negative."""
 

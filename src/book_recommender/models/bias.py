@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -99,7 +98,7 @@ class HasDamping(Params):
         self._setDefault(damping=5.0)
 
 
-class BiasBaseline(Recommender, HasDamping, DefaultParamsReadable):
+class BiasBaseline(Recommender, HasDamping):
     """The rating baseline: damped user and item biases, no factors."""
 
     def spec(self) -> ModelSpec:

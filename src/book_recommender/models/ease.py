@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from pyspark.ml.param import TypeConverters
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
@@ -144,7 +143,7 @@ def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseWeights:
     return ease_gram(interactions, max_items).model(l2)
 
 
-class Ease(Recommender, DefaultParamsReadable):
+class Ease(Recommender):
     """EASE; every grid point shares one Gram matrix (``fitMultiple``)."""
 
     l2 = param("l2", "ridge on the item-item weights", TypeConverters.toFloat)

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame, SparkSession
 from scipy import sparse
 
@@ -268,7 +267,7 @@ def fit_item_knn(
     )
 
 
-class ItemKnn(Recommender, HasSeed, DefaultParamsReadable):
+class ItemKnn(Recommender, HasSeed):
     """Item-kNN; the grid points of one similarity and side weight share one
     fit (``fitMultiple``: fitted with the most neighbours, cut for the others,
     exactly a fit with fewer)."""

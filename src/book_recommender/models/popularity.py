@@ -3,7 +3,6 @@ interactions they have not seen."""
 
 from __future__ import annotations
 
-from pyspark.ml.util import DefaultParamsReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -17,7 +16,7 @@ from book_recommender.models.base import (
 )
 
 
-class Popularity(Recommender, DefaultParamsReadable):
+class Popularity(Recommender):
     """Ranks books by their number of interactions, for everyone."""
 
     def spec(self) -> ModelSpec:

@@ -67,11 +67,8 @@ def tune_candidates(
     CrossValidator) on the training ratings: every candidate's validation
     metrics, and each family's best refitted on all of them."""
     side = side_information(indexed_items, item_based.side_information)
-    interactions = Interactions(
-        implicit=implicit_interactions,
-        rating_col=columns["rating"],
-        side=side.cache() if side is not None else None,
-    )
+    side = side.cache() if side is not None else None
+    interactions = Interactions(implicit_interactions, columns["rating"], side)
     train_ratings = train_ratings.cache()
 
     def tune(family: Family) -> tuple[list[dict[str, Any]], RecommenderModel]:
