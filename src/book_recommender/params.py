@@ -120,7 +120,7 @@ class AlsParams(_Strict):
 
 
 class KnnFamily(_Strict):
-    """Item-kNN over co-readers (``item_based.fit_item_knn``)."""
+    """Item-kNN over co-readers (``models.knn.fit_item_knn``)."""
 
     enabled: bool
     similarity: SimilarityAxis
@@ -132,7 +132,7 @@ class KnnFamily(_Strict):
 
 
 class EaseFamily(_Strict):
-    """EASE over the most read books (``item_based.fit_ease``)."""
+    """EASE over the most read books (``models.ease.fit_ease``)."""
 
     enabled: bool
     l2: PositiveAxis

@@ -213,11 +213,11 @@ def evaluator(evaluation: EvaluationParams, rating_col: str, rating: bool = Fals
     )
 
 
-def _tuner(family: Family, judge: ServedEvaluator, tuning: TuningParams):
+def _tuner(family: Family, scorer: ServedEvaluator, tuning: TuningParams):
     common = {
         "estimator": family.estimator,
         "estimatorParamMaps": family.grid,
-        "evaluator": judge,
+        "evaluator": scorer,
         "parallelism": tuning.parallelism,
         "seed": tuning.seed,
     }
@@ -237,16 +237,16 @@ def tune_family(
     validation metrics (averaged over the folds) and the best point refitted
     on all of ``ratings``."""
     started = time.time()
-    judge = evaluator(evaluation, interactions.rating_col, family.rating)
+    scorer = evaluator(evaluation, interactions.rating_col, family.rating)
     family.estimator.with_interactions(interactions).serving(
         evaluation.k, evaluation.tile_cells
     )
-    tuned = _tuner(family, judge, tuning).fit(ratings)
+    tuned = _tuner(family, scorer, tuning).fit(ratings)
     best = tuned.bestModel
     span = {"started": started, "ended": time.time(), "tuned_as": family.label}
     results = []
     for spec in family.specs():
-        metrics = judge.mean_recorded(spec.name)
+        metrics = scorer.mean_recorded(spec.name)
         _log_validation(spec, metrics, evaluation, tuning.method)
         results.append(
             {

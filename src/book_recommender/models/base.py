@@ -227,37 +227,48 @@ class Recommender(Estimator, _ServingParams):
         model.fit_seconds = time.perf_counter() - started
         return self._copyValues(model)
 
-    def _shared_fits(
-        self,
-        dataset: DataFrame,
-        param_maps: Sequence[dict],
-        key: Callable[[Recommender], Any],
-        shared: Callable[[list[Recommender], TrainingData], Any],
-        one: Callable[[Recommender, Any, TrainingData], RecommenderModel],
+
+class SharedFitRecommender(Recommender):
+    """A family whose grid points share work (item-kNN, EASE): the points with
+    one ``_share_key`` share one ``_shared`` fit, computed once when the first
+    of them is asked for (``fitMultiple``, as Spark's tuning calls it); each
+    model is made from it by ``_from_shared``. A fit alone is a group of one."""
+
+    def _share_key(self) -> Any:
+        raise NotImplementedError
+
+    def _shared(self, group: list[SharedFitRecommender], data: TrainingData) -> Any:
+        raise NotImplementedError
+
+    def _from_shared(self, shared: Any, data: TrainingData) -> RecommenderModel:
+        raise NotImplementedError
+
+    def _fit_data(self, data: TrainingData) -> RecommenderModel:
+        return self._from_shared(self._shared([self], data), data)
+
+    def fitMultiple(
+        self, dataset: DataFrame, paramMaps: Sequence[dict]
     ) -> Iterator[tuple[int, RecommenderModel]]:
-        """``fitMultiple`` for a family whose grid points share work: the
-        points with one ``key`` share one ``shared`` fit (computed once, when
-        the first of them is asked for), each model cut from it by ``one``."""
-        copies = [self.copy(param_map) for param_map in param_maps]
-        groups: dict[Any, list[Recommender]] = {}
+        copies = [self.copy(param_map) for param_map in paramMaps]
+        groups: dict[Any, list[SharedFitRecommender]] = {}
         for estimator in copies:
-            groups.setdefault(key(estimator), []).append(estimator)
+            groups.setdefault(estimator._share_key(), []).append(estimator)
         done: dict[Any, Any] = {}
         lock = threading.Lock()
 
         def fit_one(index: int) -> RecommenderModel:
             estimator = copies[index]
-            group = key(estimator)
+            group = estimator._share_key()
 
             def fit(data: TrainingData) -> RecommenderModel:
                 with lock:
                     if group not in done:
-                        done[group] = shared(groups[group], data)
-                return one(estimator, done[group], data)
+                        done[group] = estimator._shared(groups[group], data)
+                return estimator._from_shared(done[group], data)
 
             return estimator._finish(fit, dataset)
 
-        return _FitMultipleIterator(fit_one, len(param_maps))
+        return _FitMultipleIterator(fit_one, len(paramMaps))
 
 
 class RecommenderModel(Model, _ServingParams):
@@ -287,7 +298,8 @@ class RecommenderModel(Model, _ServingParams):
         return None
 
     def item_weights(self) -> Any:
-        """An item-based model's item-item weights (``item_based``); None else."""
+        """An item-based model's item-item weights (``ItemWeightsModel``);
+        None else."""
         return None
 
     @property
@@ -348,3 +360,20 @@ class RecommenderModel(Model, _ServingParams):
         )
         out = dataset.join(lists, on=USER_IDX, how="left")
         return self.predict(out) if self.predicts_ratings else out
+
+
+class ItemWeightsModel(RecommenderModel):
+    """A fitted item-based family: its item-item weights (``KnnWeights`` or
+    ``EaseWeights``), a user scored from the books they have seen."""
+
+    weights: Any
+
+    @classmethod
+    def of(cls, weights: Any) -> ItemWeightsModel:
+        """A model holding ``weights``."""
+        model = cls()
+        model.weights = weights
+        return model
+
+    def item_weights(self) -> Any:
+        return self.weights

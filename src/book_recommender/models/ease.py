@@ -10,7 +10,6 @@ one Gram matrix for the whole grid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +21,9 @@ from scipy.linalg import lapack
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models.base import (
+    ItemWeightsModel,
     ModelSpec,
-    Recommender,
-    RecommenderModel,
+    SharedFitRecommender,
     TrainingData,
     param,
 )
@@ -143,7 +142,7 @@ def fit_ease(interactions: DataFrame, l2: float, max_items: int) -> EaseWeights:
     return ease_gram(interactions, max_items).model(l2)
 
 
-class Ease(Recommender):
+class Ease(SharedFitRecommender):
     """EASE; every grid point shares one Gram matrix (``fitMultiple``)."""
 
     l2 = param("l2", "ridge on the item-item weights", TypeConverters.toFloat)
@@ -158,41 +157,18 @@ class Ease(Recommender):
         get = self.getOrDefault
         return ModelSpec("ease", l2=get(self.l2), beta=get(self.beta))
 
-    def _gram(self, group: list[Ease], data: TrainingData) -> EaseGram:
+    def _share_key(self) -> int:
+        return self.getOrDefault(self.maxItems)
+
+    def _shared(self, group: list[Ease], data: TrainingData) -> EaseGram:
         side = data.side if any(e.getOrDefault(e.beta) for e in group) else None
         return ease_gram(data.seen, self.getOrDefault(self.maxItems), side)
 
-    def _solve(self, gram: EaseGram, data: TrainingData) -> EaseModel:
+    def _from_shared(self, gram: EaseGram, data: TrainingData) -> EaseModel:
         return EaseModel.of(
             gram.model(self.getOrDefault(self.l2), self.getOrDefault(self.beta))
         )
 
-    def _fit_data(self, data: TrainingData) -> EaseModel:
-        return self._solve(self._gram([self], data), data)
 
-    def fitMultiple(
-        self, dataset: DataFrame, paramMaps: Sequence[dict]
-    ) -> Iterator[tuple[int, EaseModel]]:
-        return self._shared_fits(
-            dataset,
-            paramMaps,
-            key=lambda e: e.getOrDefault(e.maxItems),
-            shared=lambda group, data: group[0]._gram(group, data),
-            one=lambda e, gram, data: e._solve(gram, data),
-        )
-
-
-class EaseModel(RecommenderModel):
-    """A fitted EASE: its item-item weights."""
-
-    weights: EaseWeights
-
-    @classmethod
-    def of(cls, weights: EaseWeights) -> EaseModel:
-        """A model holding ``weights`` (as ``item_based.EaseGram.model`` makes)."""
-        model = cls()
-        model.weights = weights
-        return model
-
-    def item_weights(self) -> EaseWeights:
-        return self.weights
+class EaseModel(ItemWeightsModel):
+    """A fitted EASE: its item-item weights (``EaseWeights``)."""

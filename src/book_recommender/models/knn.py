@@ -21,7 +21,7 @@ of one author gain that much similarity.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +33,9 @@ from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models.base import (
+    ItemWeightsModel,
     ModelSpec,
-    Recommender,
-    RecommenderModel,
+    SharedFitRecommender,
     TrainingData,
     param,
 )
@@ -267,7 +267,7 @@ def fit_item_knn(
     )
 
 
-class ItemKnn(Recommender, HasSeed):
+class ItemKnn(SharedFitRecommender, HasSeed):
     """Item-kNN; the grid points of one similarity and side weight share one
     fit (``fitMultiple``: fitted with the most neighbours, cut for the others,
     exactly a fit with fewer)."""
@@ -308,7 +308,11 @@ class ItemKnn(Recommender, HasSeed):
             side_weight=get(self.sideWeight),
         )
 
-    def _widest(self, group: list[ItemKnn], data: TrainingData) -> KnnWeights:
+    def _share_key(self) -> tuple[str, float]:
+        return self.getOrDefault(self.similarity), self.getOrDefault(self.sideWeight)
+
+    def _shared(self, group: list[ItemKnn], data: TrainingData) -> KnnWeights:
+        """The fit with the most neighbours of the group: the others are cut."""
         get = self.getOrDefault
         return fit_item_knn(
             data.seen,
@@ -322,35 +326,9 @@ class ItemKnn(Recommender, HasSeed):
             side_weight=get(self.sideWeight),
         )
 
-    def _cut(self, widest: KnnWeights, data: TrainingData) -> ItemKnnModel:
+    def _from_shared(self, widest: KnnWeights, data: TrainingData) -> ItemKnnModel:
         return ItemKnnModel.of(widest.cut(self.getOrDefault(self.neighbours)))
 
-    def _fit_data(self, data: TrainingData) -> ItemKnnModel:
-        return self._cut(self._widest([self], data), data)
 
-    def fitMultiple(
-        self, dataset: DataFrame, paramMaps: Sequence[dict]
-    ) -> Iterator[tuple[int, ItemKnnModel]]:
-        return self._shared_fits(
-            dataset,
-            paramMaps,
-            key=lambda e: (e.getOrDefault(e.similarity), e.getOrDefault(e.sideWeight)),
-            shared=lambda group, data: group[0]._widest(group, data),
-            one=lambda e, widest, data: e._cut(widest, data),
-        )
-
-
-class ItemKnnModel(RecommenderModel):
-    """A fitted item-kNN: its neighbour lists."""
-
-    weights: KnnWeights
-
-    @classmethod
-    def of(cls, weights: KnnWeights) -> ItemKnnModel:
-        """A model holding ``weights`` (as fitted by ``fit_item_knn``)."""
-        model = cls()
-        model.weights = weights
-        return model
-
-    def item_weights(self) -> KnnWeights:
-        return self.weights
+class ItemKnnModel(ItemWeightsModel):
+    """A fitted item-kNN: its neighbour lists (``KnnWeights``)."""
