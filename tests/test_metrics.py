@@ -11,12 +11,14 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
+from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
+from book_recommender.evaluation import ServedEvaluator
 from book_recommender.metrics import (
     RANK,
     SCORE,
     mean_average_precision,
     regression_metrics,
+    served_ranking,
 )
 from tests.reference import ranking_metrics, top_k_unseen
 
@@ -132,6 +134,80 @@ def test_ranking_metrics_match_pandas_on_a_random_frame(spark):
     assert got[f"recall_at_{k}"] == pytest.approx(expected["r"])
     assert got[f"ndcg_at_{k}"] == pytest.approx(expected["ndcg"])
     assert got[f"map_at_{k}"] == pytest.approx(expected["map"])
+
+
+def _served_rows(spark, relevant: pd.DataFrame, lists: dict[int, list[int]], cold):
+    """Held-out rows as a model's ``transform`` leaves them: each relevant
+    (user, item) with the user's served list (null without one) and flag."""
+    rows = [
+        (int(u), int(i), lists.get(int(u)), int(u) in cold)
+        for u, i in zip(relevant[USER_IDX], relevant[ITEM_IDX], strict=True)
+    ]
+    schema = (
+        f"{USER_IDX} int, {ITEM_IDX} int, {SERVED} array<int>, {COLD_START} boolean"
+    )
+    return spark.createDataFrame(rows, schema)
+
+
+def test_lists_judged_in_place_match_pandas_on_a_random_frame(spark):
+    """``served_ranking`` (what the evaluator uses) against the per-user loops,
+    with lists longer than k (cut), shorter than k, and missing."""
+    rng = np.random.default_rng(5)
+    n_users, n_items, k = 40, 30, 5
+    scores = pd.DataFrame(
+        [(u, i, float(rng.random())) for u in range(n_users) for i in range(n_items)],
+        columns=[USER_IDX, ITEM_IDX, SCORE],
+    )
+    scores = scores[rng.random(len(scores)) < 0.3]  # some users have < k items
+    seen = pd.DataFrame(columns=[USER_IDX, ITEM_IDX], dtype=int)
+    relevant = pd.DataFrame(
+        [(u, i) for u in range(n_users) for i in range(n_items) if rng.random() < 0.15],
+        columns=[USER_IDX, ITEM_IDX],
+    )
+    listless = int(relevant[USER_IDX].iloc[0])  # a user without a list
+    scores = scores[scores[USER_IDX] != listless]
+    expected = _pandas_ranking(scores, seen, relevant, k)
+    lists = {
+        int(u): group.sort_values([SCORE, ITEM_IDX], ascending=[False, True])[
+            ITEM_IDX
+        ].tolist()[: k + 2]  # longer than k: only the first k count
+        for u, group in scores.groupby(USER_IDX)
+    }
+    frame = _served_rows(spark, relevant, lists, cold=set())
+    row = (
+        served_ranking(frame, SERVED, k)
+        .agg(
+            *[F.avg(p).alias(p) for p in ("precision", "recall", "ndcg", "map")],
+            F.count(F.lit(1)).alias("users"),
+        )
+        .first()
+    )
+    assert row["users"] == relevant[USER_IDX].nunique()
+    assert row["precision"] == pytest.approx(expected["p"])
+    assert row["recall"] == pytest.approx(expected["r"])
+    assert row["ndcg"] == pytest.approx(expected["ndcg"])
+    assert row["map"] == pytest.approx(expected["map"])
+
+
+def test_the_evaluator_judges_served_lists_by_hand(spark):
+    """The tiny example's lists as served (user 2 cold, given [3, 4]), with a
+    threshold that leaves out user 1's only relevant row."""
+    relevant = pd.DataFrame(
+        {USER_IDX: [0, 0, 1, 2], ITEM_IDX: [1, 3, 5, 4], "r": [9.0, 8.0, 2.0, 7.0]}
+    )
+    lists = {0: [2, 1, 4], 1: [5, 0, 1], 2: [3, 4]}
+    frame = _served_rows(spark, relevant, lists, cold={2}).join(
+        spark.createDataFrame(relevant), on=[USER_IDX, ITEM_IDX]
+    )
+    got = ServedEvaluator(k=3, ratingCol="r", relevanceThreshold=5.0).metrics(frame)
+    ndcg_0 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    ndcg_2 = 1 / math.log2(3)  # one relevant book, at rank 2
+    assert got["precision_at_3"] == pytest.approx((1 / 3 + 1 / 3) / 2)
+    assert got["recall_at_3"] == pytest.approx((1 / 2 + 1) / 2)
+    assert got["ndcg_at_3"] == pytest.approx((ndcg_0 + ndcg_2) / 2)
+    assert got["map_at_3"] == pytest.approx(((1 / 2) / 2 + 1 / 2) / 2)
+    assert got["warm.ndcg_at_3"] == pytest.approx(ndcg_0)
+    assert got["cold_user_share"] == pytest.approx(1 / 2)
 
 
 def test_regression_metrics_by_hand(spark):

@@ -7,7 +7,7 @@ a rating model, its predicted rating) and returns one metric, so Spark's
 
 - ranking metrics at k of the served lists (seen books out, cold users given
   the popular fallback) over the users with relevant held-out items, every such
-  user counting (``metrics.per_user_ranking``), and the same over the users the
+  user counting (``metrics.served_ranking``), and the same over the users the
   model could rank (``warm.*``) with their share (``cold_user_share``);
 - for a rating model, RMSE, MAE, R2 and explained variance on the pairs it has
   factors for (``metrics.regression_metrics``; RMSE and MAE as Spark's
@@ -30,10 +30,9 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
 from book_recommender.metrics import (
-    RANK,
     RANKING_PARTS,
-    per_user_ranking,
     regression_metrics,
+    served_ranking,
 )
 from book_recommender.models.base import param
 
@@ -89,18 +88,11 @@ class ServedEvaluator(Evaluator):
         rating = PREDICTION in dataset.columns
         if rating:  # read twice: its served lists, its predictions
             dataset = dataset.cache()
-        relevant = self._relevant(dataset)
-        served = (
-            relevant.groupBy(USER_IDX)
-            .agg(F.first(SERVED).alias(SERVED), F.first(COLD_START).alias(COLD_START))
-            .cache()
+        per_user = served_ranking(
+            self._relevant(dataset).select(USER_IDX, ITEM_IDX, SERVED, COLD_START),
+            SERVED,
+            k,
         )
-        ranked = served.select(
-            USER_IDX, F.posexplode(F.coalesce(SERVED, F.array().cast("array<int>")))
-        ).select(USER_IDX, (F.col("pos") + 1).alias(RANK), F.col("col").alias(ITEM_IDX))
-        per_user = per_user_ranking(
-            ranked, relevant.select(USER_IDX, ITEM_IDX), k
-        ).join(served.select(USER_IDX, COLD_START), on=USER_IDX, how="left")
         warm = F.col(COLD_START) == F.lit(False)
         row = per_user.agg(
             *[F.avg(part).alias(part) for part in RANKING_PARTS],
@@ -110,7 +102,6 @@ class ServedEvaluator(Evaluator):
             ],
             F.avg(F.coalesce(COLD_START, F.lit(False)).cast("double")).alias("cold"),
         ).first()
-        served.unpersist()
 
         def value(column: str) -> float:
             return float(row[column]) if row[column] is not None else 0.0

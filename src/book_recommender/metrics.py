@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from pyspark.ml.evaluation import RankingEvaluator
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -66,6 +66,17 @@ def regression_metrics(predictions: DataFrame, label_col: str) -> dict[str, floa
     }
 
 
+def _ideal_dcg(n_relevant: Column, k: int) -> Column:
+    """DCG of a perfect list of ``min(n_relevant, k)`` hits (binary gains)."""
+    ideal = [0.0]
+    for position in range(1, k + 1):
+        ideal.append(ideal[-1] + 1.0 / math.log2(position + 1))
+    return F.element_at(
+        F.array(*[F.lit(v) for v in ideal]),
+        (F.least(n_relevant, F.lit(k)) + 1).cast("int"),
+    )
+
+
 def per_user_ranking(
     recommendations: DataFrame,
     relevant: DataFrame,
@@ -98,13 +109,7 @@ def per_user_ranking(
             F.sum(F.col("hits_so_far") / F.col(RANK)).alias("ap_sum"),
         )
     )
-    ideal = [0.0]
-    for position in range(1, k + 1):
-        ideal.append(ideal[-1] + 1.0 / math.log2(position + 1))
-    idcg = F.element_at(
-        F.array(*[F.lit(v) for v in ideal]),
-        (F.least(F.col("n_rel"), F.lit(k)) + 1).cast("int"),
-    )
+    idcg = _ideal_dcg(F.col("n_rel"), k)
     return (
         n_relevant.join(per_user_hits, on=keys, how="left")
         .fillna(0, subset=["hits", "dcg", "ap_sum"])
@@ -119,6 +124,49 @@ def per_user_ranking(
 
 
 RANKING_PARTS = ("precision", "recall", "ndcg", "map")
+
+
+def served_ranking(relevant: DataFrame, served: str, k: int) -> DataFrame:
+    """``per_user_ranking`` of lists carried as arrays: one row per user of
+    ``relevant`` (USER_IDX, ITEM_IDX and ``served``, the user's list in rank
+    order, the same on each of the user's rows; null is an empty list) with
+    precision, recall, NDCG and AP at ``k`` and the user's other columns' first
+    values. One grouping of the rows, each list judged in place: no join, no
+    window, so an evaluation is a few short Spark jobs instead of a dozen."""
+    others = [c for c in relevant.columns if c not in (USER_IDX, ITEM_IDX, served)]
+    users = relevant.groupBy(USER_IDX).agg(
+        F.collect_set(ITEM_IDX).alias("_relevant"),
+        F.first(served).alias("_served"),
+        *[F.first(c).alias(c) for c in others],
+    )
+    top = F.slice(F.coalesce("_served", F.array().cast("array<int>")), 1, k)
+    flagged = users.select(
+        USER_IDX,
+        *others,
+        F.size("_relevant").alias("_n_relevant"),
+        F.transform(
+            top, lambda item: F.array_contains("_relevant", item).cast("double")
+        ).alias("_hit"),
+    )
+
+    def total(values: Column) -> Column:
+        return F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x)
+
+    hit = F.col("_hit")
+    dcg = total(F.transform(hit, lambda x, i: x / F.log2(i + 2)))
+    # AP: at each hit, the hits so far over its rank.
+    ap_sum = total(
+        F.transform(hit, lambda x, i: x * total(F.slice(hit, 1, i + 1)) / (i + 1))
+    )
+    n_relevant = F.col("_n_relevant")
+    return flagged.select(
+        USER_IDX,
+        *others,
+        (total(hit) / k).alias("precision"),
+        (total(hit) / n_relevant).alias("recall"),
+        (dcg / _ideal_dcg(n_relevant, k)).alias("ndcg"),
+        (ap_sum / F.least(n_relevant, F.lit(k))).alias("map"),
+    )
 
 
 def mean_average_precision(recommendations: DataFrame, relevant: DataFrame) -> float:

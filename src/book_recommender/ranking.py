@@ -43,9 +43,23 @@ OUTPUT_SCHEMA = (
 )
 
 
-def _fallback(fallback: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+Fallback = DataFrame | tuple[np.ndarray, np.ndarray]
+
+
+def fallback_arrays(fallback: Fallback) -> tuple[np.ndarray, np.ndarray]:
+    """The fallback scores (ITEM_IDX, SCORE) as (ids, scores) arrays on the
+    driver; arrays are returned as they are."""
+    if not isinstance(fallback, DataFrame):
+        return fallback
     scores = fallback.select(ITEM_IDX, SCORE).toPandas()
     return scores[ITEM_IDX].to_numpy(np.int64), scores[SCORE].to_numpy(np.float32)
+
+
+def seen_lists(seen: DataFrame) -> DataFrame:
+    """(USER_IDX, ITEM_IDX) pairs as one row per user with the list of items
+    the user has seen: what ranking reads of ``seen``. A caller ranking many
+    times against the same pairs groups them once and passes this instead."""
+    return seen.groupBy(USER_IDX).agg(F.collect_set(ITEM_IDX).alias(_SEEN))
 
 
 def item_table_of(model: Any, fallback_ids, fallback_scores) -> ItemTable:
@@ -59,17 +73,12 @@ def item_table_of(model: Any, fallback_ids, fallback_scores) -> ItemTable:
     )
 
 
-def item_table(
-    model: Any,
-    fallback: DataFrame | tuple[np.ndarray, np.ndarray],
-) -> ItemTable:
+def item_table(model: Any, fallback: Fallback) -> ItemTable:
     """The model's items (with their factors, for a factor model) and the
     fallback scores (ITEM_IDX, SCORE; or their ids and scores as arrays), on
     the driver. ``model`` is a ``models.RecommenderModel``: its
     ``item_weights`` (item-based) or ``item_factors`` and ``rank``."""
-    fallback_ids, fallback_scores = (
-        _fallback(fallback) if isinstance(fallback, DataFrame) else fallback
-    )
+    fallback_ids, fallback_scores = fallback_arrays(fallback)
     weights = model.item_weights()
     if weights is not None:
         return item_table_of(weights, fallback_ids, fallback_scores)
@@ -126,15 +135,16 @@ def _requests(
 ) -> DataFrame:
     """The distinct ``users`` with their factors (USER_IDX, _FEATURES; null
     without, or for every user when ``user_factors`` is None) and the list of
-    items each has seen, spread over twice the cores."""
+    items each has seen (``seen``: pairs, or already ``seen_lists``), spread
+    over twice the cores."""
     spark = users.sparkSession
     requests = users.select(USER_IDX).distinct()
     if user_factors is None:
         requests = requests.withColumn(_FEATURES, F.lit(None).cast("array<float>"))
     else:
         requests = requests.join(user_factors, on=USER_IDX, how="left")
-    seen_lists = seen.groupBy(USER_IDX).agg(F.collect_set(ITEM_IDX).alias(_SEEN))
-    return requests.join(seen_lists, on=USER_IDX, how="left").repartition(
+    lists = seen if _SEEN in seen.columns else seen_lists(seen)
+    return requests.join(lists, on=USER_IDX, how="left").repartition(
         spark.sparkContext.defaultParallelism * 2
     )
 
@@ -176,7 +186,7 @@ def top_k_served(
     model: Any,
     users: DataFrame,
     seen: DataFrame,
-    fallback: DataFrame,
+    fallback: Fallback,
     k: int,
     tile_cells: int = TILE_CELLS,
 ) -> DataFrame:
@@ -198,7 +208,7 @@ def top_k_served_many(
     models: list[Any],
     users: DataFrame,
     seen: DataFrame,
-    fallback: DataFrame,
+    fallback: Fallback,
     k: int,
     tile_cells: int = TILE_CELLS,
 ) -> DataFrame:
@@ -211,8 +221,8 @@ def top_k_served_many(
         raise ValueError(f"k must be >= 1; found {k}.")
     if not models or any(m.item_weights() is None for m in models):
         raise ValueError("top_k_served_many ranks for item-based models only.")
-    fallback_arrays = _fallback(fallback)
-    tables = [item_table(model, fallback_arrays) for model in models]
+    scores = fallback_arrays(fallback)
+    tables = [item_table(model, scores) for model in models]
     ranked = [
         (table, model.item_weights().on(table))
         for model, table in zip(models, tables, strict=True)

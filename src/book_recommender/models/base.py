@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 from pyspark.ml import Estimator, Model
 from pyspark.ml.base import _FitMultipleIterator
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -33,7 +34,7 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
 from book_recommender.metrics import RANK, SCORE
-from book_recommender.ranking import top_k_served
+from book_recommender.ranking import fallback_arrays, seen_lists, top_k_served
 from book_recommender.topk import TILE_CELLS
 
 
@@ -121,6 +122,17 @@ class TrainingData:
     def popular(self) -> DataFrame:
         """The fallback ranking (ITEM_IDX, SCORE) of users a model cannot rank."""
         return popularity_scores(self.seen).cache()
+
+    @cached_property
+    def seen_lists(self) -> DataFrame:
+        """``seen`` grouped by user (``ranking.seen_lists``), cached: every
+        evaluation of a model fitted on this data ranks against it."""
+        return seen_lists(self.seen).cache()
+
+    @cached_property
+    def popular_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``popular`` on the driver (``ranking.fallback_arrays``), once."""
+        return fallback_arrays(self.popular)
 
 
 def popularity_scores(interactions: DataFrame) -> DataFrame:
@@ -319,8 +331,8 @@ class RecommenderModel(Model, _ServingParams):
         return top_k_served(
             self,
             users,
-            self.data.seen,
-            self.data.popular,
+            self.data.seen_lists,
+            self.data.popular_arrays,
             self.getOrDefault(self.k),
             self.getOrDefault(self.tileCells),
         )
