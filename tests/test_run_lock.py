@@ -11,8 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
-from book_recommender.run_lock import LOCK_NAME, RunLockedError, acquire, release
+from book_recommender.run_lock import (
+    LOCK_NAME,
+    RunLockedError,
+    acquire,
+    create_experiment,
+    release,
+    schema_lock,
+)
 
 
 def _holder(pid: int, host: str | None = None) -> dict:
@@ -90,3 +98,42 @@ def test_another_hosts_lock_is_never_taken_over(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps(_holder(1, host="elsewhere")))
     with pytest.raises(RunLockedError, match="on elsewhere"):
         acquire(tmp_path, "kedro run")
+
+
+def _create(uri: str, start: float, results) -> None:
+    while time.time() < start:
+        pass
+    try:
+        with schema_lock(uri):
+            create_experiment(uri, "races")
+        results.put("ok")
+    except Exception as error:  # noqa: BLE001
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_processes_starting_together_on_a_fresh_database_make_one_experiment(
+    tmp_path,
+):
+    """kedro-mlflow looks the experiment up and creates it when missing; four
+    processes doing that at the same instant on a fresh mlflow.db (schema
+    made, no experiment yet) all go on, and it holds one experiment of that
+    name."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        uri = f"sqlite:///{tmp_path / str(round_) / 'mlflow.db'}"
+        (tmp_path / str(round_)).mkdir()
+        MlflowClient(tracking_uri=uri).search_experiments()  # the schema
+        results = context.Queue()
+        start = time.time() + 0.5
+        workers = [
+            context.Process(target=_create, args=(uri, start, results))
+            for _ in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=120) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert outcomes == ["ok"] * 4, outcomes
+        names = [e.name for e in MlflowClient(tracking_uri=uri).search_experiments()]
+        assert names.count("races") == 1, names

@@ -29,6 +29,7 @@ from book_recommender.run_lock import (
     acquire,
     alive,
     check_artifacts_inside,
+    create_experiment,
     release,
     schema_lock,
 )
@@ -245,7 +246,8 @@ class RunLockHooks:
     refuses) and released when the pipeline ends. At start-up, before
     kedro-mlflow's set-up: a copied project's MLflow database is refused (its
     artifacts live in the original), and the database's first connection
-    (which creates its schema) is serialized across processes."""
+    (which creates its schema) and the experiment's creation are serialized
+    across processes."""
 
     def __init__(self) -> None:
         self._data_root: Path | None = None
@@ -255,10 +257,16 @@ class RunLockHooks:
     def after_context_created(self, context: KedroContext) -> None:
         root = str(context.config_loader["globals"]["data"]["root"])
         self._data_root = None if "://" in root else Path(context.project_path) / root
-        uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
-        check_artifacts_inside(str(uri), Path(context.project_path))
-        with schema_lock(str(uri)):
-            MlflowClient(tracking_uri=str(uri)).search_experiments(max_results=1)
+        mlflow_config = context.config_loader["mlflow"]
+        uri = str(mlflow_config["server"]["mlflow_tracking_uri"])
+        check_artifacts_inside(uri, Path(context.project_path))
+        experiment = mlflow_config["tracking"]["experiment"]
+        with schema_lock(uri):
+            create_experiment(
+                uri,
+                experiment["name"],
+                **experiment.get("create_experiment_kwargs", {}),
+            )
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict) -> None:

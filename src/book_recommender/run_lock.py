@@ -9,8 +9,11 @@ name; a lock whose process is gone (same host) is taken over with a warning.
 The same process may take it again (sequential runs in one session).
 
 Two processes creating a fresh ``mlflow.db`` race on its schema (sqlite's
-"duplicate column name"); ``schema_lock`` serializes that first contact with an
-``flock`` beside the database.
+"duplicate column name"), and then on the experiment (kedro-mlflow looks it up
+and creates it if missing: the second of two processes doing so at once fails
+on the name's unique constraint); ``schema_lock`` serializes that first contact
+with an ``flock`` beside the database, and ``create_experiment`` makes the
+experiment under it.
 
 A copied project brings its ``mlflow.db``, whose experiments name their artifact
 folders by absolute path: runs in the copy would write into the original's
@@ -32,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from book_recommender.errors import ProjectError
@@ -142,6 +146,21 @@ def schema_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def create_experiment(tracking_uri: str, name: str, **kwargs) -> None:
+    """Creates the experiment ``name`` (with ``kwargs``, as kedro-mlflow would)
+    unless it exists; call it under ``schema_lock``. Behind a server, where the
+    lock does not reach, an experiment another process created meanwhile is
+    taken as it is."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if client.get_experiment_by_name(name) is not None:
+        return
+    try:
+        client.create_experiment(name, **kwargs)
+    except MlflowException:
+        if client.get_experiment_by_name(name) is None:
+            raise
 
 
 def _sqlite_file(tracking_uri: str) -> Path | None:
