@@ -152,6 +152,8 @@ def _kedro_run(project: Path, cluster: dict, *args: str) -> subprocess.Completed
             "MLFLOW_TRACKING_URI": cluster["mlflow"],
             "PYSPARK_PYTHON": sys.executable,
             "SPARK_EXECUTOR_MEMORY": "2g",
+            # A few thousand rows: two shuffle partitions, not the env's 16.
+            "SPARK_SHUFFLE_PARTITIONS": "2",
             "KEDRO_DISABLE_TELEMETRY": "1",
         },
         capture_output=True,

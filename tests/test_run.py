@@ -887,10 +887,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
         project_copy,
         "data_science",
         {
-            "als": {
-                "ranking": {"enabled": False},
-                "rating": {"rank": "4", "reg_param": "1"},
-            },
+            "als": {"ranking": {"enabled": False}, "rating": {"enabled": False}},
             "item_based": {
                 "knn": {"enabled": False},
                 "ease": {"l2": "250", "beta": "0 10"},
@@ -900,8 +897,8 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     )
     parents, children = _parents_and_children(client)
     cv_run = client.get_run(parents[-1].info.run_id)
-    # baselines 2, EASE 2 (beta 0 and 10: two families), rating 1
-    assert len(children[cv_run.info.run_id]) == 2 + 2 + 1  # noqa: PLR2004
+    # popularity, EASE 2 (beta 0 and 10: two families); no rating family
+    assert len(children[cv_run.info.run_id]) == 1 + 2  # noqa: PLR2004
     assert cv_run.data.params["tuning.method"] == "CrossValidator"
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.run_id == cv_run.info.run_id
