@@ -101,7 +101,17 @@ def cluster(tmp_path_factory):
     master_port, master_ui, worker_ui, mlflow_port = (_free_port() for _ in range(4))
     master_url = f"spark://127.0.0.1:{master_port}"
     services = _Services(folder)
+    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     try:
+        # The MLflow server starts beside the Spark master and worker.
+        mlflow_log = services.start(
+            "mlflow",
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+             str(mlflow_port), "--workers", "1", "--backend-store-uri",
+             f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
+             str(folder / "artifacts")],
+            env,
+        )  # fmt: skip
         master_log = services.start(
             "master",
             [spark_class, "org.apache.spark.deploy.master.Master", "--host",
@@ -121,15 +131,6 @@ def cluster(tmp_path_factory):
             "Spark worker",
             worker_log,
         )
-        mlflow_log = services.start(
-            "mlflow",
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-             str(mlflow_port), "--workers", "1", "--backend-store-uri",
-             f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
-             str(folder / "artifacts")],
-            env,
-        )  # fmt: skip
-        mlflow_url = f"http://127.0.0.1:{mlflow_port}"
         _wait(_answers(f"{mlflow_url}/health"), "MLflow server", mlflow_log)
         yield {
             "master": master_url,

@@ -658,7 +658,7 @@ def test_a_run_killed_outright_is_marked_killed_by_the_next_start(trained, caplo
     process.communicate(timeout=60)
     assert client.get_run(run_id).info.status == "RUNNING"
     with caplog.at_level("WARNING"):
-        _run(project, "scoring")  # any run of the project on this machine
+        _run(project, nodes=["plot_long_tail"])  # any run of the project here
     assert client.get_run(run_id).info.status == "KILLED"
     assert f"({run_id}) was still RUNNING but its process" in caplog.text
 

@@ -59,6 +59,24 @@ def test_a_live_holder_is_named_and_a_gone_one_is_replaced(tmp_path, sleeper):
     assert not lock.exists()
 
 
+def _race(target, argument: str, lead: float = 0.3) -> list:
+    """Four processes running ``target(argument, start, results)``, each
+    waiting for the same instant ``start``; what each put in ``results``."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    start = time.time() + lead
+    workers = [
+        context.Process(target=target, args=(argument, start, results))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    return outcomes
+
+
 def _contend(folder: str, start: float, results) -> None:
     while time.time() < start:  # every process tries at the same moment
         pass
@@ -73,20 +91,8 @@ def _contend(folder: str, start: float, results) -> None:
 def test_of_processes_taking_the_lock_at_once_exactly_one_wins(tmp_path):
     """The timing-dependent part, repeated: four processes at the same instant,
     five rounds; each round one holds the lock and the others name it."""
-    context = multiprocessing.get_context("fork")
     for round_ in range(5):
-        folder = tmp_path / str(round_)
-        results = context.Queue()
-        start = time.time() + 0.3
-        workers = [
-            context.Process(target=_contend, args=(str(folder), start, results))
-            for _ in range(4)
-        ]
-        for worker in workers:
-            worker.start()
-        outcomes = [results.get(timeout=30) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=30)
+        outcomes = _race(_contend, str(tmp_path / str(round_)))
         winners = [pid for kind, pid in outcomes if kind == "won"]
         assert len(winners) == 1, outcomes
         assert all(
@@ -118,22 +124,11 @@ def test_processes_starting_together_on_a_fresh_database_make_one_experiment(
     processes doing that at the same instant on a fresh mlflow.db (schema
     made, no experiment yet) all go on, and it holds one experiment of that
     name."""
-    context = multiprocessing.get_context("fork")
     for round_ in range(3):
         uri = f"sqlite:///{tmp_path / str(round_) / 'mlflow.db'}"
         (tmp_path / str(round_)).mkdir()
         MlflowClient(tracking_uri=uri).search_experiments()  # the schema
-        results = context.Queue()
-        start = time.time() + 0.5
-        workers = [
-            context.Process(target=_create, args=(uri, start, results))
-            for _ in range(4)
-        ]
-        for worker in workers:
-            worker.start()
-        outcomes = [results.get(timeout=120) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=30)
+        outcomes = _race(_create, uri, lead=0.5)
         assert outcomes == ["ok"] * 4, outcomes
         names = [e.name for e in MlflowClient(tracking_uri=uri).search_experiments()]
         assert names.count("races") == 1, names
