@@ -60,6 +60,37 @@ def bench_spark(
     return build_spark_session(settings)
 
 
+def reference_fit_seconds(pairs) -> float:
+    """The unit benchmarks state times in (U): one plain Spark
+    ``pyspark.ml.recommendation.ALS`` fit, implicit, rank 32, 15 iterations,
+    regParam 1, alpha 1, one block per core, on ``pairs`` (USER_IDX, ITEM_IDX;
+    binary strength) in the benchmark's session. Absolute seconds do not carry
+    from one machine to the next; a multiple of this fit, taken in the same
+    run, does."""
+    from pyspark.ml.recommendation import ALS  # noqa: PLC0415
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    from book_recommender.columns import ITEM_IDX, USER_IDX  # noqa: PLC0415
+
+    frame = (
+        pairs.select(USER_IDX, ITEM_IDX)
+        .withColumn("_strength", F.lit(1.0).cast("float"))
+        .cache()
+    )
+    frame.count()
+    blocks = frame.sparkSession.sparkContext.defaultParallelism
+    started = time.perf_counter()
+    model = ALS(
+        userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol="_strength", implicitPrefs=True,
+        rank=32, maxIter=15, regParam=1.0, alpha=1.0, seed=42,
+        numUserBlocks=blocks, numItemBlocks=blocks,
+    ).fit(frame)  # fmt: skip
+    model.itemFactors.count()
+    seconds = time.perf_counter() - started
+    frame.unpersist()
+    return seconds
+
+
 def write_results(name: str, results: dict[str, Any], table: str) -> tuple[Path, Path]:
     """``<name>.json`` and ``<name>.md`` under benchmarks/results."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from common import PROJECT, RESULTS, bench_spark, machine, markdown_table, write_results
-from pyspark.ml.recommendation import ALS
+from common import (
+    PROJECT,
+    RESULTS,
+    bench_spark,
+    machine,
+    markdown_table,
+    reference_fit_seconds,
+    write_results,
+)
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
@@ -226,22 +233,6 @@ def reference(spark, folder: Path, rating: str, implicit_value) -> dict[str, Any
 # Cost
 
 
-def reference_fit_seconds(data: TrainingData) -> float:
-    """Plain Spark ALS, implicit, rank 32, 15 iterations, regParam 1, alpha 1,
-    on every interaction (binary strength), the project's Spark settings."""
-    frame = data.seen.withColumn("_strength", F.lit(1.0).cast("float")).cache()
-    frame.count()
-    blocks = frame.sparkSession.sparkContext.defaultParallelism
-    started = time.perf_counter()
-    model = ALS(
-        userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol="_strength", implicitPrefs=True,
-        rank=32, maxIter=15, regParam=1.0, alpha=1.0, seed=42,
-        numUserBlocks=blocks, numItemBlocks=blocks,
-    ).fit(frame)  # fmt: skip
-    model.itemFactors.count()
-    return time.perf_counter() - started
-
-
 def cost(
     spark, folder: Path, rating: str, implicit_value, parallelism: int = 1
 ) -> dict[str, Any]:
@@ -299,7 +290,7 @@ def cost(
         print(family.label, chosen[family.label], seconds[family.label])  # noqa: T201
     tuned = sum(seconds.values())
     total = time.perf_counter() - started
-    unit = reference_fit_seconds(data)
+    unit = reference_fit_seconds(data.seen)
     return {
         "interactions": interactions,
         "parallelism": parallelism,

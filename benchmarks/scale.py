@@ -38,6 +38,7 @@ from common import (
     bench_spark,
     machine,
     markdown_table,
+    reference_fit_seconds,
     write_results,
 )
 
@@ -230,6 +231,33 @@ def time_spark_als(project: Path) -> dict[str, float]:
     return per_iteration
 
 
+def time_reference_fit(project: Path) -> float:
+    """Seconds of the reference fit on the run's interactions (its model
+    input), in a session with the project's driver memory (conf/base)."""
+    import yaml  # noqa: PLC0415
+
+    settings = yaml.safe_load((PROJECT / "conf/base/spark.yml").read_text())
+    spark = bench_spark(
+        settings["spark.driver.memory"],
+        checkpoint_dir=project / "data" / "als_checkpoints",
+    )
+    seconds = reference_fit_seconds(spark.read.parquet(str(_model_input(project))))
+    spark.stop()
+    return seconds
+
+
+def units(run: dict[str, Any], unit: float) -> dict[str, Any]:
+    """The run's times in reference fits: end to end, start-up, each pipeline."""
+    return {
+        "wall": round(run["wall_s"] / unit, 2),
+        "startup": round(run["startup_s"] / unit, 2),
+        "pipelines": {
+            name: round(value["seconds"] / unit, 2)
+            for name, value in run["pipelines"].items()
+        },
+    }
+
+
 TOPK_RANK = 32  # the ranking family's default rank
 
 
@@ -394,6 +422,8 @@ def measure(
         for m in (json.loads(refitted.read_text()) if refitted.exists() else [])
     ]
     spark_als = implicit_als = dict.fromkeys(f"rank{r}" for r in RANKS)
+    unit = time_reference_fit(project)
+    print(f"[{size}] reference fit: {unit:.1f} s", flush=True)  # noqa: T201
     top_k = time_top_k(project, size, champion=pipeline is None)
     print(f"[{size}] top-k: {top_k}", flush=True)  # noqa: T201
     if timings:
@@ -411,6 +441,8 @@ def measure(
         },
         "train_rows": stats["split"]["train_rows"],
         "run": run,
+        "reference_fit_s": round(unit, 1),
+        "units": units(run, unit),
         "submodels": submodels,
         "top_k": top_k,
         "spark_als_s_per_iteration": spark_als,
@@ -430,6 +462,18 @@ def _grid_point_seconds(submodels: list[dict[str, Any]] | None) -> str:
     return f"{fit:.0f} / {evaluation:.0f}"
 
 
+def _unit_cells(result: dict[str, Any]) -> list[Any]:
+    """Reference fit, end to end and per pipeline in U ('' for older results)."""
+    if "units" not in result:
+        return ["", "", ""]
+    per = result["units"]["pipelines"]
+    return [
+        result["reference_fit_s"],
+        result["units"]["wall"],
+        " / ".join(f"{per[name]:.2f}" for name in PIPELINES),
+    ]
+
+
 def _top_k_cell(result: dict[str, Any], key: str) -> str:
     """'champion / random' figures of the top-k timing ('' for older results)."""
     cases = result.get("top_k") or {}
@@ -442,7 +486,9 @@ def table(results: dict[str, Any]) -> str:
     header = [
         "size", "rating rows", "interactions", "users", "items", "end to end (s)",
         "peak (GiB)", "data_processing (s)", "data_science (s)", "scoring (s)",
-        "reporting (s)", "grid point fit / evaluation (s)",
+        "reporting (s)", "reference fit (s)", "end to end (U)",
+        "data_processing / data_science / scoring / reporting (U)",
+        "grid point fit / evaluation (s)",
         "top-k pairs/s champion / random", "top-k / GEMM champion / random", "ALS s/iter r10", "ALS s/iter r64",
         "implicit s/iter r10", "implicit s/iter r64", "Spark/implicit r64",
     ]  # fmt: skip
@@ -456,7 +502,7 @@ def table(results: dict[str, Any]) -> str:
             [size, r["rating_rows"], r["model_input"]["interactions"],
              r["model_input"]["users"], r["model_input"]["items"], r["run"]["wall_s"],
              r["run"]["peak_gib"], *(p[name]["seconds"] for name in PIPELINES),
-             _grid_point_seconds(r.get("submodels")),
+             *_unit_cells(r), _grid_point_seconds(r.get("submodels")),
              _top_k_cell(r, "pairs_per_s"), _top_k_cell(r, "gemm_fraction"),
              r["spark_als_s_per_iteration"]["rank10"],
              r["spark_als_s_per_iteration"]["rank64"],
