@@ -30,8 +30,6 @@ def _kedro(project: Path, tmp_path: Path, *args: str) -> subprocess.CompletedPro
 def test_kedro_jupyter_lab_starts_with_the_project_kernel(tmp_path):
     (tmp_path / "project").mkdir()
     project = copy_project(tmp_path / "project")
-    helped = _kedro(project, tmp_path, "jupyter", "lab", "--help")
-    assert helped.returncode == 0, helped.stderr[-2000:]
     # `--version` goes through what `kedro jupyter lab` does before the server
     # starts (the module check, the project's kernel) and ends at once.
     # (`kedro jupyter notebook` goes the same way to the notebook app, which the
