@@ -265,7 +265,7 @@ class RunLockHooks:
             create_experiment(
                 uri,
                 experiment["name"],
-                **experiment.get("create_experiment_kwargs", {}),
+                **(experiment.get("create_experiment_kwargs") or {}),
             )
 
     @hook_impl(tryfirst=True)
