@@ -40,16 +40,19 @@ def machine() -> dict[str, Any]:
 
 
 def bench_spark(
-    driver_memory: str, shuffle_partitions: int = 8, checkpoint_dir: Path | None = None
+    driver_memory: str | None = None,
+    shuffle_partitions: int = 8,
+    checkpoint_dir: Path | None = None,
 ):
     """A local[2] SparkSession for a benchmark, with the project's JVM options
-    (conf/base/spark.yml: ALS's thread stack, the vector module), UI off."""
+    (conf/base/spark.yml: ALS's thread stack, the vector module), UI off, and
+    ``driver_memory`` (None: the project's)."""
     from book_recommender.spark_session import build_spark_session  # noqa: PLC0415
 
     project = yaml.safe_load((PROJECT / "conf" / "base" / "spark.yml").read_text())
     settings = {
         "spark.master": "local[2]",
-        "spark.driver.memory": driver_memory,
+        "spark.driver.memory": driver_memory or project["spark.driver.memory"],
         "spark.driver.extraJavaOptions": project["spark.driver.extraJavaOptions"],
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",

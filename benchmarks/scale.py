@@ -234,13 +234,7 @@ def time_spark_als(project: Path) -> dict[str, float]:
 def time_reference_fit(project: Path) -> float:
     """Seconds of the reference fit on the run's interactions (its model
     input), in a session with the project's driver memory (conf/base)."""
-    import yaml  # noqa: PLC0415
-
-    settings = yaml.safe_load((PROJECT / "conf/base/spark.yml").read_text())
-    spark = bench_spark(
-        settings["spark.driver.memory"],
-        checkpoint_dir=project / "data" / "als_checkpoints",
-    )
+    spark = bench_spark(checkpoint_dir=project / "data" / "als_checkpoints")
     seconds = reference_fit_seconds(spark.read.parquet(str(_model_input(project))))
     spark.stop()
     return seconds

@@ -160,10 +160,10 @@ def top_k_from_factors(
     """Each user's ``k`` best items of ``table`` not in ``seen``, ranked 1..k.
 
     ``user_factors`` has (``id``, ``features``) like ``ALSModel.userFactors``;
-    ``users`` has USER_IDX; ``seen`` (USER_IDX, ITEM_IDX). Users without factors
-    get the table's fallback ranking (``cold_start``). A user with fewer than
-    ``k`` unseen candidates gets what there is. Item-based models rank with
-    ``top_k_served_many``.
+    ``users`` has USER_IDX; ``seen`` (USER_IDX, ITEM_IDX) pairs or their
+    ``seen_lists``. Users without factors get the table's fallback ranking
+    (``cold_start``). A user with fewer than ``k`` unseen candidates gets what
+    there is. Item-based models rank with ``top_k_served_many``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1; found {k}.")
