@@ -20,6 +20,7 @@ by the candidate whose lists it judged (``recorded``).
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -93,18 +94,23 @@ class ServedEvaluator(Evaluator):
             SERVED,
             k,
         )
-        warm = F.col(COLD_START) == F.lit(False)
-        row = per_user.agg(
-            *[F.avg(part).alias(part) for part in RANKING_PARTS],
-            *[
-                F.avg(F.when(warm, F.col(part))).alias(f"w_{part}")
-                for part in RANKING_PARTS
-            ],
-            F.avg(F.coalesce(COLD_START, F.lit(False)).cast("double")).alias("cold"),
-        ).first()
+        # Averaged on the driver with math.fsum (one row per judged user): the
+        # exactly rounded sum does not depend on the rows' order, so two
+        # candidates serving the same lists get the same metric to the last
+        # bit and a tie goes to the earlier one (baselines first). Spark's avg
+        # sums in partition order, which moved such ties by one ulp.
+        rows = per_user.select(*RANKING_PARTS, COLD_START).collect()
+        warm = [r for r in rows if r[COLD_START] is False]
+
+        def mean(values: list[float]) -> float:
+            return math.fsum(values) / len(values) if values else 0.0
+
+        row = {part: mean([r[part] for r in rows]) for part in RANKING_PARTS}
+        row |= {f"w_{part}": mean([r[part] for r in warm]) for part in RANKING_PARTS}
+        row["cold"] = mean([1.0 if r[COLD_START] else 0.0 for r in rows])
 
         def value(column: str) -> float:
-            return float(row[column]) if row[column] is not None else 0.0
+            return float(row[column])
 
         out: dict[str, Any] = {f"{p}_at_{k}": value(p) for p in RANKING_PARTS}
         out |= {f"{WARM}.{p}_at_{k}": value(f"w_{p}") for p in RANKING_PARTS}
