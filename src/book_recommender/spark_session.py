@@ -17,7 +17,7 @@ from typing import Any
 from delta import configure_spark_with_delta_pip
 from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from book_recommender.errors import ProjectError
 
@@ -185,3 +185,12 @@ def build_spark_session(settings: Mapping[str, Any]) -> SparkSession:
         spark.sparkContext.master,
     )
     return spark
+
+
+def cached(df: DataFrame) -> DataFrame:
+    """``df`` cached, unless its plan already is: Spark matches a cached plan
+    for any frame that reads the same, so a file loaded again by the catalog
+    (the raw CSVs, read by validation and by the raw-table summary) is parsed
+    once, and asking twice would log a warning."""
+    level = df.storageLevel
+    return df if level.useMemory or level.useDisk else df.cache()

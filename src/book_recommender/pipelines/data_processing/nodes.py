@@ -11,7 +11,8 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-from pyspark.ml.feature import StringIndexer
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -32,6 +33,7 @@ from book_recommender.params import (
     FileCheck,
     ItemBasedParams,
 )
+from book_recommender.spark_session import cached
 
 logger = logging.getLogger(__name__)
 
@@ -306,18 +308,26 @@ def validate_ratings(
     user, item, rating = (_column(columns, k) for k in ("user_id", "item_id", "rating"))
     low, high, whole = params.ratings.min, params.ratings.max, params.ratings.integer
     value = F.trim(F.col(rating)).try_cast("double")
-    checked = raw_ratings.select(
-        F.trim(F.col(user)).alias(user),
-        F.trim(F.col(item)).alias(item),
-        value.alias(rating),
-        F.monotonically_increasing_id().alias("_order"),
-    ).withColumn(
-        _REASON,
-        F.when(_blank(F.col(user)), "missing_user_id")
-        .when(_blank(F.col(item)), "missing_item_id")
-        .when(F.col(rating).isNull() | F.isnan(rating), "rating_not_numeric")
-        .when(F.lit(whole) & (F.col(rating) != F.floor(rating)), "rating_not_integer")
-        .when((F.col(rating) < low) | (F.col(rating) > high), "rating_out_of_range"),
+    checked = (
+        cached(raw_ratings)
+        .select(
+            F.trim(F.col(user)).alias(user),
+            F.trim(F.col(item)).alias(item),
+            value.alias(rating),
+            F.monotonically_increasing_id().alias("_order"),
+        )
+        .withColumn(
+            _REASON,
+            F.when(_blank(F.col(user)), "missing_user_id")
+            .when(_blank(F.col(item)), "missing_item_id")
+            .when(F.col(rating).isNull() | F.isnan(rating), "rating_not_numeric")
+            .when(
+                F.lit(whole) & (F.col(rating) != F.floor(rating)), "rating_not_integer"
+            )
+            .when(
+                (F.col(rating) < low) | (F.col(rating) > high), "rating_out_of_range"
+            ),
+        )
     )
     implicit_value = params.ratings.implicit_value
     explicit = (
@@ -325,11 +335,11 @@ def validate_ratings(
         if implicit_value is None
         else F.col(rating) != float(implicit_value)
     )
-    checked = _mark_duplicate_pairs(checked, user, item, explicit)
-    checked = checked.drop("_order")
+    # Cached: counted here, then read by the merge and the join-loss counts.
+    checked = cached(_mark_duplicate_pairs(checked.cache(), user, item, explicit))
     report = _with_file(_count_reasons(checked), raw_files, "ratings_file")
     _log_drops(_source(params, "ratings_file"), report)
-    return checked.filter(F.col(_REASON).isNull()).drop(_REASON), report
+    return checked.filter(F.col(_REASON).isNull()).drop(_REASON, "_order"), report
 
 
 def _validate_entities(
@@ -350,7 +360,7 @@ def _validate_entities(
     """
     _require_columns(raw, columns, params, file_key, required)
     key = _column(columns, id_key)
-    trimmed = raw.withColumn(key, F.trim(F.col(key)))
+    trimmed = cached(raw).withColumn(key, F.trim(F.col(key)))
     # Which row of a duplicated id survives is fixed by the file order.
     order = F.monotonically_increasing_id()
     ranked = trimmed.withColumn("_order", order).withColumn(
@@ -362,6 +372,7 @@ def _validate_entities(
             F.col("_order") != F.col("_first"), f"duplicate_{id_key}"
         ),
     ).drop("_order", "_first")
+    checked = checked.cache()  # counted here, then indexed and written
     report = _with_file(
         _count_reasons(checked, {**_text_flags(raw), **(flags or {})}),
         raw_files,
@@ -431,7 +442,7 @@ def validate_items(
     year = columns.get("item_year")
     flags: dict[str, Column] = {}
     if year and year in raw_items.columns:
-        raw_items = repair_shifted_items(raw_items, columns)
+        raw_items = repair_shifted_items(cached(raw_items), columns)
         value = F.trim(F.col(year))
         flags = {
             "shifted_columns_repaired": F.col(_REPAIRED),
@@ -506,11 +517,31 @@ def repair_shifted_items(raw_items: DataFrame, columns: dict[str, str]) -> DataF
 
 
 def _index(df: DataFrame, input_col: str, output_col: str) -> DataFrame:
-    """Adds a dense integer index (0..n-1, most frequent value first)."""
-    indexer = StringIndexer(
-        inputCol=input_col, outputCol=output_col, handleInvalid="skip"
-    ).fit(df)
-    return indexer.transform(df).withColumn(output_col, F.col(output_col).cast("int"))
+    """Adds a dense integer index 0..n-1: most frequent value first, ties in
+    alphabetical order (StringIndexer's default order; the tables indexed here
+    hold each id once, so it is the ids' order). Rows with a null value are
+    dropped.
+
+    Not StringIndexer itself: its fitted model carries every id in each task of
+    every plan reading its output (9 MiB per task at 270k books, in about 20
+    stages of the pipeline). The ids are sorted on the driver as StringIndexer's
+    fit does, and joined back.
+    """
+    spark = df.sparkSession
+    counts = df.groupBy(input_col).count().filter(F.col(input_col).isNotNull())
+    ordered = counts.orderBy(F.desc("count"), F.asc(input_col)).toPandas()
+    mapping = spark.createDataFrame(
+        pd.DataFrame(
+            {
+                input_col: ordered[input_col].to_numpy(),
+                output_col: np.arange(len(ordered), dtype=np.int32),
+            }
+        ),
+        schema=f"`{input_col}` string, `{output_col}` int",
+    )
+    # Cached: the merge, the join-loss counts and the written mapping read it.
+    indexed = df.join(mapping, on=input_col, how="inner")
+    return indexed.select(*df.columns, output_col).cache()
 
 
 def index_users(users: DataFrame, columns: dict[str, str]) -> DataFrame:
@@ -556,7 +587,8 @@ def prepare_model_input(
     df = merged_ratings
     if preparation.is_sample:
         df = df.orderBy(USER_IDX, ITEM_IDX).limit(preparation.sample_rows)
-    return df.withColumn(rating, F.col(rating).cast("float"))
+    # Cached: the split, the checks and the written model input read it.
+    return df.withColumn(rating, F.col(rating).cast("float")).cache()
 
 
 def split_ratings(
@@ -564,10 +596,13 @@ def split_ratings(
     columns: dict[str, str],
     params: DataProcessingParams,
 ) -> tuple[DataFrame, DataFrame]:
-    """Train/test split stratified by rating value, implicit ratings left out.
+    """Train/test split of the explicit ratings, implicit ratings left out.
 
-    Train holds about ``train_fraction`` of the rows of each explicit rating value
-    (``sampleBy``, seeded); test holds the other explicit rows (anti-join on ``id``).
+    Each explicit row draws a seeded uniform number: below ``train_fraction`` it
+    goes to train, else to test, so train holds about ``train_fraction`` of the
+    rows of each rating value. (The draw is ``sampleBy``'s with one fraction
+    for every value, which gives the same train; test is its complement
+    without an anti-join.)
     """
     rating = _column(columns, "rating")
     fraction, seed = params.preparation.train_fraction, params.preparation.seed
@@ -575,12 +610,14 @@ def split_ratings(
     implicit_value = params.ratings.implicit_value
     if implicit_value is not None:
         explicit = explicit.filter(F.col(rating) != float(implicit_value))
-    values = [row[0] for row in explicit.select(rating).distinct().collect()]
-    train = explicit.sampleBy(
-        rating, fractions=dict.fromkeys(values, fraction), seed=seed
-    )
-    test = explicit.join(train.select(ROW_ID), on=ROW_ID, how="left_anti")
+    # Cached: both sides are counted by the checks, then written.
+    drawn = explicit.withColumn(_DRAW, F.rand(seed)).cache()
+    train = drawn.filter(F.col(_DRAW) < fraction).drop(_DRAW)
+    test = drawn.filter(F.col(_DRAW) >= fraction).drop(_DRAW)
     return train, test
+
+
+_DRAW = "_draw"
 
 
 def check_model_input(
@@ -600,7 +637,6 @@ def check_model_input(
     the previous run's model inputs stay as they were.
     """
     minimum = params.minimum
-    prepared_ratings = prepared_ratings.cache()
     counts = prepared_ratings.agg(
         F.count(F.lit(1)).alias("interactions"),
         F.countDistinct(ITEM_IDX).alias("items"),
@@ -650,17 +686,22 @@ def count_join_losses(
     indexed_items: DataFrame,
     columns: dict[str, str],
 ) -> dict[str, int]:
-    """Valid ratings the inner joins leave out: unknown user, unknown item."""
+    """Valid ratings the inner joins leave out: unknown user, unknown item (one
+    pass: the ids are unique in both tables, so the left joins add no rows)."""
     user, item = _column(columns, "user_id"), _column(columns, "item_id")
-    return {
-        "ratings_validated": validated_ratings.count(),
-        "ratings_with_unknown_user": validated_ratings.join(
-            indexed_users.select(user), on=user, how="left_anti"
-        ).count(),
-        "ratings_with_unknown_item": validated_ratings.join(
-            indexed_items.select(item), on=item, how="left_anti"
-        ).count(),
-    }
+    known_user, known_item = "_known_user", "_known_item"
+    row = (
+        validated_ratings.select(user, item)
+        .join(indexed_users.select(user, F.lit(1).alias(known_user)), user, "left")
+        .join(indexed_items.select(item, F.lit(1).alias(known_item)), item, "left")
+        .agg(
+            F.count(F.lit(1)).alias("ratings_validated"),
+            F.count_if(F.col(known_user).isNull()).alias("ratings_with_unknown_user"),
+            F.count_if(F.col(known_item).isNull()).alias("ratings_with_unknown_item"),
+        )
+        .first()
+    )
+    return {key: int(row[key]) for key in row.asDict()}
 
 
 def measure_side_information(
