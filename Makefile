@@ -33,7 +33,7 @@ test: install-test
 # Benchmarks (not part of the tests): they print figures and write
 # benchmarks/results/*.{json,md}. See README, "Performance".
 MOVIELENS_DIR ?= ../shared/data/ml-100k
-SIZES ?= demo,100k,1.15M,1.15M-bx,5M
+SIZES ?= demo,1.15M-bx,5M-bx
 
 install-bench: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

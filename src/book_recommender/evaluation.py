@@ -88,7 +88,12 @@ class ServedEvaluator(Evaluator):
         k = self.getOrDefault(self.k)
         rating = PREDICTION in dataset.columns
         if rating:  # read twice: its served lists, its predictions
-            dataset = dataset.cache()
+            # A checkpoint of its own, not cache(): Spark shares a cache between
+            # equal plans, and tuning evaluates candidates in parallel threads,
+            # so one evaluation's unpersist took the blocks from under another
+            # (BlockNotFoundException in the log, partitions recomputed). The
+            # blocks go when the frame is garbage-collected.
+            dataset = dataset.localCheckpoint(eager=False)
         per_user = served_ranking(
             self._relevant(dataset).select(USER_IDX, ITEM_IDX, SERVED, COLD_START),
             SERVED,
@@ -117,5 +122,4 @@ class ServedEvaluator(Evaluator):
         out["cold_user_share"] = value("cold")
         if rating:
             out |= regression_metrics(dataset, self.getOrDefault(self.ratingCol))
-            dataset.unpersist()
         return out

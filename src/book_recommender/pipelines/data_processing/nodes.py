@@ -127,13 +127,19 @@ def _text_flags(df: DataFrame) -> dict[str, Column]:
     """
     text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
 
-    def any_of(pattern: str) -> Column:
-        hits = [F.coalesce(F.col(c).rlike(pattern), F.lit(False)) for c in text]
+    def any_of(*characters: str) -> Column:
+        # contains, not rlike: a regular expression per cell cost seconds on
+        # the real Books.csv (8 text columns, 270k rows).
+        hits = [
+            F.coalesce(F.col(c).contains(character), F.lit(False))
+            for c in text
+            for character in characters
+        ]
         return reduce(lambda a, b: a | b, hits, F.lit(False))
 
     return {
-        "line_breaks_in_a_field": any_of("[\\r\\n]"),
-        "undecodable_bytes": any_of("\\x{FFFD}"),
+        "line_breaks_in_a_field": any_of("\r", "\n"),
+        "undecodable_bytes": any_of("\ufffd"),
     }
 
 

@@ -68,7 +68,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 summarize_raw_tables,
-                inputs=["raw_books", "raw_ratings", "raw_users"],
+                # raw_files: after fetch_raw_data has put the files in place.
+                inputs=["raw_books", "raw_ratings", "raw_users", "raw_files"],
                 outputs="raw_tables_summary",
                 name="summarize_raw_tables",
             ),
