@@ -137,7 +137,7 @@ class EaseFamily(_Strict):
     enabled: bool
     l2: PositiveAxis
     beta: NonNegativeAxis  # weight of the side information (0: none)
-    max_items: int = Field(ge=2)  # ~20 * max_items^2 bytes on the driver
+    max_items: int = Field(ge=2)  # ~12 * max_items^2 bytes per fit on the driver
 
 
 class ItemBasedParams(_Strict):

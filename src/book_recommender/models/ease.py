@@ -2,9 +2,10 @@
 over the ``maxItems`` books with the most interactions (numpy on the driver;
 A: side value x book), a reader scored by the sum over the books they have
 seen (``items``); other books are neither recommended nor part of a history.
-Memory about ``20 * maxItems^2`` bytes at the peak (the float64 Gram matrix,
-its inverse and the float32 weights); time one Cholesky inverse per grid point,
-one Gram matrix for the whole grid.
+Memory: the float64 Gram matrices (``8 * maxItems^2`` bytes, twice with side
+information) for the whole grid, and per fit one float64 working copy and the
+float32 weights (``12 * maxItems^2`` bytes; 290 MiB at 5,000); time one
+Cholesky inverse per grid point, one Gram matrix for the whole grid.
 """
 
 from __future__ import annotations
@@ -51,12 +52,25 @@ class EaseWeights:
         return self.item_ids.nbytes + self.matrix.nbytes
 
 
-def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
-    """``B = I - P / diag(P)`` with ``P = (gram + l2 I)^-1`` (float64 in, float32
-    out, zero diagonal), by one Cholesky inverse."""
-    regularized = gram.astype(np.float64, copy=True)
+def ease_weights(
+    gram: np.ndarray, l2: float, side: np.ndarray | None = None, beta: float = 0.0
+) -> np.ndarray:
+    """``B = I - P / diag(P)`` with ``P = (gram + beta side + l2 I)^-1`` (float64
+    in, float32 out, zero diagonal), by one Cholesky inverse.
+
+    In place on one float64 copy: two fits of the grid run at once, and the
+    whole-matrix temporaries of the textbook form (a symmetrized copy, the
+    division's result) took 1 GiB more per fit at 5,000 books.
+    """
+    if beta:
+        regularized = side * beta
+        regularized += gram
+    else:
+        regularized = gram.astype(np.float64, copy=True)
     regularized[np.diag_indices_from(regularized)] += l2
-    factor, info = lapack.dpotrf(regularized, lower=False, overwrite_a=True)
+    # Its transpose is the same (symmetric) matrix in Fortran order, which
+    # LAPACK overwrites in place instead of copying.
+    factor, info = lapack.dpotrf(regularized.T, lower=False, overwrite_a=True)
     if info != 0:
         raise ValueError(
             f"EASE: X'X + {l2:g} I is not positive definite (LAPACK dpotrf info "
@@ -67,11 +81,24 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
         raise ValueError(
             f"EASE: the Cholesky inverse failed (LAPACK dpotri info {info})."
         )
-    upper = np.triu(inverse)
-    inverse = upper + np.triu(upper, 1).T
-    weights = -inverse / np.diag(inverse)[None, :]
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
+    _mirror_upper(inverse)
+    diagonal = np.diag(inverse).copy()
+    inverse /= -diagonal[None, :]
+    np.fill_diagonal(inverse, 0.0)
+    return inverse.astype(np.float32)
+
+
+def _mirror_upper(matrix: np.ndarray, block: int = 512) -> None:
+    """Copies the upper triangle onto the lower one, in place, a block of
+    columns at a time (LAPACK's inverse fills only the upper triangle)."""
+    n = len(matrix)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        square = matrix[start:stop, start:stop]
+        square[np.tril_indices(stop - start, -1)] = square.T[
+            np.tril_indices(stop - start, -1)
+        ]
+        matrix[stop:, start:stop] = matrix[start:stop, stop:].T
 
 
 @dataclass(frozen=True)
@@ -94,15 +121,15 @@ class EaseGram:
             len(self.item_ids),
             len(self.item_ids) ** 2 * 4 / 2**20,
         )
-        gram = self.gram
-        if beta:
-            if self.side is None:
-                raise ValueError(
-                    f"EASE beta {beta:g} needs side information: set "
-                    "item_based.side_information to the items' column(s)."
-                )
-            gram = gram + beta * self.side
-        return EaseWeights(item_ids=self.item_ids, matrix=ease_weights(gram, l2))
+        if beta and self.side is None:
+            raise ValueError(
+                f"EASE beta {beta:g} needs side information: set "
+                "item_based.side_information to the items' column(s)."
+            )
+        return EaseWeights(
+            item_ids=self.item_ids,
+            matrix=ease_weights(self.gram, l2, self.side, beta),
+        )
 
 
 def ease_gram(
