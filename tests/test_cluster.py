@@ -174,7 +174,8 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
         project, cluster, "--pipelines", "data_processing,data_science,scoring",
         "--params",
         "als.ranking.rank=8,als.ranking.reg_param=1,als.ranking.alpha=5,"
-        "als.rating.rank=4,als.rating.reg_param=1,item_based.knn.similarity=bm25,"
+        "als.rating.rank=4,als.rating.reg_param=1,item_based.knn.enabled=true,"
+        "item_based.knn.similarity=bm25,"
         "item_based.knn.neighbours=50,item_based.ease.l2=250,"
         # The author term only (the plain families are the 0 of these grids).
         "item_based.knn.side_weight=3,item_based.ease.beta=10,"

@@ -329,6 +329,7 @@ def test_ease_with_side_information_serves_the_numpy_reference_lists(
     top, b = _ease(x, l2=5.0, max_items=25, beta=3.0, a=_authors())
     gram = ease_gram(frame, max_items=25, side=side)
     model = gram.model(5.0, beta=3.0)
+    assert model.matrix.flags.c_contiguous  # scoring gathers its rows
     _assert_ease_serves(model, top, b, x, spark, frame)
     lists, _ = _served(model, spark, frame)
     # The author term changes what is served; beta 0 is the plain EASE exactly.

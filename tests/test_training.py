@@ -51,6 +51,7 @@ ITEM_BASED = parse(
         **BASE["item_based"],
         "knn": {
             **BASE["item_based"]["knn"],
+            "enabled": True,  # off in conf/base
             "similarity": ["cosine"],
             "neighbours": [25],
             "side_weight": [0.0, 2.0],

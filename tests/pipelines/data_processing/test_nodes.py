@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from pyspark.ml.feature import StringIndexer
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     FloatType,
@@ -16,6 +19,7 @@ from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
 from book_recommender.params import ConfigurationError, parse
 from book_recommender.pipelines.data_processing.nodes import (
     DataValidationError,
+    _index,
     compute_statistics,
     count_join_losses,
     index_items,
@@ -243,6 +247,27 @@ def test_indexes_are_dense_from_zero(prepared):
     assert user_ids == list(range(5))
     assert item_ids == list(range(3))
     assert dict(indexed_users.dtypes)[USER_IDX] == "int"
+
+
+def test_index_numbers_ids_as_spark_string_indexer_does(spark):
+    """StringIndexer (most frequent first, ties alphabetically, nulls skipped)
+    is the reference: the index is built without it, the ids must not move."""
+    rng = random.Random(7)
+    ids = [rng.choice(["b", "a", "0x", "0X", "10", "9", "c c"]) for _ in range(60)]
+    frame = spark.createDataFrame(
+        [(value, n) for n, value in enumerate(ids + [None])], "id string, n long"
+    )
+    expected = (
+        StringIndexer(inputCol="id", outputCol="idx", handleInvalid="skip")
+        .fit(frame)
+        .transform(frame)
+    )
+    got = _index(frame, "id", "idx")
+    assert got.columns == ["id", "n", "idx"]
+    assert dict(got.dtypes)["idx"] == "int"
+    assert sorted((r["n"], r["idx"]) for r in got.collect()) == sorted(
+        (r["n"], int(r["idx"])) for r in expected.collect()
+    )
 
 
 def test_merge_keeps_known_users_and_items_with_consistent_ids(prepared):

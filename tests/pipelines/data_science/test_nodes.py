@@ -50,6 +50,7 @@ SMALL_ITEM_GRID = {
     **BASE["item_based"],
     "knn": {
         **BASE["item_based"]["knn"],
+        "enabled": True,  # off in conf/base
         "similarity": ["bm25"],
         "neighbours": [5],
         "side_weight": [0.0],

@@ -686,6 +686,10 @@ def _rating_key(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def _known(indexed: DataFrame, key: str, flag: str) -> DataFrame:
+    return F.broadcast(indexed.select(key, F.lit(1).alias(flag)))
+
+
 def count_join_losses(
     validated_ratings: DataFrame,
     indexed_users: DataFrame,
@@ -698,8 +702,9 @@ def count_join_losses(
     known_user, known_item = "_known_user", "_known_item"
     row = (
         validated_ratings.select(user, item)
-        .join(indexed_users.select(user, F.lit(1).alias(known_user)), user, "left")
-        .join(indexed_items.select(item, F.lit(1).alias(known_item)), item, "left")
+        # The id tables are the broadcast side: the ratings are not shuffled.
+        .join(_known(indexed_users, user, known_user), user, "left")
+        .join(_known(indexed_items, item, known_item), item, "left")
         .agg(
             F.count(F.lit(1)).alias("ratings_validated"),
             F.count_if(F.col(known_user).isNull()).alias("ratings_with_unknown_user"),
@@ -729,6 +734,8 @@ def measure_side_information(
     outside_test = model_input_ratings.join(
         test_ratings.select(ROW_ID), on=ROW_ID, how="left_anti"
     ).select(USER_IDX, F.col(ITEM_IDX).alias(seen))
+    # The books' side values are the broadcast side of both joins with them.
+    side = F.broadcast(side)
     shared = (
         test_ratings.select(ROW_ID, USER_IDX, ITEM_IDX)
         .join(side, on=ITEM_IDX)
