@@ -86,7 +86,7 @@ def ease_weights(
     inverse /= -diagonal[None, :]
     np.fill_diagonal(inverse, 0.0)
     # Row-major, as scoring gathers the rows of the books a reader has seen (the
-    # Fortran-ordered working copy made scoring 3x slower).
+    # Fortran-ordered working copy made scoring 2.5x slower).
     return np.ascontiguousarray(inverse, dtype=np.float32)
 
 

@@ -128,8 +128,7 @@ def _text_flags(df: DataFrame) -> dict[str, Column]:
     text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
 
     def any_of(*characters: str) -> Column:
-        # contains, not rlike: a regular expression per cell cost seconds on
-        # the real Books.csv (8 text columns, 270k rows).
+        # A substring test per cell, not a regular expression.
         hits = [
             F.coalesce(F.col(c).contains(character), F.lit(False))
             for c in text
@@ -528,10 +527,10 @@ def _index(df: DataFrame, input_col: str, output_col: str) -> DataFrame:
     hold each id once, so it is the ids' order). Rows with a null value are
     dropped.
 
-    Not StringIndexer itself: its fitted model carries every id in each task of
-    every plan reading its output (9 MiB per task at 270k books, in about 20
-    stages of the pipeline). The ids are sorted on the driver as StringIndexer's
-    fit does, and joined back.
+    Not StringIndexer itself: its fitted model carries every id in the task
+    binary of every stage reading its output (8-17 MiB in about 15 stages of
+    data_processing at the real shape). The ids are sorted on the driver as
+    StringIndexer's fit does, and joined back.
     """
     spark = df.sparkSession
     counts = df.groupBy(input_col).count().filter(F.col(input_col).isNotNull())
@@ -686,10 +685,6 @@ def _rating_key(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _known(indexed: DataFrame, key: str, flag: str) -> DataFrame:
-    return F.broadcast(indexed.select(key, F.lit(1).alias(flag)))
-
-
 def count_join_losses(
     validated_ratings: DataFrame,
     indexed_users: DataFrame,
@@ -702,9 +697,8 @@ def count_join_losses(
     known_user, known_item = "_known_user", "_known_item"
     row = (
         validated_ratings.select(user, item)
-        # The id tables are the broadcast side: the ratings are not shuffled.
-        .join(_known(indexed_users, user, known_user), user, "left")
-        .join(_known(indexed_items, item, known_item), item, "left")
+        .join(indexed_users.select(user, F.lit(1).alias(known_user)), user, "left")
+        .join(indexed_items.select(item, F.lit(1).alias(known_item)), item, "left")
         .agg(
             F.count(F.lit(1)).alias("ratings_validated"),
             F.count_if(F.col(known_user).isNull()).alias("ratings_with_unknown_user"),
@@ -734,8 +728,6 @@ def measure_side_information(
     outside_test = model_input_ratings.join(
         test_ratings.select(ROW_ID), on=ROW_ID, how="left_anti"
     ).select(USER_IDX, F.col(ITEM_IDX).alias(seen))
-    # The books' side values are the broadcast side of both joins with them.
-    side = F.broadcast(side)
     shared = (
         test_ratings.select(ROW_ID, USER_IDX, ITEM_IDX)
         .join(side, on=ITEM_IDX)
