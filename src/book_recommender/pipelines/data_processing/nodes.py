@@ -11,8 +11,6 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -529,24 +527,44 @@ def _index(df: DataFrame, input_col: str, output_col: str) -> DataFrame:
 
     Not StringIndexer itself: its fitted model carries every id in the task
     binary of every stage reading its output (8-17 MiB in about 15 stages of
-    data_processing at the real shape). The ids are sorted on the driver as
-    StringIndexer's fit does, and joined back.
+    data_processing at the real shape). Here the ids are sorted by Spark, each
+    sorted partition numbers its rows, and the partitions' sizes (a few numbers,
+    collected) give each its offset.
     """
-    spark = df.sparkSession
-    counts = df.groupBy(input_col).count().filter(F.col(input_col).isNotNull())
-    ordered = counts.orderBy(F.desc("count"), F.asc(input_col)).toPandas()
-    mapping = spark.createDataFrame(
-        pd.DataFrame(
-            {
-                input_col: ordered[input_col].to_numpy(),
-                output_col: np.arange(len(ordered), dtype=np.int32),
-            }
-        ),
-        schema=f"`{input_col}` string, `{output_col}` int",
+    position = "_position"
+    ordered = (
+        df.groupBy(input_col)
+        .count()
+        .filter(F.col(input_col).isNotNull())
+        .orderBy(F.desc("count"), F.asc(input_col))
+        # The partition's index in the upper 31 bits, the row's in the lower 33.
+        .select(input_col, F.monotonically_increasing_id().alias(position))
+        .cache()  # read twice: the sort's partition bounds are sampled at random
+    )
+    partition = F.shiftright(position, 33)
+    sizes = dict(ordered.groupBy(partition.alias("p")).count().collect())
+    offsets, total = [], 0
+    for index in range(max(sizes, default=-1) + 1):
+        offsets.append(total)
+        total += sizes.get(index, 0)
+    offset = F.element_at(
+        F.array(*[F.lit(o) for o in offsets] or [F.lit(0)]), partition.cast("int") + 1
+    )
+    mapping = ordered.select(
+        input_col,
+        (offset + F.col(position).bitwiseAND((1 << 33) - 1))
+        .cast("int")
+        .alias(output_col),
     )
     # Cached: the merge, the join-loss counts and the written mapping read it.
-    indexed = df.join(mapping, on=input_col, how="inner")
-    return indexed.select(*df.columns, output_col).cache()
+    indexed = (
+        df.join(mapping, on=input_col, how="inner")
+        .select(*df.columns, output_col)
+        .cache()
+    )
+    indexed.count()
+    ordered.unpersist()
+    return indexed
 
 
 def index_users(users: DataFrame, columns: dict[str, str]) -> DataFrame:
