@@ -97,9 +97,8 @@ def _mirror_upper(matrix: np.ndarray, block: int = 512) -> None:
     for start in range(0, n, block):
         stop = min(start + block, n)
         square = matrix[start:stop, start:stop]
-        square[np.tril_indices(stop - start, -1)] = square.T[
-            np.tril_indices(stop - start, -1)
-        ]
+        below = np.tril_indices(stop - start, -1)
+        square[below] = square.T[below]
         matrix[stop:, start:stop] = matrix[start:stop, stop:].T
 
 

@@ -363,7 +363,7 @@ def _validate_entities(
     """
     _require_columns(raw, columns, params, file_key, required)
     key = _column(columns, id_key)
-    trimmed = cached(raw).withColumn(key, F.trim(F.col(key)))
+    trimmed = raw.withColumn(key, F.trim(F.col(key)))
     # Which row of a duplicated id survives is fixed by the file order.
     order = F.monotonically_increasing_id()
     ranked = trimmed.withColumn("_order", order).withColumn(
@@ -415,7 +415,7 @@ def validate_users(
             (parsed < age_range[0]) | (parsed > age_range[1]), F.lit(False)
         )
     users, report = _validate_entities(
-        raw_users,
+        cached(raw_users),  # the file as read: the raw summary shares it
         columns,
         params,
         file_key="users_file",
@@ -444,8 +444,9 @@ def validate_items(
     """
     year = columns.get("item_year")
     flags: dict[str, Column] = {}
+    raw_items = cached(raw_items)  # the file as read: the raw summary shares it
     if year and year in raw_items.columns:
-        raw_items = repair_shifted_items(cached(raw_items), columns)
+        raw_items = repair_shifted_items(raw_items, columns)
         value = F.trim(F.col(year))
         flags = {
             "shifted_columns_repaired": F.col(_REPAIRED),

@@ -398,10 +398,10 @@ def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
     aggregates = []
     for name in df.columns:
         value = F.col(f"`{name}`")
-        present = value.isNotNull() & (F.trim(value.cast("string")) != "")
+        text = F.trim(value.cast("string"))
+        present = value.isNotNull() & (text != "")
         # Only text shaped like a number is cast: a cast that fails costs a
         # Java exception, and titles and URLs made the summary 3x slower.
-        text = F.trim(value.cast("string"))
         number = F.when(present & text.rlike(_NUMBER), text.try_cast("double"))
         aggregates += [
             F.sum(present.cast("long")).alias(f"{name}|count"),
