@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -11,6 +12,7 @@ import yaml
 from book_recommender.params import parse
 from book_recommender.pipelines.data_processing import nodes as dp
 from book_recommender.pipelines.reporting.nodes import (
+    plot_long_tail,
     plot_most_popular_items,
     plot_most_rated_books,
     plot_rating_distribution,
@@ -111,6 +113,23 @@ def test_most_popular_items_count_all_interactions(prepared, pandas_tables):
     assert _bars(plot_most_popular_items(model_input, items, COLUMNS)) == _expected_top(
         counts, "ISBN", "Book-Title"
     )
+
+
+def test_long_tail_draws_every_rank_of_the_sorted_counts(prepared, pandas_tables):
+    _, _, merged = pandas_tables
+    model_input, _, _ = prepared
+    fig = plot_long_tail(model_input)
+    for ax, key in zip(fig.axes, ("ISBN", "User-ID"), strict=True):
+        expected = merged.groupby(key).size().sort_values(ascending=False).to_numpy()
+        ranks, counts = ax.lines[0].get_data()
+        assert ranks[0] == 1 and ranks[-1] == len(expected)
+        # Corners in pairs: each count from its first rank to its last, so
+        # repeating each count over its ranks gives the sorted counts back.
+        first, last, height = ranks[::2], ranks[1::2], counts[::2]
+        assert (first[1:] == last[:-1] + 1).all() and (counts[1::2] == height).all()
+        steps = np.repeat(height, (last - first + 1).astype(int))
+        assert steps.tolist() == expected.tolist()
+        assert f"{(expected <= 2).mean():.0%} have 1-2" in ax.get_title()
 
 
 def test_rating_distribution_heights(prepared, pandas_tables):

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -55,6 +56,30 @@ def _top(df: DataFrame, key: str, label: str, n: int = TOP_N) -> pd.DataFrame:
         F.count(F.lit(1)).alias("count"), F.first(label).alias("label")
     )
     return counts.orderBy(F.desc("count"), F.asc(key)).limit(n).toPandas()
+
+
+def _top_items(
+    ratings: DataFrame, items: DataFrame, title: str, n: int = TOP_N
+) -> pd.DataFrame:
+    """The n books with the most rows in ``ratings`` (ties by index), titled.
+
+    Counted on the index alone and titled afterwards: joining the titles first
+    shuffled every rating with its title (1-2 s a figure at the real shape).
+    """
+    top = (
+        ratings.groupBy(ITEM_IDX)
+        .agg(F.count(F.lit(1)).alias("count"))
+        .orderBy(F.desc("count"), F.asc(ITEM_IDX))
+        .limit(n)
+        .toPandas()
+    )
+    ids = [int(i) for i in top[ITEM_IDX]]
+    titles = (
+        items.filter(F.col(ITEM_IDX).isin(ids))
+        .select(ITEM_IDX, F.col(title).alias("label"))
+        .toPandas()
+    )
+    return top.merge(titles, on=ITEM_IDX, how="left")  # in top's order
 
 
 def _barh(top: pd.DataFrame, title: str, xlabel: str, color: str) -> Figure:
@@ -125,10 +150,8 @@ def plot_most_rated_books(
     promises: explicit rating rows per book.
     """
     rating, title = columns["rating"], columns["item_info"]
-    explicit = model_input_ratings.filter(F.col(rating) > 0).join(
-        indexed_items.select(ITEM_IDX, title), on=ITEM_IDX
-    )
-    top = _top(explicit, ITEM_IDX, title)
+    explicit = model_input_ratings.filter(F.col(rating) > 0)
+    top = _top_items(explicit, indexed_items, title)
     return _barh(
         top,
         f"Top {TOP_N} books by number of ratings (1-10)",
@@ -141,9 +164,7 @@ def plot_most_popular_items(
     model_input_ratings: DataFrame, indexed_items: DataFrame, columns: dict[str, str]
 ) -> Figure:
     """The 10 books with the most interactions, implicit (0) ratings included."""
-    title = columns["item_info"]
-    rows = model_input_ratings.join(indexed_items.select(ITEM_IDX, title), on=ITEM_IDX)
-    top = _top(rows, ITEM_IDX, title)
+    top = _top_items(model_input_ratings, indexed_items, columns["item_info"])
     return _barh(
         top,
         f"Top {TOP_N} most popular books (all interactions)",
@@ -186,21 +207,42 @@ def plot_rating_distribution(
     return fig
 
 
+def _ranked_counts(
+    ratings: DataFrame, key: str
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The curve of rows per ``key``, most first, against rank (1-based), and
+    the share of keys with 1-2 rows.
+
+    Only how many keys have each count reaches the driver (a few hundred rows,
+    not one per book): the sorted counts are a staircase, drawn exactly by the
+    first and last rank of each step.
+    """
+    steps = (
+        ratings.groupBy(key)
+        .count()
+        .groupBy("count")
+        .agg(F.count(F.lit(1)).alias("keys"))
+        .orderBy(F.desc("count"))
+        .toPandas()
+    )
+    last = steps["keys"].cumsum().to_numpy()
+    first = last - steps["keys"].to_numpy() + 1
+    ranks = np.column_stack([first, last]).ravel()
+    counts = np.repeat(steps["count"].to_numpy(), 2)
+    total = int(last[-1]) if len(last) else 0
+    few = int(steps.loc[steps["count"] <= 2, "keys"].sum())
+    return ranks, counts, few / total if total else 0.0
+
+
 def plot_long_tail(model_input_ratings: DataFrame) -> Figure:
     """Ratings per book and per user, sorted, on log-log axes: the long tail."""
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, key, what in ((axes[0], ITEM_IDX, "books"), (axes[1], USER_IDX, "users")):
-        counts = (
-            model_input_ratings.groupBy(key)
-            .count()
-            .orderBy(F.desc("count"))
-            .toPandas()["count"]
-        )
-        ax.loglog(range(1, len(counts) + 1), counts, color="#4C72B0")
+        ranks, counts, single = _ranked_counts(model_input_ratings, key)
+        ax.loglog(ranks, counts, color="#4C72B0")
         ax.set_xlabel(f"{what}, most active first (log)")
         ax.set_ylabel("ratings (log)")
-        single = (counts <= 2).mean()
         ax.set_title(f"Ratings per {what[:-1]}: {single:.0%} have 1-2")
     return fig
 
