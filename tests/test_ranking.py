@@ -13,7 +13,7 @@ from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
 from book_recommender.models.als import AlsRecommenderModel, als_model_from_factors
 from book_recommender.ranking import COLD_START, top_k_served
-from book_recommender.registry import export_bundle
+from book_recommender.registry import collect_run_tables, export_bundle
 from book_recommender.topk import ItemTable, Workspace, rank_block
 from tests.reference import als_candidates, top_k_unseen
 
@@ -216,3 +216,14 @@ def test_the_registered_bundle_serves_the_lists_evaluation_measured(
         by_user.setdefault(user, []).append(int(bundle.table.ids[row.position]))
     assert by_user == served
     assert any(u >= N_USERS for u in by_user)  # cold users were compared too
+    # Champions share the run's tables (collected once): each bundle is the
+    # one exported alone, and the shared tables are left as they were.
+    tables = collect_run_tables(seen, raw, items, columns)
+    for _ in range(2):
+        shared = export_bundle(random_model, seen, raw, items, columns, 6, tables)
+        assert list(tables.users.columns) == ["user_idx", "user"]
+        pd.testing.assert_frame_equal(shared.users, bundle.users)
+        pd.testing.assert_frame_equal(shared.items, bundle.items)
+        for name in ("seen_indptr", "seen_items", "user_factors"):
+            np.testing.assert_array_equal(getattr(shared, name), getattr(bundle, name))
+        np.testing.assert_array_equal(shared.table.ids, bundle.table.ids)

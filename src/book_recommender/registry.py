@@ -7,6 +7,7 @@ seen books, titles, popularity); ``tracking.register_champion`` logs it as a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -19,7 +20,7 @@ from pyspark.sql import functions as F
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models import RecommenderModel, popularity_scores
 from book_recommender.models.base import HYPERPARAMETERS
-from book_recommender.ranking import item_table
+from book_recommender.ranking import fallback_arrays, item_table
 from book_recommender.serving import (
     Bundle,
 )
@@ -59,10 +60,9 @@ def _user_factors(
 
 
 def _seen_lists(
-    interactions: DataFrame, users: pd.DataFrame, table: ItemTable
+    seen: pd.DataFrame, users: pd.DataFrame, table: ItemTable
 ) -> tuple[np.ndarray, np.ndarray]:
     """CSR (indptr, item positions in ``table``) of the books each user saw."""
-    seen = interactions.select(USER_IDX, ITEM_IDX).distinct().toPandas()
     rows = np.searchsorted(users["user_idx"].to_numpy(), seen[USER_IDX].to_numpy())
     positions, _ = table.positions(seen[ITEM_IDX].to_numpy())
     order = np.lexsort((positions, rows))
@@ -71,29 +71,32 @@ def _seen_lists(
     return indptr, positions[order].astype(np.int64)
 
 
-def export_bundle(
-    model: RecommenderModel,
+@dataclass(frozen=True)
+class RunTables:
+    """What every champion's bundle takes from the run's data, on the driver:
+    collected once for both champions."""
+
+    popularity: tuple[np.ndarray, np.ndarray]  # (item ids, interaction counts)
+    items: pd.DataFrame  # the described columns, indexed by ITEM_IDX
+    users: pd.DataFrame  # user_idx and the raw id ("user") of every user
+    seen: pd.DataFrame  # the distinct (USER_IDX, ITEM_IDX) interactions
+
+
+def collect_run_tables(
     interactions: DataFrame,
     indexed_users: DataFrame,
     indexed_items: DataFrame,
     columns: dict[str, Any],
-    k: int,
-) -> Bundle:
-    """Everything the served model needs, collected to the driver.
-
-    Users are those with an interaction (the ones scoring ranks); the books they
-    interacted with are "seen" and ranked by their interaction count for the
-    popular fallback, as in evaluation.
-    """
-    table = item_table(model, popularity_scores(interactions))
-    described = item_columns(columns)
+) -> RunTables:
+    """Users are those with an interaction (the ones scoring ranks); the books
+    they interacted with are "seen" and ranked by their interaction count for
+    the popular fallback, as in evaluation."""
     items = (
-        indexed_items.select(ITEM_IDX, *[F.col(c).cast("string") for c in described])
+        indexed_items.select(
+            ITEM_IDX, *[F.col(c).cast("string") for c in item_columns(columns)]
+        )
         .toPandas()
         .set_index(ITEM_IDX)
-        .reindex(table.ids)
-        .rename_axis("item_idx")
-        .reset_index()
     )
     raw_ids = indexed_users.select(
         USER_IDX, F.col(columns["user_id"]).cast("string").alias("user")
@@ -106,6 +109,31 @@ def export_bundle(
         .rename(columns={USER_IDX: "user_idx"})
         .sort_values("user_idx", ignore_index=True)
     )
+    return RunTables(
+        popularity=fallback_arrays(popularity_scores(interactions)),
+        items=items,
+        users=users,
+        seen=interactions.select(USER_IDX, ITEM_IDX).distinct().toPandas(),
+    )
+
+
+def export_bundle(
+    model: RecommenderModel,
+    interactions: DataFrame,
+    indexed_users: DataFrame,
+    indexed_items: DataFrame,
+    columns: dict[str, Any],
+    k: int,
+    tables: RunTables | None = None,
+) -> Bundle:
+    """Everything the served model needs, collected to the driver (``tables``:
+    the run's part of it, when already collected for another champion)."""
+    if tables is None:
+        tables = collect_run_tables(interactions, indexed_users, indexed_items, columns)
+    table = item_table(model, tables.popularity)
+    described = item_columns(columns)
+    items = tables.items.reindex(table.ids).rename_axis("item_idx").reset_index()
+    users = tables.users.copy()  # factor rows are the model's
     if model.item_weights() is None:
         users["factor_row"], user_factors = _user_factors(model, users)
         weights, rank = None, int(model.rank)
@@ -113,7 +141,7 @@ def export_bundle(
         users["factor_row"] = -1
         user_factors = np.zeros((0, 0), dtype=np.float32)
         weights, rank = model.item_weights().on(table), 0
-    indptr, seen_items = _seen_lists(interactions, users, table)
+    indptr, seen_items = _seen_lists(tables.seen, users, table)
     return Bundle(
         users=users,
         user_factors=user_factors,

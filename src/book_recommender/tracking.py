@@ -44,6 +44,7 @@ from book_recommender.models.base import BASELINE_NAMES
 from book_recommender.params import RegistryParams
 from book_recommender.registry import (
     SERVING_REQUIREMENTS,
+    collect_run_tables,
     export_bundle,
     model_description,
     version_description,
@@ -359,12 +360,16 @@ def register_champions(
         "rating": (registry.rating_model_name, registry.rating_alias),
     }
     registered = {}
+    tables = collect_run_tables(
+        model_input_ratings, indexed_users, indexed_items, columns
+    )
     for role, champion in champions.items():
         fitted = next(m for m in candidate_models if m.name == champion["name"])
         tags = _version_tags(role, champion, candidate_runs, fitted)
         bundle = export_bundle(
-            fitted, model_input_ratings, indexed_users, indexed_items, columns, k
-        )
+            fitted, model_input_ratings, indexed_users, indexed_items, columns, k,
+            tables,
+        )  # fmt: skip
         model_name, alias = model_of[role]
         texts = (
             version_description(
