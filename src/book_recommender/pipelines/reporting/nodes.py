@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from pyspark.sql import DataFrame  # noqa: E402
+from pyspark.sql import Column, DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX  # noqa: E402
@@ -434,6 +434,43 @@ def sample_recommendations(
 _NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 
 
+def _present(value: Column) -> Column:
+    return value.isNotNull() & (F.trim(value.cast("string")) != "")
+
+
+def _distinct_counts(df: DataFrame) -> dict[str, int]:
+    """Distinct present values per column, exact, in one aggregation over
+    (column, value) pairs, which Spark spills to disk when it must.
+
+    Not a set per column (``collect_set``): its partial result is one row
+    holding every distinct value, and with the URL columns of a 5M-row
+    Books.csv that row outgrew a 4 GiB driver. Not several ``countDistinct``
+    in one aggregation either: that expands every row once per column along
+    with all the other aggregates (minutes on a 1M-row Books.csv).
+    """
+    pairs = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(i).alias("column"),
+                    F.when(_present(value), value.cast("string")).alias("value"),
+                )
+                for i, value in enumerate(F.col(f"`{name}`") for name in df.columns)
+            ]
+        )
+    )
+    counts = (
+        df.select(pairs.alias("pair"))
+        .select("pair.*")
+        .filter(F.col("value").isNotNull())
+        .groupBy("column")
+        .agg(F.countDistinct("value").alias("distinct"))
+        .collect()
+    )
+    found = {row["column"]: int(row["distinct"]) for row in counts}
+    return {name: found.get(i, 0) for i, name in enumerate(df.columns)}
+
+
 def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
     """The tutorial's ``display(df, summary=True)``: per column count, missing
     (null or empty), distinct, min, max and mean (of the values that parse as numbers)."""
@@ -441,17 +478,13 @@ def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
     for name in df.columns:
         value = F.col(f"`{name}`")
         text = F.trim(value.cast("string"))
-        present = value.isNotNull() & (text != "")
+        present = _present(value)
         # Only text shaped like a number is cast: a cast that fails costs a
         # Java exception, and titles and URLs made the summary 3x slower.
         number = F.when(present & text.rlike(_NUMBER), text.try_cast("double"))
         aggregates += [
             F.sum(present.cast("long")).alias(f"{name}|count"),
             F.sum((~present).cast("long")).alias(f"{name}|missing"),
-            # Not countDistinct: several of those in one aggregation expand every
-            # row once per column (minutes on a 1M-row Books.csv); a set per
-            # column is one pass.
-            F.size(F.collect_set(F.when(present, value))).alias(f"{name}|distinct"),
             F.min(F.when(present, value.cast("string"))).alias(f"{name}|min_text"),
             F.max(F.when(present, value.cast("string"))).alias(f"{name}|max_text"),
             F.min(number).alias(f"{name}|min_number"),
@@ -460,6 +493,7 @@ def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
             F.count(number).alias(f"{name}|numbers"),
         ]
     row = df.agg(*aggregates).first().asDict()
+    distinct = _distinct_counts(df)
     records = []
     for name in df.columns:
         get = lambda stat, name=name: row[f"{name}|{stat}"]  # noqa: E731
@@ -470,7 +504,7 @@ def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
                 "column": name,
                 "count": get("count"),
                 "missing": get("missing"),
-                "distinct": get("distinct"),
+                "distinct": distinct[name],
                 "min": get("min_number") if numeric else get("min_text"),
                 "max": get("max_number") if numeric else get("max_text"),
                 "mean": get("mean") if numeric else None,
