@@ -434,8 +434,10 @@ def sample_recommendations(
 _NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 
 
-def _present(value: Column) -> Column:
-    return value.isNotNull() & (F.trim(value.cast("string")) != "")
+def _text_and_presence(value: Column) -> tuple[Column, Column]:
+    """The value as trimmed text, and whether it is there (not null, not blank)."""
+    text = F.trim(value.cast("string"))
+    return text, value.isNotNull() & (text != "")
 
 
 def _distinct_counts(df: DataFrame) -> dict[str, int]:
@@ -448,19 +450,18 @@ def _distinct_counts(df: DataFrame) -> dict[str, int]:
     in one aggregation either: that expands every row once per column along
     with all the other aggregates (minutes on a 1M-row Books.csv).
     """
-    pairs = F.explode(
-        F.array(
-            *[
-                F.struct(
-                    F.lit(i).alias("column"),
-                    F.when(_present(value), value.cast("string")).alias("value"),
-                )
-                for i, value in enumerate(F.col(f"`{name}`") for name in df.columns)
-            ]
+    pairs = []
+    for i, name in enumerate(df.columns):
+        value = F.col(f"`{name}`")
+        _, present = _text_and_presence(value)
+        pairs.append(
+            F.struct(
+                F.lit(i).alias("column"),
+                F.when(present, value.cast("string")).alias("value"),
+            )
         )
-    )
     counts = (
-        df.select(pairs.alias("pair"))
+        df.select(F.explode(F.array(*pairs)).alias("pair"))
         .select("pair.*")
         .filter(F.col("value").isNotNull())
         .groupBy("column")
@@ -477,8 +478,7 @@ def summarize_table(df: DataFrame, table: str) -> pd.DataFrame:
     aggregates = []
     for name in df.columns:
         value = F.col(f"`{name}`")
-        text = F.trim(value.cast("string"))
-        present = _present(value)
+        text, present = _text_and_presence(value)
         # Only text shaped like a number is cast: a cast that fails costs a
         # Java exception, and titles and URLs made the summary 3x slower.
         number = F.when(present & text.rlike(_NUMBER), text.try_cast("double"))
