@@ -1,4 +1,4 @@
-"""Item-kNN and EASE against small numpy references: the same similarity, the
+"""Item-kNN, RP3beta and EASE against small numpy references: the same similarity, the
 same weights and the same served top-10 lists (seen books out, ties by item id,
 short lists topped up and cold users served by the popular fallback)."""
 
@@ -13,8 +13,9 @@ from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
 from book_recommender.models.ease import EaseModel, ease_gram, fit_ease
-from book_recommender.models.items import SIDE, side_information
-from book_recommender.models.knn import ItemKnnModel, KnnWeights, fit_item_knn
+from book_recommender.models.items import SIDE, NeighbourWeights, side_information
+from book_recommender.models.knn import ItemKnnModel, fit_item_knn
+from book_recommender.models.rp3 import fit_rp3
 from book_recommender.ranking import (
     MODEL,
     item_table,
@@ -124,7 +125,7 @@ def _reference_lists(
 
 def _stage(weights):
     """The fitted family model holding item-kNN or EASE ``weights``."""
-    if isinstance(weights, KnnWeights):
+    if isinstance(weights, NeighbourWeights):
         return ItemKnnModel.of(weights)
     return EaseModel.of(weights)
 
@@ -406,3 +407,83 @@ def test_models_ranked_in_one_pass_serve_what_each_serves_alone(spark, frame):
         )
         mine = together[together[MODEL] == index].drop(columns=MODEL)
         pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone)
+
+
+def _rp3(
+    x: np.ndarray,
+    alpha: float,
+    beta: float,
+    neighbours: int,
+    min_readers: int,
+    a: np.ndarray | None = None,
+    weight: float = 0.0,
+) -> np.ndarray:
+    """RP3beta by its definition on dense matrices: the walk's transition
+    probabilities over readers (and authors as readers whose edges weigh
+    ``weight``), raised to ``alpha``, the popularity penalty, then each row's
+    ``neighbours`` best (ties: the lower book) and each column's best row
+    (ties: the lower book), so that no reachable book is pruned away."""
+    read = x.sum(axis=0) > 0
+    graph = x if a is None else np.vstack([x, weight * a * read[None, :]])
+    out_of_reader = graph.sum(axis=1, keepdims=True)
+    out_of_book = graph.sum(axis=0, keepdims=True)
+    to_book = graph / np.where(out_of_reader > 0, out_of_reader, 1.0)
+    to_reader = (graph / np.where(out_of_book > 0, out_of_book, 1.0)).T
+    walk = to_reader**alpha @ to_book**alpha
+    walk *= np.where(out_of_book > 0, out_of_book, 1.0) ** -beta
+    walk[:, x.sum(axis=0) < min_readers] = 0.0
+    np.fill_diagonal(walk, 0.0)
+    walk = walk.astype(np.float32)  # the kept precision: equal weights tie
+    kept = np.zeros_like(walk)
+    for i in range(len(walk)):
+        order = np.lexsort((np.arange(len(walk)), -walk[i]))
+        best = [j for j in order if walk[i, j] > 0][:neighbours]
+        kept[i, best] = walk[i, best]
+    for j in np.flatnonzero(walk.max(axis=0) > 0):
+        i = int(np.argmax(walk[:, j]))  # the first of the column's best
+        kept[i, j] = walk[i, j]
+    return kept
+
+
+def _dense(model: NeighbourWeights) -> np.ndarray:
+    got = np.zeros((N_ITEMS, N_ITEMS))
+    rows = np.repeat(np.arange(len(model.item_ids)), np.diff(model.indptr))
+    got[model.item_ids[rows], model.item_ids[model.indices]] = model.data
+    return got
+
+
+@pytest.mark.parametrize(
+    ("alpha", "beta", "min_readers", "weight"),
+    [(1.0, 0.0, 1, 0.0), (0.7, 0.4, 2, 0.0), (1.0, 0.2, 2, 3.0)],
+)
+def test_rp3beta_serves_the_numpy_reference_lists(
+    spark, frame, interactions, side, alpha, beta, min_readers, weight
+):
+    x = _matrix(interactions)
+    expected = _rp3(x, alpha, beta, 6, min_readers, _authors(), weight)
+    model = fit_rp3(
+        frame, alpha, beta, 6, 1000, min_readers, seed=1, side=side, side_weight=weight
+    )
+    np.testing.assert_allclose(_dense(model), expected, rtol=1e-5, atol=1e-7)
+    scores = np.vstack([x @ expected, np.zeros((2, N_ITEMS))])
+    scored = (np.vstack([x, np.zeros((2, N_ITEMS))]) @ (expected > 0)) > 0
+    lists, cold = _served(model, spark, frame)
+    users = list(range(N_USERS + 2))
+    assert lists == _reference_lists(scores, scored, x, users)
+    assert cold[N_USERS] and cold[N_USERS + 1]
+    # The whole catalog: whatever K, each book with enough readers that the
+    # walk reaches from another book can be recommended.
+    walk = _rp3(x, alpha, beta, N_ITEMS, 1, _authors(), weight)
+    enough = x.sum(axis=0) >= min_readers
+    reachable = set(model.recommendable.tolist())
+    assert reachable == set(np.flatnonzero(enough & walk.any(axis=0)).tolist())
+    assert len(reachable) > 25  # noqa: PLR2004
+
+
+def test_rp3beta_with_side_weight_zero_is_the_plain_walk(spark, frame, side):
+    zero = fit_rp3(frame, 1.0, 0.3, 6, 1000, 1, seed=1, side=side, side_weight=0.0)
+    plain = fit_rp3(frame, 1.0, 0.3, 6, 1000, 1, seed=1)
+    np.testing.assert_array_equal(zero.indices, plain.indices)
+    np.testing.assert_array_equal(zero.data, plain.data)
+    authored = fit_rp3(frame, 1.0, 0.3, 6, 1000, 1, seed=1, side=side, side_weight=3)
+    assert _served(authored, spark, frame)[0] != _served(plain, spark, frame)[0]

@@ -33,6 +33,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
+from book_recommender.memory_plan import Footprint
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.ranking import fallback_arrays, seen_lists, top_k_served
 from book_recommender.topk import TILE_CELLS
@@ -43,13 +44,14 @@ class ModelSpec:
     """One candidate as the project names and logs it: its family and the
     hyperparameters tuning varies."""
 
-    kind: str  # implicit | popularity | knn | ease | biased | explicit | bias
+    kind: str  # implicit | popularity | knn | rp3 | ease | biased | explicit | bias
     rank: int | None = None
     reg_param: float | None = None
-    alpha: float | None = None
+    alpha: float | None = None  # implicit ALS's confidence; rp3's exponent
     similarity: str | None = None  # knn
-    neighbours: int | None = None  # knn
-    side_weight: float | None = None  # knn: similarity per shared side value
+    neighbours: int | None = None  # knn, rp3
+    side_weight: float | None = None  # knn, rp3: weight of a shared side value
+    penalty: float | None = None  # rp3: popularity penalty (its beta)
     l2: float | None = None  # ease
     beta: float | None = None  # ease: weight of the side information
 
@@ -72,6 +74,9 @@ class ModelSpec:
         if self.kind == "knn":
             side = f"_w{self.side_weight:g}" if self.side_weight else ""
             return f"knn_{self.similarity}_k{self.neighbours}{side}"
+        if self.kind == "rp3":
+            side = f"_w{self.side_weight:g}" if self.side_weight else ""
+            return f"rp3_a{self.alpha:g}_b{self.penalty:g}_k{self.neighbours}{side}"
         if self.kind == "ease":
             return f"ease_l2_{self.l2:g}" + (f"_beta{self.beta:g}" if self.beta else "")
         alpha = f"_alpha{self.alpha:g}" if self.alpha is not None else ""
@@ -85,7 +90,7 @@ class ModelSpec:
         return params
 
 
-RANKING_KINDS = ("implicit", "popularity", "knn", "ease")
+RANKING_KINDS = ("implicit", "popularity", "knn", "rp3", "ease")
 BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
 HYPERPARAMETERS = (
     "rank",
@@ -94,6 +99,7 @@ HYPERPARAMETERS = (
     "similarity",
     "neighbours",
     "side_weight",
+    "penalty",
     "l2",
     "beta",
 )
@@ -214,6 +220,12 @@ class Recommender(Estimator, _ServingParams):
 
     def spec(self) -> ModelSpec:
         raise NotImplementedError
+
+    def footprint(self, books: int, parallel: int) -> Footprint | None:
+        """What a fit over ``books`` books holds in the driver, ``parallel``
+        fits at once (``memory_plan``); None for a family whose memory the
+        driver does not hold (Spark's ALS, the baselines)."""
+        return None
 
     def _fit_data(self, data: TrainingData) -> RecommenderModel:
         raise NotImplementedError
@@ -375,8 +387,8 @@ class RecommenderModel(Model, _ServingParams):
 
 
 class ItemWeightsModel(RecommenderModel):
-    """A fitted item-based family: its item-item weights (``KnnWeights`` or
-    ``EaseWeights``), a user scored from the books they have seen."""
+    """A fitted item-based family: its item-item weights (``NeighbourWeights``
+    or ``EaseWeights``), a user scored from the books they have seen."""
 
     weights: Any
 

@@ -21,6 +21,7 @@ from scipy import sparse
 from scipy.linalg import lapack
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.memory_plan import Footprint
 from book_recommender.models.base import (
     ItemWeightsModel,
     ModelSpec,
@@ -46,6 +47,11 @@ class EaseWeights:
             subset=np.searchsorted(table.ids, self.item_ids).astype(np.int64),
             matrix=self.matrix,
         )
+
+    @property
+    def recommendable(self) -> np.ndarray:
+        """Every book it was fitted on (and no other)."""
+        return self.item_ids
 
     @property
     def nbytes(self) -> int:
@@ -184,6 +190,19 @@ class Ease(SharedFitRecommender):
     def spec(self) -> ModelSpec:
         get = self.getOrDefault
         return ModelSpec("ease", l2=get(self.l2), beta=get(self.beta))
+
+    def footprint(self, books: int, parallel: int) -> Footprint:
+        """Its Gram matrices (float64, twice with side information), one
+        float64 working copy and the float32 weights per fit, ``parallel`` at
+        once; the float32 weights broadcast."""
+        max_items = self.getOrDefault(self.maxItems)
+        m = min(max_items, books)
+        side = 2 if self.getOrDefault(self.beta) else 1
+        return Footprint(
+            setting=f"item_based.ease.max_items = {max_items}",
+            python_bytes=(8 * side + 12 * parallel) * m * m,
+            broadcast_bytes=4 * m * m,
+        )
 
     def _share_key(self) -> int:
         return self.getOrDefault(self.maxItems)

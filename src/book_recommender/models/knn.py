@@ -21,17 +21,16 @@ of one author gain that much similarity.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.memory_plan import Footprint
 from book_recommender.models.base import (
     ItemWeightsModel,
     ModelSpec,
@@ -39,65 +38,18 @@ from book_recommender.models.base import (
     TrainingData,
     param,
 )
-from book_recommender.models.items import distinct_pairs, side_incidence
-from book_recommender.topk import ItemTable, SparseWeights, top_of_rows
+from book_recommender.models.items import (
+    NeighbourWeights,
+    distinct_pairs,
+    nearest_neighbours,
+    neighbour_weights,
+    sampled,
+    side_incidence,
+)
 
 logger = logging.getLogger(__name__)
 
 SIMILARITIES = ("bm25", "cosine")
-# Similarity entries one task computes at once (before its top-k), ~16 bytes each.
-_BLOCK_ENTRIES = 4_000_000
-
-
-@dataclass(frozen=True)
-class KnnWeights:
-    """Each book's nearest neighbours: CSR rows over ``item_ids`` (ascending)."""
-
-    item_ids: np.ndarray  # int64 ITEM_IDX values, ascending
-    indptr: np.ndarray
-    indices: np.ndarray  # positions in item_ids
-    data: np.ndarray  # float32 similarities
-
-    def on(self, table: ItemTable) -> SparseWeights:
-        """The weights over ``table``'s positions (the table holds every item)."""
-        position = np.searchsorted(table.ids, self.item_ids)
-        n = len(table.ids)
-        rows = np.repeat(position, np.diff(self.indptr))
-        matrix = sparse.csr_matrix(
-            (self.data, (rows, position[self.indices])), shape=(n, n)
-        )
-        matrix.sort_indices()
-        return SparseWeights(
-            indptr=matrix.indptr.astype(np.int64),
-            indices=matrix.indices.astype(np.int32),
-            data=matrix.data.astype(np.float32),
-        )
-
-    def cut(self, neighbours: int) -> KnnWeights:
-        """The model with each book's ``neighbours`` best neighbours (ties: the
-        lower one) of those it keeps: a fit with fewer neighbours, exactly."""
-        rows = np.repeat(np.arange(len(self.item_ids)), np.diff(self.indptr))
-        keep = top_of_rows(
-            rows, self.indices, self.data, len(self.item_ids), neighbours
-        )
-        indptr = np.concatenate(
-            [[0], np.cumsum(np.bincount(rows[keep], minlength=len(self.item_ids)))]
-        )
-        return KnnWeights(
-            item_ids=self.item_ids,
-            indptr=indptr.astype(np.int64),
-            indices=self.indices[keep],
-            data=self.data[keep],
-        )
-
-    @property
-    def nbytes(self) -> int:
-        return (
-            self.item_ids.nbytes
-            + self.indptr.nbytes
-            + self.indices.nbytes
-            + self.data.nbytes
-        )
 
 
 def _knn_matrix(
@@ -121,21 +73,11 @@ def _knn_matrix(
         length = (1.0 - bm25_b) + bm25_b * readers[i] / readers.mean()
         idf = np.log(len(item_ids)) - np.log1p(books[u])
         weight = (bm25_k1 + 1.0) / (bm25_k1 * length + 1.0) * idf
-    keep = _sampled(u, len(users), max_user_items, seed)
+    keep = sampled(u, len(users), max_user_items, seed)
     matrix = sparse.csc_matrix(
         (weight[keep], (u[keep], i[keep])), shape=(len(users), len(item_ids))
     )
     return item_ids, matrix
-
-
-def _sampled(rows: np.ndarray, n_rows: int, most: int, seed: int) -> np.ndarray:
-    """Which entries stay when each row keeps a seeded random ``most`` of its
-    entries (all of a row with fewer)."""
-    order = np.lexsort((np.random.default_rng(seed).random(len(rows)), rows))
-    starts = np.searchsorted(rows[order], np.arange(n_rows))
-    place = np.empty(len(rows), np.int64)
-    place[order] = np.arange(len(rows)) - starts[rows[order]]
-    return place < most
 
 
 def _side_rows(
@@ -146,73 +88,13 @@ def _side_rows(
     similarity gains ``weight`` x the values two books share. A value with more
     than ``most`` books keeps a seeded sample of them, as a prolific reader."""
     incidence = side_incidence(side, item_ids).tocoo()
-    keep = _sampled(incidence.row, incidence.shape[0], most, seed)
+    keep = sampled(incidence.row, incidence.shape[0], most, seed)
     return sparse.csc_matrix(
         (
             np.full(int(keep.sum()), np.sqrt(weight)),
             (incidence.row[keep], incidence.col[keep]),
         ),
         shape=incidence.shape,
-    )
-
-
-def _blocks(matrix: sparse.csc_matrix, budget: int) -> list[tuple[int, int]]:
-    """Contiguous item ranges whose similarity rows hold at most about
-    ``budget`` entries each (a row's entries: at most the books its readers
-    add)."""
-    binary = matrix.copy()
-    binary.data[:] = 1.0
-    per_user = np.asarray(binary.sum(axis=1)).ravel()
-    cost = np.asarray(binary.T @ per_user).ravel() + 1
-    edges = np.searchsorted(
-        np.cumsum(cost), np.arange(budget, cost.sum() + budget, budget)
-    )
-    bounds = np.unique(np.concatenate([[0], np.minimum(edges + 1, len(cost))]))
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
-
-
-def _top_neighbours(
-    block: sparse.csr_matrix, first: int, neighbours: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item, neighbour, similarity) of each row's ``neighbours`` best entries
-    (ties: the lower neighbour), the item itself and zeros left out."""
-    block = block.tocoo()
-    mine = (block.row + first != block.col) & (block.data > 0)
-    rows, cols, values = block.row[mine], block.col[mine], block.data[mine]
-    best = top_of_rows(rows, cols, values, block.shape[0], neighbours)
-    return rows[best] + first, cols[best], values[best]
-
-
-def _nearest(
-    spark: SparkSession, matrix: sparse.csc_matrix, neighbours: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(book, neighbour, similarity) of each book's ``neighbours`` best, by
-    Spark tasks over blocks of books of the broadcast reader x book matrix."""
-    blocks = _blocks(matrix, _BLOCK_ENTRIES)
-    shared = spark.sparkContext.broadcast(matrix)
-
-    def rows(ranges: Iterator[tuple[int, int]]) -> Iterator[tuple[np.ndarray, ...]]:
-        matrix = shared.value
-        for first, stop in ranges:
-            product = (matrix[:, first:stop].T @ matrix).tocsr()
-            item, neighbour, value = _top_neighbours(product, first, neighbours)
-            yield item.astype(np.int32), neighbour.astype(np.int32), value
-
-    # An RDD of numpy arrays: millions of kept pairs come back as a few pickled
-    # arrays per block, not as rows converted through the JVM.
-    kept = (
-        spark.sparkContext.parallelize(
-            blocks, min(len(blocks), spark.sparkContext.defaultParallelism * 2)
-        )
-        .mapPartitions(rows)
-        .collect()
-    )
-    shared.unpersist()
-    return tuple(
-        np.concatenate([part[i] for part in kept])
-        if kept
-        else np.zeros(0, (np.int32, np.int32, np.float32)[i])
-        for i in range(3)
     )
 
 
@@ -226,7 +108,7 @@ def fit_item_knn(
     seed: int,
     side: DataFrame | None = None,
     side_weight: float = 0.0,
-) -> KnnWeights:
+) -> NeighbourWeights:
     """The ``neighbours`` most similar books of every book, by ``similarity``
     over the (USER_IDX, ITEM_IDX) ``interactions`` plus ``side_weight`` x the
     ``side`` values (ITEM_IDX, SIDE) two books share; see the module docstring.
@@ -253,18 +135,7 @@ def fit_item_knn(
             )
         rows = _side_rows(side.toPandas(), item_ids, side_weight, max_user_items, seed)
         matrix = sparse.vstack([matrix, rows], format="csc")
-    item, neighbour, value = _nearest(spark, matrix, neighbours)
-    result = sparse.csr_matrix(
-        (value.astype(np.float32), (item, neighbour)),
-        shape=(len(item_ids), len(item_ids)),
-    )
-    result.sort_indices()
-    return KnnWeights(
-        item_ids=item_ids,
-        indptr=result.indptr.astype(np.int64),
-        indices=result.indices.astype(np.int32),
-        data=result.data.astype(np.float32),
-    )
+    return neighbour_weights(item_ids, *nearest_neighbours(spark, matrix, neighbours))
 
 
 class ItemKnn(SharedFitRecommender, HasSeed):
@@ -308,10 +179,22 @@ class ItemKnn(SharedFitRecommender, HasSeed):
             side_weight=get(self.sideWeight),
         )
 
+    def footprint(self, books: int, parallel: int) -> Footprint:
+        """Its neighbour lists: 8 bytes per kept neighbour (int32 position and
+        float32 weight), held and broadcast; a fit also holds the widest of its
+        group and a cut copy."""
+        neighbours = self.getOrDefault(self.neighbours)
+        weights = books * (neighbours * 8 + 8)
+        return Footprint(
+            setting=f"item_based.knn.neighbours = {neighbours}",
+            python_bytes=2 * parallel * weights,
+            broadcast_bytes=weights,
+        )
+
     def _share_key(self) -> tuple[str, float]:
         return self.getOrDefault(self.similarity), self.getOrDefault(self.sideWeight)
 
-    def _shared(self, group: list[ItemKnn], data: TrainingData) -> KnnWeights:
+    def _shared(self, group: list[ItemKnn], data: TrainingData) -> NeighbourWeights:
         """The fit with the most neighbours of the group: the others are cut."""
         get = self.getOrDefault
         return fit_item_knn(
@@ -326,9 +209,11 @@ class ItemKnn(SharedFitRecommender, HasSeed):
             side_weight=get(self.sideWeight),
         )
 
-    def _from_shared(self, widest: KnnWeights, data: TrainingData) -> ItemKnnModel:
+    def _from_shared(
+        self, widest: NeighbourWeights, data: TrainingData
+    ) -> ItemKnnModel:
         return ItemKnnModel.of(widest.cut(self.getOrDefault(self.neighbours)))
 
 
 class ItemKnnModel(ItemWeightsModel):
-    """A fitted item-kNN: its neighbour lists (``KnnWeights``)."""
+    """A fitted item-kNN: its neighbour lists (``NeighbourWeights``)."""
