@@ -207,7 +207,7 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
     )
     kinds = {c.data.params["model_kind"] for c in candidates}
-    assert {"knn", "ease", "implicit"} <= kinds
+    assert {"knn", "rp3", "ease", "implicit"} <= kinds
     # What the MLflow UI shows, read through the server's REST API: one
     # registered model per kind, each described; each version linked from its
     # logged model, which carries its own champion's metrics only; nested runs

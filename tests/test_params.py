@@ -92,10 +92,17 @@ def test_every_family_disabled_is_a_contradiction():
     als["rating"]["enabled"] = False
     item_based = copy.deepcopy(BASE["item_based"])
     check_parameters({"als": als, "item_based": item_based})  # item families on
-    item_based["knn"]["enabled"] = item_based["ease"]["enabled"] = False
+    for family in ("knn", "rp3", "ease"):
+        item_based[family]["enabled"] = False
     with pytest.raises(ConfigurationError) as error:
         check_parameters({"als": als, "item_based": item_based})
-    for key in ("als.ranking", "als.rating", "item_based.knn", "item_based.ease"):
+    for key in (
+        "als.ranking",
+        "als.rating",
+        "item_based.knn",
+        "item_based.rp3",
+        "item_based.ease",
+    ):
         assert f"{key}.enabled" in str(error.value)
 
 
@@ -116,13 +123,15 @@ def test_scoring_and_minimum_data_settings_are_checked_at_start_up_too():
         )
 
 
-@pytest.mark.parametrize("key", ["knn.side_weight", "ease.beta"])
+@pytest.mark.parametrize("key", ["knn.side_weight", "rp3.side_weight", "ease.beta"])
 def test_a_side_weight_without_side_columns_is_refused(key):
     item_based = _with("item_based", "side_information", [])
     family, axis = key.split(".")
     item_based[family][axis] = [0.0, 2.0]
-    other = {"knn": ("ease", "beta"), "ease": ("knn", "side_weight")}[family]
-    item_based[other[0]][other[1]] = [0.0]
+    axes = {"knn": "side_weight", "rp3": "side_weight", "ease": "beta"}
+    for other, other_axis in axes.items():
+        if other != family:
+            item_based[other][other_axis] = [0.0]
     with pytest.raises(ConfigurationError) as error:
         parse("item_based", item_based)
     assert f"item_based.{key} has [2.0]" in str(error.value)

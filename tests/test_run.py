@@ -169,6 +169,19 @@ def test_a_run_ends_with_its_summary(spark, trained):
             f"{champion['test_metrics'][metric]:.4f}, {verdict} {champion['baseline']} "
             f"({champion['baseline_test_metrics'][metric]:.4f})"
         ) in summary
+    coverage = champions["recommender"]["test_metrics"]["catalog_coverage"]
+    assert f"its test lists cover {coverage:.1%} of the catalog" in summary
+    # Every candidate judged on test carries its catalog coverage.
+    tested = json.loads(
+        (project / "data/08_reporting/candidate_metrics.json").read_text()
+    )
+    for candidate in tested:
+        served = candidate["metrics"]["served_books"]
+        assert served >= 1, candidate["name"]
+        assert (
+            candidate["metrics"]["catalog_coverage"]
+            <= candidate["metrics"]["trained_coverage"]
+        ), candidate["name"]
     rows = _read_delta(
         spark, project / "data/07_model_output/user_recommendations"
     ).count()
@@ -708,10 +721,15 @@ def _parameters(project: Path) -> dict:
 def _candidate_count(params: dict) -> int:
     ranking, rating = params["als"]["ranking"], params["als"]["rating"]
     knn, ease = params["item_based"]["knn"], params["item_based"]["ease"]
+    rp3 = params["item_based"]["rp3"]
     return (
         2
         + len(ranking["rank"]) * len(ranking["reg_param"]) * len(ranking["alpha"])
         + len(knn["similarity"]) * len(knn["neighbours"]) * len(knn["side_weight"])
+        + len(rp3["alpha"])
+        * len(rp3["beta"])
+        * len(rp3["neighbours"])
+        * len(rp3["side_weight"])
         + len(ease["l2"]) * len(ease["beta"])
         + len(rating["rank"]) * len(rating["reg_param"])
     )
@@ -736,12 +754,16 @@ def _check_candidate_runs(
         expected = RANKING_METRICS | (RATING_METRICS if family == "rating" else set())
         on_test = {m for m in expected if not m.startswith("validation_")}
         assert {f"validation_{m}" for m in on_test} <= set(run.data.metrics)
+        assert run.data.metrics["validation_served_books"] >= 1, run.info.run_name
         assert {"model_kind", "family"} <= set(run.data.params)
         was_refitted = run.info.run_name in refitted
         assert run.data.tags["refitted"] == str(was_refitted).lower()
         assert (on_test <= set(run.data.metrics)) == was_refitted, run.info.run_name
         if not was_refitted:
             continue
+        # Catalog coverage on test, for every candidate judged there.
+        for share in ("catalog_coverage", "trained_coverage", "reach_2plus"):
+            assert 0 < run.data.metrics[share] <= 1, (run.info.run_name, share)
         # Popularity's fit is nothing but its model (the counts are the
         # fallback every model shares): 0 s, rounded.
         assert run.data.metrics["fit_seconds"] >= 0, run.info.run_name
@@ -752,7 +774,7 @@ def _check_candidate_runs(
         seconds = (run.info.end_time - run.info.start_time) / 1000
         assert seconds >= run.data.metrics["fit_seconds"], run.info.run_name
         kind = run.data.params["model_kind"]
-        if kind in ("knn", "ease"):
+        if kind in ("knn", "rp3", "ease"):
             # Item-based: the weights live in the registered bundle, sized here.
             assert run.data.metrics["model_bytes"] > 0, run.info.run_name
             continue
@@ -855,7 +877,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     without = champions["recommender"]["without_side_information"]
     _check_candidate_runs(client, subruns, parent, params, without["name"])
     kinds = {r.data.params["model_kind"] for r in subruns}
-    assert kinds == {"popularity", "implicit", "knn", "ease", "bias", "biased"}
+    assert kinds == {"popularity", "implicit", "knn", "rp3", "ease", "bias", "biased"}
 
     metrics = parent.data.metrics
     assert {"data.users", "data.sparsity", "bias_baseline.rmse"} <= set(metrics)
@@ -891,6 +913,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
             "als": {"ranking": {"enabled": False}, "rating": {"enabled": False}},
             "item_based": {
                 "knn": {"enabled": False},
+                "rp3": {"enabled": False},
                 "ease": {"l2": "250", "beta": "0 10"},
             },
             "tuning": {"method": "CrossValidator", "num_folds": 2},
@@ -943,7 +966,11 @@ def test_a_run_whose_scoring_fails_moves_no_alias(trained, caplog):
     table.write_text("a file where the Delta table should be")
     small = {
         "als": {"ranking": {"enabled": False}, "rating": {"enabled": False}},
-        "item_based": {"knn": {"enabled": False}, "ease": {"l2": "250", "beta": "0"}},
+        "item_based": {
+            "knn": {"enabled": False},
+            "rp3": {"enabled": False},
+            "ease": {"l2": "250", "beta": "0"},
+        },
     }
     try:
         with caplog.at_level(logging.WARNING), pytest.raises(Exception):  # noqa: B017, PT011

@@ -56,6 +56,13 @@ ITEM_BASED = parse(
             "neighbours": [25],
             "side_weight": [0.0, 2.0],
         },
+        "rp3": {
+            **BASE["item_based"]["rp3"],
+            "alpha": [0.5],
+            "beta": [0.0],
+            "neighbours": [25],
+            "side_weight": [0.0, 2.0],
+        },
         "ease": {**BASE["item_based"]["ease"], "l2": [10, 100], "beta": [0.0, 5.0]},
     },
 )
@@ -72,6 +79,8 @@ def test_candidates_are_both_grids_each_after_its_baseline():
         "implicit_rank4_reg0.1_alpha10",
         "knn_cosine_k25",
         "knn_cosine_k25_w2",
+        "rp3_a0.5_b0_k25",
+        "rp3_a0.5_b0_k25_w2",
         "ease_l2_10",
         "ease_l2_100",
         "ease_l2_10_beta5",
@@ -86,6 +95,8 @@ def test_candidates_are_both_grids_each_after_its_baseline():
         "implicit",
         "knn",
         "knn_side",
+        "rp3",
+        "rp3_side",
         "ease",
         "ease_side",
         "bias",
@@ -100,10 +111,11 @@ def test_candidates_are_both_grids_each_after_its_baseline():
     no_items = ITEM_BASED.model_copy(
         update={
             "knn": ITEM_BASED.knn.model_copy(update={"enabled": False}),
+            "rp3": ITEM_BASED.rp3.model_copy(update={"enabled": False}),
             "ease": ITEM_BASED.ease.model_copy(update={"enabled": False}),
         }
     )
-    assert not {s.kind for s in candidates(ALS, no_items)} & {"knn", "ease"}
+    assert not {s.kind for s in candidates(ALS, no_items)} & {"knn", "rp3", "ease"}
 
 
 def test_every_grid_point_has_its_own_estimator_params():

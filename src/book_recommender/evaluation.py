@@ -9,6 +9,8 @@ a rating model, its predicted rating) and returns one metric, so Spark's
   the popular fallback) over the users with relevant held-out items, every such
   user counting (``metrics.served_ranking``), and the same over the users the
   model could rank (``warm.*``) with their share (``cold_user_share``);
+- how many distinct books those users' top-k lists hold (``served_books``,
+  the numerator of catalog coverage);
 - for a rating model, RMSE, MAE, R2 and explained variance on the pairs it has
   factors for (``metrics.regression_metrics``; RMSE and MAE as Spark's
   ``RegressionEvaluator`` computes them).
@@ -38,6 +40,8 @@ from book_recommender.metrics import (
 from book_recommender.models.base import param
 
 WARM = "warm"  # prefix of the metrics over users the model could rank
+SERVED_BOOKS = "served_books"  # distinct books in the judged users' top-k lists
+_TOP = "_top"
 LOWER_IS_BETTER = {"rmse", "mae"}
 
 
@@ -94,8 +98,11 @@ class ServedEvaluator(Evaluator):
             # (BlockNotFoundException in the log, partitions recomputed). The
             # blocks go when the frame is garbage-collected.
             dataset = dataset.localCheckpoint(eager=False)
+        top = F.slice(F.coalesce(SERVED, F.array().cast("array<int>")), 1, k)
         per_user = served_ranking(
-            self._relevant(dataset).select(USER_IDX, ITEM_IDX, SERVED, COLD_START),
+            self._relevant(dataset).select(
+                USER_IDX, ITEM_IDX, SERVED, COLD_START, top.alias(_TOP)
+            ),
             SERVED,
             k,
         )
@@ -104,7 +111,7 @@ class ServedEvaluator(Evaluator):
         # candidates serving the same lists get the same metric to the last
         # bit and a tie goes to the earlier one (baselines first). Spark's avg
         # sums in partition order, which moved such ties by one ulp.
-        rows = per_user.select(*RANKING_PARTS, COLD_START).collect()
+        rows = per_user.select(*RANKING_PARTS, COLD_START, _TOP).collect()
         warm = [r for r in rows if r[COLD_START] is False]
 
         def mean(values: list[float]) -> float:
@@ -120,6 +127,7 @@ class ServedEvaluator(Evaluator):
         out: dict[str, Any] = {f"{p}_at_{k}": value(p) for p in RANKING_PARTS}
         out |= {f"{WARM}.{p}_at_{k}": value(f"w_{p}") for p in RANKING_PARTS}
         out["cold_user_share"] = value("cold")
+        out[SERVED_BOOKS] = float(len({i for r in rows for i in r[_TOP] or ()}))
         if rating:
             out |= regression_metrics(dataset, self.getOrDefault(self.ratingCol))
         return out

@@ -409,9 +409,15 @@ def run_summary(
         mine = champion["test_metrics"][metric]
         theirs = champion["baseline_test_metrics"][metric]
         verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
+        coverage = champion["test_metrics"].get("catalog_coverage")
+        reach = (
+            f"; its test lists cover {coverage:.1%} of the catalog"
+            if role == "recommender" and coverage is not None
+            else ""
+        )
         lines.append(
             f"  {role} champion: {champion['name']}, test {metric} {mine:.4f}, "
-            f"{verdict} {champion['baseline']} ({theirs:.4f})"
+            f"{verdict} {champion['baseline']} ({theirs:.4f}){reach}"
         )
     if table is not None:
         lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")

@@ -131,6 +131,18 @@ class KnnFamily(_Strict):
     bm25_b: float = Field(ge=0, le=1)
 
 
+class Rp3Family(_Strict):
+    """RP3beta over the whole catalog (``models.rp3.fit_rp3``)."""
+
+    enabled: bool
+    alpha: PositiveAxis  # exponent of the walk's steps
+    beta: NonNegativeAxis  # popularity penalty (0: none)
+    neighbours: CountAxis  # kept per book: ~8 bytes each in the weights
+    side_weight: NonNegativeAxis  # edge weight of a side value's books (0: none)
+    max_user_items: int = Field(ge=2)  # a reader's books sampled into the walk
+    min_item_readers: int = Field(ge=1)  # training readers a recommended book has
+
+
 class EaseFamily(_Strict):
     """EASE over the most read books (``models.ease.fit_ease``)."""
 
@@ -144,6 +156,7 @@ class ItemBasedParams(_Strict):
     seed: int  # the sample of a prolific reader's books
     side_information: list[str]  # items' columns, e.g. [Book-Author]; [] none
     knn: KnnFamily
+    rp3: Rp3Family
     ease: EaseFamily
 
 
@@ -323,6 +336,7 @@ def _check_combinations(section: str, parsed: Any) -> None:
 def _check_item_based(parsed: ItemBasedParams) -> None:
     for key, axis in (
         ("knn.side_weight", parsed.knn.side_weight),
+        ("rp3.side_weight", parsed.rp3.side_weight),
         ("ease.beta", parsed.ease.beta),
     ):
         weighted = [w for w in axis if w > 0]
@@ -347,6 +361,7 @@ def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None
             "als.ranking.enabled": parsed["als"].ranking.enabled,
             "als.rating.enabled": parsed["als"].rating.enabled,
             "item_based.knn.enabled": parsed["item_based"].knn.enabled,
+            "item_based.rp3.enabled": parsed["item_based"].rp3.enabled,
             "item_based.ease.enabled": parsed["item_based"].ease.enabled,
         }
         if not any(switches.values()):

@@ -4,7 +4,7 @@ judging the picks on test; used by the data_science nodes.
 Two questions, two groups of families (``models``):
 
 - the ranking families (which books will this reader pick up?): ``popularity``
-  (the baseline), ``implicit`` ALS, item-kNN and EASE, each of the item-based
+  (the baseline), ``implicit`` ALS, item-kNN, RP3beta and EASE, each of the item-based
   ones also with the books' side information (the author) as its own family, so
   that what the side information adds is measured;
 - the rating families (how would this reader rate this book?): the ``bias``
@@ -32,6 +32,7 @@ from pyspark.ml.param import Param
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import DataFrame
 
+from book_recommender import memory_plan
 from book_recommender.evaluation import LOWER_IS_BETTER, ServedEvaluator
 from book_recommender.models import (
     BiasBaseline,
@@ -45,6 +46,7 @@ from book_recommender.models import (
     Popularity,
     Recommender,
     RecommenderModel,
+    Rp3Beta,
 )
 from book_recommender.models.base import BASELINE_NAMES
 from book_recommender.params import (
@@ -99,6 +101,11 @@ def _estimator(kind: str, als: AlsParams, item_based: ItemBasedParams) -> Recomm
             bm25B=knn.bm25_b,
             seed=item_based.seed,
         ),
+        "rp3": lambda: Rp3Beta(
+            maxUserItems=item_based.rp3.max_user_items,
+            minItemReaders=item_based.rp3.min_item_readers,
+            seed=item_based.seed,
+        ),
         "ease": lambda: Ease(maxItems=item_based.ease.max_items),
         "bias": lambda: BiasBaseline(damping=rating.bias_damping),
         "biased": lambda: BiasedAls(
@@ -125,6 +132,7 @@ _SPEC_PARAMS = {
     "similarity": "similarity",
     "neighbours": "neighbours",
     "side_weight": "sideWeight",
+    "penalty": "beta",
     "l2": "l2",
     "beta": "beta",
 }
@@ -165,6 +173,18 @@ def families(als: AlsParams, item_based: ItemBasedParams) -> list[Family]:
                 neighbours=knn.neighbours,
             )
             out.append(Family(f"knn{suffix}", estimator, grid))
+    rp3 = item_based.rp3
+    if rp3.enabled:
+        estimator = make("rp3")
+        for suffix, weights in _split_side(rp3.side_weight):
+            grid = _grid(
+                estimator,
+                alpha=rp3.alpha,
+                beta=rp3.beta,
+                sideWeight=weights,
+                neighbours=rp3.neighbours,
+            )
+            out.append(Family(f"rp3{suffix}", estimator, grid))
     if ease.enabled:
         estimator = make("ease")
         for suffix, betas in _split_side(ease.beta):
@@ -177,6 +197,25 @@ def families(als: AlsParams, item_based: ItemBasedParams) -> list[Family]:
         grid = _grid(estimator, rank=rating.rank, regParam=rating.reg_param)
         out.append(Family(rating.kind, estimator, grid, rating=True))
     return out
+
+
+def check_memory(
+    chosen: list[Family], books: int, parallelism: int, spark: Any
+) -> None:
+    """Refuses, before any fit, a family whose grid would not fit in the
+    driver over ``books`` books (``memory_plan``)."""
+    footprints = [
+        need
+        for family in chosen
+        for point in family.grid
+        if (need := family.estimator.copy(point).footprint(books, parallelism))
+    ]
+    memory_plan.check(
+        footprints,
+        books,
+        memory_plan.driver_bytes(spark),
+        memory_plan.physical_bytes(),
+    )
 
 
 def candidates(als: AlsParams, item_based: ItemBasedParams) -> list[ModelSpec]:

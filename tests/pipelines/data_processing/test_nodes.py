@@ -430,13 +430,18 @@ def test_side_information_share_counts_test_books_sharing_an_author(spark):
     )
 
     def side(columns: list[str]):
-        weights = {"knn": {"side_weight": [0.0]}, "ease": {"beta": [0.0]}}
+        weights = {
+            "knn": {"side_weight": [0.0]},
+            "rp3": {"side_weight": [0.0]},
+            "ease": {"beta": [0.0]},
+        }
         return parse(
             "item_based",
             {
                 **ITEM_BASED,
                 "side_information": columns,
                 "knn": {**ITEM_BASED["knn"], **weights["knn"]},
+                "rp3": {**ITEM_BASED["rp3"], **weights["rp3"]},
                 "ease": {**ITEM_BASED["ease"], **weights["ease"]},
             },
         )

@@ -7,8 +7,11 @@ import logging
 import pytest
 from pyspark.sql import functions as F
 
+from book_recommender import memory_plan
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.datasets import RegisteredRecommender
+from book_recommender.memory_plan import MemoryPlanError
+from book_recommender.models import Recommender
 from book_recommender.params import parse
 from book_recommender.pipelines.data_science.nodes import (
     evaluate_on_test,
@@ -45,7 +48,7 @@ SMALL_GRID = {
         "num_epochs": 5,
     },
 }
-# Both item-based families on, one grid point each.
+# Every item-based family on, one grid point each.
 SMALL_ITEM_GRID = {
     **BASE["item_based"],
     "knn": {
@@ -55,6 +58,7 @@ SMALL_ITEM_GRID = {
         "neighbours": [5],
         "side_weight": [0.0],
     },
+    "rp3": {**BASE["item_based"]["rp3"], "neighbours": [5], "side_weight": [0.0]},
     "ease": {**BASE["item_based"]["ease"], "l2": [10.0], "beta": [0.0]},
     "side_information": [],
 }
@@ -105,14 +109,16 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
         )
         for label in dict.fromkeys(r["tuned_as"] for r in tuning)
     ]
-    models, metrics = evaluate_on_test(bests, tuning, test, tuning_params, EVALUATION)
+    models, metrics = evaluate_on_test(
+        bests, tuning, test, items, tuning_params, EVALUATION
+    )
     validation = {r["name"]: r["validation"]["ndcg_at_5"] for r in tuning}
     assert validation["popularity"] == max(validation.values())
     # Only the champions and the baselines are refitted and see test: here
     # popularity (the recommender champion), the bias baseline and the rating
     # family's best on validation RMSE.
-    assert len(tuning) == 6  # noqa: PLR2004
-    assert {"knn_bm25_k5", "ease_l2_10"} <= set(validation)
+    assert len(tuning) == 7  # noqa: PLR2004
+    assert {"knn_bm25_k5", "rp3_a0.5_b0_k5", "ease_l2_10"} <= set(validation)
     rating = [r for r in tuning if r["params"]["family"] == "rating"]
     best_rating = min(rating, key=lambda r: r["validation"]["rmse"])["name"]
     names = [m["name"] for m in metrics]
@@ -160,3 +166,33 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     assert not any(
         (u, i) in seen for u, i in zip(table[USER_IDX], table[ITEM_IDX], strict=True)
     )
+
+
+def test_an_item_family_too_large_for_the_driver_is_refused_before_any_fit(
+    spark, everyone_reads_the_bestsellers, monkeypatch
+):
+    """On a driver of 64 KiB (1/6 of it for a broadcast) EASE's 4-byte weights
+    over the 40 books read in train (6.25 KiB) do not fit; the neighbour
+    families' (0.9 KiB each at 5 neighbours) do. Nothing is fitted."""
+    train, _, implicit = everyone_reads_the_bestsellers
+    items = train.select(ITEM_IDX).distinct()
+    monkeypatch.setattr(memory_plan, "driver_bytes", lambda spark: 64 * 1024)
+    fitted = []
+    monkeypatch.setattr(Recommender, "_finish", lambda self, *a: fitted.append(self))
+    with pytest.raises(MemoryPlanError) as error:
+        tune_candidates(
+            train,
+            implicit,
+            items,
+            COLUMNS,
+            parse("als", SMALL_GRID),
+            parse("item_based", SMALL_ITEM_GRID),
+            parse("tuning", BASE["tuning"]),
+            EVALUATION,
+        )
+    message = str(error.value)
+    assert "item_based.ease.max_items = 5000: its weights over 40 books" in message
+    assert "would be 6.2 KiB" in message
+    assert "spark.driver.memory 64.0 KiB takes at most 10.7 KiB" in message
+    assert "neighbours" not in message.split("\n")[1]
+    assert not fitted

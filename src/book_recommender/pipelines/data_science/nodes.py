@@ -14,6 +14,8 @@ from pyspark.sql import functions as F
 
 from book_recommender import tracking
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
+from book_recommender.coverage import Catalog
+from book_recommender.evaluation import SERVED_BOOKS
 from book_recommender.models import Interactions, RecommenderModel
 from book_recommender.models.items import side_information
 from book_recommender.params import (
@@ -28,6 +30,7 @@ from book_recommender.tracking import CandidateRun, log_candidate_runs
 from book_recommender.training import (
     Family,
     champion_records,
+    check_memory,
     families,
     in_parallel,
     judge,
@@ -74,9 +77,12 @@ def tune_candidates(
     def tune(family: Family) -> tuple[list[dict[str, Any]], RecommenderModel]:
         return tune_family(family, train_ratings, interactions, evaluation, tuning)
 
+    chosen = families(als, item_based)
+    books = interactions.of(train_ratings).seen.select(ITEM_IDX).distinct().count()
+    check_memory(chosen, books, tuning.parallelism, train_ratings.sparkSession)
     # Families ``tuning.parallelism`` at a time too: a family's grid is often
     # smaller than the parallelism (the baselines are one point each).
-    tuned = in_parallel(tune, families(als, item_based), tuning.parallelism)
+    tuned = in_parallel(tune, chosen, tuning.parallelism)
     return [r for results, _ in tuned for r in results], [best for _, best in tuned]
 
 
@@ -84,21 +90,25 @@ def evaluate_on_test(
     tuned_models: list[RecommenderModel],
     tuning_results: list[dict[str, Any]],
     test_ratings: DataFrame,
+    indexed_items: DataFrame,
     tuning: TuningParams,
     evaluation: EvaluationParams,
 ) -> tuple[list[RecommenderModel], list[dict[str, Any]]]:
     """The champions picked on validation, the baselines and (for a champion
     using side information) the best family without it, judged on test, with
-    the seconds each refit and test took. The other candidates keep their
-    validation metrics only."""
+    their catalog coverage (``coverage.catalog_coverage``) and the seconds each
+    refit and test took. The other candidates keep their validation metrics
+    only."""
     names = to_test(tuning_results, evaluation)
     chosen = [m for m in tuned_models if m.name in names]
     test_ratings = test_ratings.cache()
     span = {r["name"]: r for r in tuning_results}
+    catalog = Catalog.of(indexed_items, chosen[0].data.seen) if chosen else None
 
     def on_test(model: RecommenderModel) -> dict[str, Any]:
         started_at, started = time.time(), time.perf_counter()
         metrics = judge(model, test_ratings, evaluation)
+        metrics |= catalog.coverage(model, metrics[SERVED_BOOKS])
         seconds = {
             "fit": round(model.fit_seconds, 2),
             "evaluation": round(time.perf_counter() - started, 2),
@@ -172,6 +182,10 @@ def log_candidates(
     }
     fixed = {
         "knn": {"max_user_items": item_based.knn.max_user_items},
+        "rp3": {
+            "max_user_items": item_based.rp3.max_user_items,
+            "min_item_readers": item_based.rp3.min_item_readers,
+        },
         "ease": {"max_items": item_based.ease.max_items},
         "implicit": {"num_epochs": als.ranking.num_epochs},
         "biased": {"num_epochs": als.rating.num_epochs},

@@ -54,6 +54,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "tuned_models": "tuned_models",
                     "tuning_results": "tuning_results",
                     "test_ratings": "test_ratings",
+                    "indexed_items": "indexed_items",
                     "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },
