@@ -49,6 +49,9 @@ class Data:
         self.implicit = everything[everything[rating] == 0][[USER_IDX, ITEM_IDX]]
         self.n_users = int(everything[USER_IDX].max()) + 1
         self.n_items = int(items[ITEM_IDX].max()) + 1
+        self.authors = sparse.csr_matrix((1, self.n_items))
+        if not author_column:  # e.g. MovieLens: no author weight on the grid
+            return
         authors = items[[ITEM_IDX, author_column]].dropna()
         names = authors[author_column].str.lower().str.replace(r"[^\w]", "", regex=True)
         authors = authors[names != ""]
@@ -193,7 +196,7 @@ def rp3beta(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-input", type=Path, required=True)
-    parser.add_argument("--author-column", default="Book-Author")
+    parser.add_argument("--author-column", default="Book-Author", help="'' for none")
     parser.add_argument("--max-items", type=int, default=5000)
     parser.add_argument("--max-user-items", type=int, default=300)
     parser.add_argument("--test", action="store_true", help="judge on test")

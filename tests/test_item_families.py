@@ -11,11 +11,12 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
+from book_recommender.models import items as items_module
 from book_recommender.models import popularity_scores
 from book_recommender.models.ease import EaseModel, ease_gram, fit_ease
 from book_recommender.models.items import SIDE, NeighbourWeights, side_information
 from book_recommender.models.knn import ItemKnnModel, fit_item_knn
-from book_recommender.models.rp3 import fit_rp3
+from book_recommender.models.rp3 import fit_rp3, walk_matrices
 from book_recommender.ranking import (
     MODEL,
     item_table,
@@ -487,3 +488,24 @@ def test_rp3beta_with_side_weight_zero_is_the_plain_walk(spark, frame, side):
     np.testing.assert_array_equal(zero.data, plain.data)
     authored = fit_rp3(frame, 1.0, 0.3, 6, 1000, 1, seed=1, side=side, side_weight=3)
     assert _served(authored, spark, frame)[0] != _served(plain, spark, frame)[0]
+
+
+def test_rp3beta_over_many_small_blocks_keeps_the_same_weights(
+    frame, side, monkeypatch
+):
+    """Tasks combine the column bests of their blocks: blocks of a few entries
+    (many per task) give the weights of one block."""
+    whole = fit_rp3(frame, 0.7, 0.2, 4, 1000, 1, seed=1, side=side, side_weight=2)
+    monkeypatch.setattr(items_module, "_BLOCK_ENTRIES", 40)
+    assert len(items_module._blocks(*_walk_matrix(frame, side))) > 10  # noqa: PLR2004
+    small = fit_rp3(frame, 0.7, 0.2, 4, 1000, 1, seed=1, side=side, side_weight=2)
+    np.testing.assert_array_equal(small.indptr, whole.indptr)
+    np.testing.assert_array_equal(small.indices, whole.indices)
+    np.testing.assert_array_equal(small.data, whole.data)
+
+
+def _walk_matrix(frame, side) -> tuple:
+    """The left walk matrix ``fit_rp3`` blocks over, and the block budget."""
+    pairs = frame.toPandas()
+    _, left, _ = walk_matrices(pairs, 0.7, 0.2, 1000, 1, 1, side.toPandas(), 2.0)
+    return left, items_module._BLOCK_ENTRIES

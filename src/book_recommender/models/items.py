@@ -212,13 +212,19 @@ def nearest_neighbours(
     def rows(ranges: Iterator[tuple[int, int]]) -> Iterator[tuple[np.ndarray, ...]]:
         matrix, right = shared.value
         right = matrix if right is None else right
+        bests = None  # each column's best so far in this partition
         for first, stop in ranges:
             product = (matrix[:, first:stop].T @ right).tocsr()
             found = _top_neighbours(product, first, neighbours, every_column)
-            yield tuple(
-                part.astype(np.float32 if i % 3 == 2 else np.int32)  # noqa: PLR2004
-                for i, part in enumerate(found)
-            )
+            if every_column:
+                mine = found[3:]
+                if bests is not None:
+                    merged = (np.concatenate(p) for p in zip(bests, mine, strict=True))
+                    mine = _column_bests(*merged, n_cols=product.shape[1])
+                bests, found = mine, found[:3] + _EMPTY
+            yield _typed(found)
+        if bests is not None:  # one set of column bests per task, not per block
+            yield _typed(_EMPTY + bests)
 
     # An RDD of numpy arrays: millions of kept pairs come back as a few pickled
     # arrays per block, not as rows converted through the JVM.
@@ -239,6 +245,17 @@ def nearest_neighbours(
     if not every_column:
         return tuple(parts)
     return _with_column_bests(*parts, n_cols=matrix.shape[1])
+
+
+_EMPTY = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+
+
+def _typed(parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """(item, neighbour, value) triples as int32, int32, float32."""
+    return tuple(
+        part.astype(np.float32 if i % 3 == 2 else np.int32, copy=False)  # noqa: PLR2004
+        for i, part in enumerate(parts)
+    )
 
 
 def _with_column_bests(
