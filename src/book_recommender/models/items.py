@@ -242,6 +242,7 @@ def nearest_neighbours(
         else np.zeros(0, (np.int32, np.int32, np.float32)[i % 3])
         for i in range(6 if every_column else 3)
     ]
+    del kept  # the driver holds each entry once at a time (the run's peak)
     if not every_column:
         return tuple(parts)
     return _with_column_bests(*parts, n_cols=matrix.shape[1])
@@ -261,29 +262,35 @@ def _typed(parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
 def _with_column_bests(
     item, neighbour, value, best_item, best_neighbour, best_value, n_cols: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The kept entries and each column's best over every block, once each."""
+    """The kept entries and each column's best over every block, once each,
+    ordered by item and neighbour."""
     bests = _column_bests(best_item, best_neighbour, best_value, n_cols)
     item, neighbour, value = (
         np.concatenate([a, b])
         for a, b in zip((item, neighbour, value), bests, strict=True)
     )
-    _, first = np.unique(item.astype(np.int64) * n_cols + neighbour, return_index=True)
-    return item[first], neighbour[first], value[first]
+    order = np.lexsort((neighbour, item))
+    item, neighbour, value = item[order], neighbour[order], value[order]
+    del order
+    again = (item[1:] == item[:-1]) & (neighbour[1:] == neighbour[:-1])
+    if again.any():
+        first = np.concatenate([[True], ~again])
+        item, neighbour, value = item[first], neighbour[first], value[first]
+    return item, neighbour, value
 
 
 def neighbour_weights(
     item_ids: np.ndarray, item: np.ndarray, neighbour: np.ndarray, value: np.ndarray
 ) -> NeighbourWeights:
-    """The weights of (item, neighbour, value) triples over positions in
-    ``item_ids``."""
-    result = sparse.csr_matrix(
-        (value.astype(np.float32), (item, neighbour)),
-        shape=(len(item_ids), len(item_ids)),
-    )
-    result.sort_indices()
+    """The weights of distinct (item, neighbour, value) triples over positions
+    in ``item_ids``: CSR rows by item, neighbours ascending. Built from one
+    sort, without scipy's int64 copies of the triples (millions at the real
+    shape)."""
+    order = np.lexsort((neighbour, item))
+    counts = np.bincount(item, minlength=len(item_ids))
     return NeighbourWeights(
         item_ids=item_ids,
-        indptr=result.indptr.astype(np.int64),
-        indices=result.indices.astype(np.int32),
-        data=result.data.astype(np.float32),
+        indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        indices=neighbour[order].astype(np.int32),
+        data=value[order].astype(np.float32),
     )
