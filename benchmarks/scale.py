@@ -185,6 +185,37 @@ def interactions(project: Path):
     )
 
 
+def champion_reach(project: Path) -> dict[str, Any]:
+    """The recommender champion on test against popularity, the books with at
+    least two training readers (what a whole-catalog model should reach) and
+    the share of them the champion can recommend and its lists cover."""
+    import pandas as pd  # noqa: PLC0415
+
+    reports = project / "data" / "08_reporting"
+    champion = json.loads((reports / "champions.json").read_text())["recommender"]
+    folder = project / "data" / "05_model_input"
+    train = pd.read_parquet(
+        folder / "train_ratings.parquet", columns=[USER_IDX, ITEM_IDX]
+    )
+    every = pd.read_parquet(
+        _model_input(project), columns=[USER_IDX, ITEM_IDX, "Book-Rating"]
+    )
+    implicit = every[every["Book-Rating"] == 0][[USER_IDX, ITEM_IDX]]
+    seen = pd.concat([train, implicit]).drop_duplicates()
+    readers = seen.groupby(ITEM_IDX).size()
+    test = champion["test_metrics"]
+    return {
+        "name": champion["name"],
+        "ndcg_at_10": test["ndcg_at_10"],
+        "popularity_ndcg_at_10": champion["baseline_test_metrics"]["ndcg_at_10"],
+        "books": int(every[ITEM_IDX].nunique()),
+        "books_2plus_training_readers": int((readers >= 2).sum()),  # noqa: PLR2004
+        "reach_2plus": test.get("reach_2plus"),
+        "served_books": test.get("served_books"),
+        "catalog_coverage": test.get("catalog_coverage"),
+    }
+
+
 def _seconds_per_iteration(
     fit_seconds: Callable[[int, int], float], iterations: tuple[int, int], digits: int
 ) -> dict[str, float]:
@@ -422,6 +453,7 @@ def measure(
         for m in (json.loads(refitted.read_text()) if refitted.exists() else [])
     ]
     spark_als = implicit_als = dict.fromkeys(f"rank{r}" for r in RANKS)
+    champion = champion_reach(project) if pipeline is None else None
     unit = time_reference_fit(project)
     print(f"[{size}] reference fit: {unit:.1f} s", flush=True)  # noqa: T201
     top_k = None
@@ -445,6 +477,7 @@ def measure(
         "reference_fit_s": round(unit, 1),
         "units": units(run, unit),
         "submodels": submodels,
+        "champion": champion,
         "top_k": top_k,
         "spark_als_s_per_iteration": spark_als,
         "implicit_als_s_per_iteration": implicit_als,
@@ -483,6 +516,19 @@ def _top_k_cell(result: dict[str, Any], key: str) -> str:
     )
 
 
+def _champion_cell(champion: dict[str, Any] | None) -> str:
+    """'' for results older than the champion's record."""
+    if not champion:
+        return ""
+    reach = champion["reach_2plus"]
+    return (
+        f"{champion['name']} {champion['ndcg_at_10']:.4f} "
+        f"({champion['popularity_ndcg_at_10']:.4f}), "
+        f"{champion['served_books']:.0f} of {champion['books']:,}, "
+        f"{reach:.1%} of {champion['books_2plus_training_readers']:,}"
+    )
+
+
 def table(results: dict[str, Any]) -> str:
     header = [
         "size", "rating rows", "interactions", "users", "items", "end to end (s)",
@@ -490,6 +536,7 @@ def table(results: dict[str, Any]) -> str:
         "reporting (s)", "reference fit (s)", "end to end (U)",
         "data_processing / data_science / scoring / reporting (U)",
         "grid point fit / evaluation (s)",
+        "champion: test NDCG@10 (popularity), books served, reach of the books with >= 2 training readers",
         "top-k pairs/s champion / random", "top-k / GEMM champion / random", "ALS s/iter r10", "ALS s/iter r64",
         "implicit s/iter r10", "implicit s/iter r64", "Spark/implicit r64",
     ]  # fmt: skip
@@ -504,6 +551,7 @@ def table(results: dict[str, Any]) -> str:
              r["model_input"]["users"], r["model_input"]["items"], r["run"]["wall_s"],
              r["run"]["peak_gib"], *(p[name]["seconds"] for name in PIPELINES),
              *_unit_cells(r), _grid_point_seconds(r.get("submodels")),
+             _champion_cell(r.get("champion")),
              _top_k_cell(r, "pairs_per_s"), _top_k_cell(r, "gemm_fraction"),
              r["spark_als_s_per_iteration"]["rank10"],
              r["spark_als_s_per_iteration"]["rank64"],
