@@ -171,12 +171,13 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
 def test_an_item_family_too_large_for_the_driver_is_refused_before_any_fit(
     spark, everyone_reads_the_bestsellers, monkeypatch
 ):
-    """On a driver of 64 KiB (1/6 of it for a broadcast) EASE's 4-byte weights
-    over the 40 books read in train (6.25 KiB) do not fit; the neighbour
-    families' (0.9 KiB each at 5 neighbours) do. Nothing is fitted."""
+    """On a driver of 32 KiB (1/6 of it, 5.3 KiB, for a broadcast) EASE's 4-byte
+    weights over the 40 books read in train (6.25 KiB) do not fit; the
+    neighbour families' (about 2 KiB each at 5 neighbours) do. Nothing is
+    fitted."""
     train, _, implicit = everyone_reads_the_bestsellers
     items = train.select(ITEM_IDX).distinct()
-    monkeypatch.setattr(memory_plan, "driver_bytes", lambda spark: 64 * 1024)
+    monkeypatch.setattr(memory_plan, "driver_bytes", lambda spark: 32 * 1024)
     fitted = []
     monkeypatch.setattr(Recommender, "_finish", lambda self, *a: fitted.append(self))
     with pytest.raises(MemoryPlanError) as error:
@@ -193,6 +194,6 @@ def test_an_item_family_too_large_for_the_driver_is_refused_before_any_fit(
     message = str(error.value)
     assert "item_based.ease.max_items = 5000: its weights over 40 books" in message
     assert "would be 6.2 KiB" in message
-    assert "spark.driver.memory 64.0 KiB takes at most 10.7 KiB" in message
+    assert "spark.driver.memory 32.0 KiB takes at most 5.3 KiB" in message
     assert "neighbours" not in message.split("\n")[1]
     assert not fitted
