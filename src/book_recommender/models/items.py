@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.memory_plan import Footprint
 from book_recommender.topk import ItemTable, SparseWeights, top_of_rows
 
 # Weights one task computes at once (before its top-k), ~16 bytes each.
@@ -277,6 +278,21 @@ def _with_column_bests(
         first = np.concatenate([[True], ~again])
         item, neighbour, value = item[first], neighbour[first], value[first]
     return item, neighbour, value
+
+
+def neighbour_footprint(
+    family: str, neighbours: int, kept_per_book: int, books: int, parallel: int
+) -> Footprint:
+    """A neighbour family's lists over ``books`` books: 8 bytes per kept
+    neighbour (int32 position and float32 weight) and an int64 row pointer,
+    held and broadcast; ``parallel`` fits at once each also hold the lists as
+    their tasks return them."""
+    weights = books * (kept_per_book * 8 + 8)
+    return Footprint(
+        setting=f"item_based.{family}.neighbours = {neighbours}",
+        python_bytes=2 * parallel * weights,
+        broadcast_bytes=weights,
+    )
 
 
 def neighbour_weights(

@@ -42,6 +42,7 @@ from book_recommender.models.items import (
     NeighbourWeights,
     distinct_pairs,
     nearest_neighbours,
+    neighbour_footprint,
     neighbour_weights,
     sampled,
     side_incidence,
@@ -180,16 +181,9 @@ class ItemKnn(SharedFitRecommender, HasSeed):
         )
 
     def footprint(self, books: int, parallel: int) -> Footprint:
-        """Its neighbour lists: 8 bytes per kept neighbour (int32 position and
-        float32 weight), held and broadcast; a fit also holds the widest of its
-        group and a cut copy."""
+        """Its neighbour lists (``items.neighbour_footprint``)."""
         neighbours = self.getOrDefault(self.neighbours)
-        weights = books * (neighbours * 8 + 8)
-        return Footprint(
-            setting=f"item_based.knn.neighbours = {neighbours}",
-            python_bytes=2 * parallel * weights,
-            broadcast_bytes=weights,
-        )
+        return neighbour_footprint("knn", neighbours, neighbours, books, parallel)
 
     def _share_key(self) -> tuple[str, float]:
         return self.getOrDefault(self.similarity), self.getOrDefault(self.sideWeight)

@@ -48,6 +48,7 @@ from book_recommender.models.items import (
     NeighbourWeights,
     distinct_pairs,
     nearest_neighbours,
+    neighbour_footprint,
     neighbour_weights,
     sampled,
     side_incidence,
@@ -182,16 +183,10 @@ class Rp3Beta(SharedFitRecommender, HasSeed):
         )
 
     def footprint(self, books: int, parallel: int) -> Footprint:
-        """Its neighbour lists: 8 bytes per kept neighbour (int32 position and
-        float32 weight; one in-link per book besides), held and broadcast; a
-        fit also holds the lists as its tasks return them."""
+        """Its neighbour lists, and one in-link per book besides
+        (``items.neighbour_footprint``)."""
         neighbours = self.getOrDefault(self.neighbours)
-        weights = books * ((neighbours + 1) * 8 + 8)
-        return Footprint(
-            setting=f"item_based.rp3.neighbours = {neighbours}",
-            python_bytes=2 * parallel * weights,
-            broadcast_bytes=weights,
-        )
+        return neighbour_footprint("rp3", neighbours, neighbours + 1, books, parallel)
 
     def _share_key(self) -> tuple[float, float, float, int]:
         get = self.getOrDefault

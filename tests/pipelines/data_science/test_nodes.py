@@ -65,6 +65,20 @@ SMALL_ITEM_GRID = {
 EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": K})
 
 
+def _tune(train, implicit, items, tuning):
+    """``tune_candidates`` of the small grids."""
+    return tune_candidates(
+        train,
+        implicit,
+        items,
+        COLUMNS,
+        parse("als", SMALL_GRID),
+        parse("item_based", SMALL_ITEM_GRID),
+        tuning,
+        EVALUATION,
+    )
+
+
 @pytest.fixture(scope="module")
 def everyone_reads_the_bestsellers(spark):
     """Every user has read all ten bestsellers (rated 6-10) and one book nobody
@@ -92,16 +106,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     train, test, implicit = everyone_reads_the_bestsellers
     items = train.select(ITEM_IDX).unionByName(test.select(ITEM_IDX)).distinct()
     tuning_params = parse("tuning", BASE["tuning"])
-    tuning, bests = tune_candidates(
-        train,
-        implicit,
-        items,
-        COLUMNS,
-        parse("als", SMALL_GRID),
-        parse("item_based", SMALL_ITEM_GRID),
-        tuning_params,
-        EVALUATION,
-    )
+    tuning, bests = _tune(train, implicit, items, tuning_params)
     # Spark's tuning refits each family's best: one model per family.
     assert [m.name for m in bests] == [
         next(
@@ -181,16 +186,7 @@ def test_an_item_family_too_large_for_the_driver_is_refused_before_any_fit(
     fitted = []
     monkeypatch.setattr(Recommender, "_finish", lambda self, *a: fitted.append(self))
     with pytest.raises(MemoryPlanError) as error:
-        tune_candidates(
-            train,
-            implicit,
-            items,
-            COLUMNS,
-            parse("als", SMALL_GRID),
-            parse("item_based", SMALL_ITEM_GRID),
-            parse("tuning", BASE["tuning"]),
-            EVALUATION,
-        )
+        _tune(train, implicit, items, parse("tuning", BASE["tuning"]))
     message = str(error.value)
     assert "item_based.ease.max_items = 5000: its weights over 40 books" in message
     assert "would be 6.2 KiB" in message
