@@ -243,7 +243,7 @@ def nearest_neighbours(
         else np.zeros(0, (np.int32, np.int32, np.float32)[i % 3])
         for i in range(6 if every_column else 3)
     ]
-    del kept  # the driver holds each entry once at a time (the run's peak)
+    del kept  # the collected blocks go before the lists are sorted (peak memory)
     if not every_column:
         return tuple(parts)
     return _with_column_bests(*parts, n_cols=matrix.shape[1])
