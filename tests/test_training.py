@@ -200,6 +200,7 @@ REGRESSION_METRICS = {"rmse", "mae", "r2", "explained_variance"}
         ModelSpec("popularity"),
         ModelSpec("bias"),
         ModelSpec("knn", similarity="cosine", neighbours=25),
+        ModelSpec("rp3", alpha=0.5, penalty=0.0, neighbours=25, side_weight=0.0),
         ModelSpec("ease", l2=10.0),
     ],
     ids=lambda s: s.kind,
@@ -219,10 +220,12 @@ def test_each_family_fits_and_is_judged_as_served(spark, ratings, interactions, 
     assert len(lists[3]) == 5 and not set(lists[3]) & seen  # seen books left out
     metrics = judge(model, target, EVALUATION)
     expected = RANKING_METRICS | {f"warm.{m}" for m in RANKING_METRICS}
-    expected |= {"cold_user_share"}
+    expected |= {"cold_user_share", "served_books"}
     if spec.family == "rating":
         expected |= REGRESSION_METRICS
     assert set(metrics) == expected
+    # Two judged users' top 5: at least 5 distinct books, at most 10.
+    assert 5 <= metrics["served_books"] <= 10  # noqa: PLR2004
     assert 0.0 <= metrics["ndcg_at_5"] <= 1.0
     assert metrics["cold_user_share"] == pytest.approx(0.5)  # user 41
     if spec.family == "rating":
