@@ -120,31 +120,36 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 class MemorySampler:
     """Resident memory of a process and all its children (the JVM), sampled.
 
-    Samples are (Unix time, Python's RSS, its children's RSS) in bytes.
+    Samples are (Unix time, Python's RSS, its children's RSS) in bytes;
+    ``workers`` holds, per sample, the part of the children's RSS that is not
+    the JVM (Spark's Python workers).
     """
 
     pid: int
     interval: float = 0.25
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    workers: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def _tree(self) -> tuple[int, int]:
+    def _tree(self) -> tuple[int, int, int]:
         try:
             root = psutil.Process(self.pid)
             python = root.memory_info().rss
-            children = sum(
-                c.memory_info().rss
+            children = [
+                (c.memory_info().rss, c.name())
                 for c in root.children(recursive=True)
                 if c.is_running()
-            )
+            ]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return 0, 0
-        return python, children
+            return 0, 0, 0
+        workers = sum(rss for rss, name in children if name != "java")
+        return python, sum(rss for rss, _ in children), workers
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            python, children = self._tree()
+            python, children, workers = self._tree()
             self.samples.append((time.time(), python, children))
+            self.workers.append(workers)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:

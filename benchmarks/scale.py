@@ -164,7 +164,36 @@ def run_kedro(
         {"node": node["node"].split("__")[0], "seconds": round(e - s, 1)}
         for node, s, e in slowest
     ]
+    result["largest_nodes"] = largest_nodes(spans, memory.samples, memory.workers)
     return result
+
+
+def largest_nodes(
+    spans: list[tuple[dict, float, float]],
+    samples: list[tuple[float, int, int]],
+    workers: list[int],
+) -> list[dict[str, Any]]:
+    """The five nodes with the highest peak, each with its peak's split into the
+    kedro process (driver Python), the JVM and Spark's Python workers, in GiB:
+    where the run's peak memory comes from."""
+    peaks = []
+    gib = 2**30
+    for node, start, end in spans:
+        inside = [
+            (p + c, p, c - w, w)
+            for (t, p, c), w in zip(samples, workers, strict=True)
+            if start <= t <= end
+        ]
+        if inside:
+            total, python, jvm, python_workers = max(inside)
+            peaks.append({
+                "node": node["node"].split("__")[0],
+                "peak_gib": round(total / gib, 2),
+                "driver_python_gib": round(python / gib, 2),
+                "jvm_gib": round(jvm / gib, 2),
+                "python_workers_gib": round(python_workers / gib, 2),
+            })  # fmt: skip
+    return sorted(peaks, key=lambda p: p["peak_gib"], reverse=True)[:5]
 
 
 def _model_input(project: Path) -> Path:
