@@ -27,7 +27,7 @@ from book_recommender.memory_plan import Footprint
 from book_recommender.topk import ItemTable, SparseWeights, top_of_rows
 
 # Weights one task computes at once (before its top-k), ~16 bytes each.
-_BLOCK_ENTRIES = 4_000_000
+_BLOCK_ENTRIES = 1_000_000
 
 
 def distinct_pairs(interactions: DataFrame) -> DataFrame:
