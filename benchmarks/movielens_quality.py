@@ -163,6 +163,7 @@ EVALUATION = parse(
         "ranking_metric": "ndcg",
         "rating_metric": "rmse",
         "tile_cells": 1 << 21,
+        "min_catalog_coverage": None,
     },
 )
 

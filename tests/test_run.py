@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import mlflow
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -30,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 from pyspark.sql import functions as F
 
+from book_recommender.beyond_accuracy import LIST_MEASURES
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models import Interactions
 from book_recommender.params import ConfigurationError, parse
@@ -171,6 +176,8 @@ def test_a_run_ends_with_its_summary(spark, trained):
         ) in summary
     coverage = champions["recommender"]["test_metrics"]["catalog_coverage"]
     assert f"its test lists cover {coverage:.1%} of the catalog" in summary
+    novelty = champions["recommender"]["test_metrics"]["novelty"]
+    assert f"beyond accuracy (popularity in brackets): novelty {novelty:.2f}" in summary
     # Every candidate judged on test carries its catalog coverage.
     tested = json.loads(
         (project / "data/08_reporting/candidate_metrics.json").read_text()
@@ -264,6 +271,7 @@ def test_scoring_refuses_a_version_that_is_not_a_recommender(trained):
 FIGURES = [
     "top_authors", "most_rated_books", "most_popular_items", "rating_distribution",
     "long_tail", "user_ages", "model_comparison", "predicted_vs_actual",
+    "accuracy_against_coverage", "recommended_popularity",
 ]  # fmt: skip
 
 
@@ -312,6 +320,100 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
         ).get_xdata()[0]
         baseline_run = next(r for r in subruns if r.info.run_name == baseline)
         assert line == pytest.approx(baseline_run.data.metrics[f"validation_{metric}"])
+
+
+def _served_measures_by_pandas(project: Path, side_column: str | None) -> dict:
+    """The beyond-accuracy measures of the Delta table's lists, computed again
+    with pandas and sets from the files alone (independent of
+    ``book_recommender.beyond_accuracy``)."""
+    data = project / "data/05_model_input"
+    recs = DeltaTable(str(project / "data/07_model_output/user_recommendations"))
+    recs = recs.to_pandas().sort_values([USER_IDX, "rank"])
+    pairs = [USER_IDX, ITEM_IDX]
+    ratings = pd.read_parquet(data / "ratings.parquet")[pairs].drop_duplicates()
+    test = pd.read_parquet(data / "test_ratings.parquet")
+    train = ratings.merge(test[pairs].drop_duplicates(), how="left", indicator=True)
+    train = train[train["_merge"] == "left_only"][pairs]
+    items = pd.read_parquet(data / "indexed_items.parquet")
+    books = items[ITEM_IDX].nunique()
+    readers_of = train.groupby(ITEM_IDX)[USER_IDX].apply(set).to_dict()
+    readers = {i: len(u) for i, u in readers_of.items()}
+    total = sum(readers.values())
+    picks = recs[ITEM_IDX].tolist()
+    counts = recs[ITEM_IDX].value_counts()
+    share = counts / counts.sum()
+    every = [readers.get(i, 0) for i in items[ITEM_IDX].unique()]
+
+    def percentile(r: int) -> float:
+        fewer = sum(1 for x in every if x < r)
+        return (fewer + 0.5 * sum(1 for x in every if x == r)) / books
+
+    at = {r: percentile(r) for r in set(every) | {0}}
+    gini_counts = sorted(
+        [counts.get(i, 0) for i in readers]
+        + [c for i, c in counts.items() if i not in readers]
+    )
+    n = len(gini_counts)
+    head = sorted(readers.values(), reverse=True)[math.ceil(0.01 * len(readers)) - 1]
+    diversities, author_shares = [], []
+    author = {}
+    if side_column:
+        for i, a in zip(items[ITEM_IDX], items[side_column], strict=True):
+            name = re.sub(r"[\W_]", "", a.lower()) if isinstance(a, str) else ""
+            if name:
+                author[i] = name
+    for _, group in recs.groupby(USER_IDX):
+        books_of = group[ITEM_IDX].tolist()
+        sims = [
+            len(readers_of.get(a, set()) & readers_of.get(b, set()))
+            / math.sqrt(readers[a] * readers[b])
+            if a in readers and b in readers
+            else 0.0
+            for a, b in itertools.combinations(books_of, 2)
+        ]
+        if sims:
+            diversities.append(1 - sum(sims) / len(sims))
+        names = [author.get(i, ("own", i)) for i in books_of]
+        author_shares.append(len(set(names)) / len(books_of))
+    expected = {
+        "catalog_coverage": len(counts) / books,
+        "trained_coverage": len(counts) / len(readers),
+        "distributional_coverage": float(-(share * np.log2(share)).sum()),
+        "gini_index": sum(
+            (2 * j - n - 1) * c / sum(gini_counts)
+            for j, c in enumerate(gini_counts, start=1)
+        )
+        / (n - 1),
+        "novelty": float(
+            np.mean([-math.log2(max(readers.get(i, 0), 1) / total) for i in picks])
+        ),
+        "head_share": float(np.mean([readers.get(i, 0) >= head for i in picks])),
+        "popularity_percentile": float(np.mean([at[readers.get(i, 0)] for i in picks])),
+        "read_popularity_percentile": float(
+            np.mean([at[readers.get(i, 0)] for i in test[ITEM_IDX]])
+        ),
+        "diversity": float(np.mean(diversities)),
+    }
+    if side_column:
+        expected["author_share"] = float(np.mean(author_shares))
+    return expected
+
+
+@pytest.mark.e2e
+def test_served_lists_measures_match_an_independent_computation(trained):
+    """What the run logs of the published lists beyond accuracy (served.*, the
+    reporting pipeline) is what pandas computes from the Delta table and the
+    training split."""
+    project, client = trained
+    parents, _ = _parents_and_children(client)
+    logged = {
+        name.removeprefix("served."): value
+        for name, value in parents[0].data.metrics.items()
+        if name.startswith("served.")
+    }
+    side = _parameters(project)["item_based"]["side_information"]
+    expected = _served_measures_by_pandas(project, side[0] if side else None)
+    assert logged == pytest.approx(expected, abs=1e-9, rel=1e-9)
 
 
 @pytest.mark.e2e
@@ -508,6 +610,11 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
             ([["no-such-user", 2.5]], "row(s) [0] hold [2.5]"),
             ([["no-such-user", "5"]], "row(s) [0] hold ['5']"),
             ([["no-such-user", 0]], "row(s) [0] hold [0]"),
+            # Above registry.max_k (100), however large: refused, not overflowed.
+            ([["no-such-user", 2**63]], f"row(s) [0] hold [{2**63}]"),
+            ([["no-such-user", 1e30]], "row(s) [0] hold [1e+30]"),
+            ([["no-such-user", 10**9]], "from 1 to 100 (registry.max_k)"),
+            ([[["8", "9"], 3]], "holds a list or an object in row(s) [0]"),
         ]:
             bad = {"dataframe_split": {"columns": ["User-ID", "k"], "data": data}}
             with pytest.raises(urllib.error.HTTPError) as refused:
@@ -755,15 +862,18 @@ def _check_candidate_runs(
         on_test = {m for m in expected if not m.startswith("validation_")}
         assert {f"validation_{m}" for m in on_test} <= set(run.data.metrics)
         assert run.data.metrics["validation_served_books"] >= 1, run.info.run_name
+        assert {f"validation_{m}" for m in LIST_MEASURES} <= set(run.data.metrics)
         assert {"model_kind", "family"} <= set(run.data.params)
         was_refitted = run.info.run_name in refitted
         assert run.data.tags["refitted"] == str(was_refitted).lower()
         assert (on_test <= set(run.data.metrics)) == was_refitted, run.info.run_name
         if not was_refitted:
             continue
-        # Catalog coverage on test, for every candidate judged there.
+        # Every measure beyond accuracy on test, for every candidate judged
+        # there (the cheap ones on validation for all of them, above).
         for share in ("catalog_coverage", "trained_coverage", "reach_2plus"):
             assert 0 < run.data.metrics[share] <= 1, (run.info.run_name, share)
+        assert set(LIST_MEASURES) | {"diversity"} <= set(run.data.metrics)
         # Popularity's fit is nothing but its model (the counts are the
         # fallback every model shares): 0 s, rounded.
         assert run.data.metrics["fit_seconds"] >= 0, run.info.run_name

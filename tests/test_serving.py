@@ -117,6 +117,27 @@ def test_a_request_the_model_would_have_to_guess_at_is_refused(rows, problem):
     assert refused.value.get_http_status_code() == 400  # noqa: PLR2004
 
 
+def test_a_request_above_the_registered_bounds_is_refused_without_overflow():
+    """``registry.max_k`` and ``max_rows`` travel in the bundle: k = 2**63 or
+    1e30 is refused as too large, not cast; a list id is not its string."""
+    bundle = _bundle()
+    bundle.meta.update(max_k=3, max_rows=2)
+    model = _model(Recommender, bundle)
+    for k in (2**63, 1e30, 4):
+        frame = pd.DataFrame({"User-ID": ["8"], "k": [k]}, dtype=object)
+        with pytest.raises(RequestError, match=r"from 1 to 3 \(registry.max_k\)"):
+            model.predict(None, frame)
+    assert len(model.predict(None, pd.DataFrame({"User-ID": ["8"], "k": [3]}))) == 1
+    with pytest.raises(RequestError, match=r"3 rows in one request; .* at most 2"):
+        model.predict(None, pd.DataFrame({"User-ID": ["8", "7", "9"]}))
+    listed = pd.DataFrame({"User-ID": [["8", "7"], "9"]})
+    with pytest.raises(RequestError, match=r"a list or an object in row\(s\) \[0\]"):
+        model.predict(None, listed)
+    rating = _model(RatingPredictor, bundle)
+    with pytest.raises(RequestError, match="at most 2"):
+        rating.predict(None, pd.DataFrame({"User-ID": ["8"] * 3, "ISBN": ["x"] * 3}))
+
+
 def test_whole_numbers_and_nulls_in_k_are_accepted():
     model = _model(Recommender, _bundle())
     out = model.predict(

@@ -10,7 +10,9 @@ a rating model, its predicted rating) and returns one metric, so Spark's
   user counting (``metrics.served_ranking``), and the same over the users the
   model could rank (``warm.*``) with their share (``cold_user_share``);
 - how many distinct books those users' top-k lists hold (``served_books``,
-  the numerator of catalog coverage);
+  the numerator of catalog coverage) and, given the training ``Catalog``
+  (``judge_beyond_accuracy``), the measures of ``beyond_accuracy`` over the
+  same lists (cold users' fallback lists included);
 - for a rating model, RMSE, MAE, R2 and explained variance on the pairs it has
   factors for (``metrics.regression_metrics``; RMSE and MAE as Spark's
   ``RegressionEvaluator`` computes them).
@@ -31,9 +33,11 @@ from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from book_recommender.beyond_accuracy import Catalog
 from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
 from book_recommender.metrics import (
     RANKING_PARTS,
+    RELEVANT,
     regression_metrics,
     served_ranking,
 )
@@ -64,6 +68,20 @@ class ServedEvaluator(Evaluator):
         self._set(**params)
         self.recorded: dict[str, list[dict[str, float]]] = {}
         self._lock = threading.Lock()
+        self.catalog: Catalog | None = None
+        self.pairs = False
+        self.min_coverage: float | None = None
+
+    def judge_beyond_accuracy(
+        self, catalog: Catalog, pairs: bool, min_coverage: float | None = None
+    ) -> ServedEvaluator:
+        """Add the ``beyond_accuracy`` measures of the lists, from ``catalog``
+        (the training interactions); with ``pairs``, the within-list ones too.
+        With ``min_coverage``, lists covering less of the catalog score the
+        worst value for Spark's tuning (their recorded metrics stay as they
+        are): a family's best is one that meets it, if any does."""
+        self.catalog, self.pairs, self.min_coverage = catalog, pairs, min_coverage
+        return self
 
     def isLargerBetter(self) -> bool:
         return self.getOrDefault(self.metricName) not in LOWER_IS_BETTER
@@ -73,6 +91,11 @@ class ServedEvaluator(Evaluator):
         candidate = dataset.schema[SERVED].metadata.get("candidate", "")
         with self._lock:
             self.recorded.setdefault(candidate, []).append(metrics)
+        if (
+            self.min_coverage is not None
+            and metrics["catalog_coverage"] < self.min_coverage
+        ):
+            return -math.inf if self.isLargerBetter() else math.inf
         return metrics[self.getOrDefault(self.metricName)]
 
     def mean_recorded(self, candidate: str) -> dict[str, float]:
@@ -111,7 +134,7 @@ class ServedEvaluator(Evaluator):
         # candidates serving the same lists get the same metric to the last
         # bit and a tie goes to the earlier one (baselines first). Spark's avg
         # sums in partition order, which moved such ties by one ulp.
-        rows = per_user.select(*RANKING_PARTS, COLD_START, _TOP).collect()
+        rows = per_user.select(*RANKING_PARTS, COLD_START, _TOP, RELEVANT).collect()
         warm = [r for r in rows if r[COLD_START] is False]
 
         def mean(values: list[float]) -> float:
@@ -128,6 +151,12 @@ class ServedEvaluator(Evaluator):
         out |= {f"{WARM}.{p}_at_{k}": value(f"w_{p}") for p in RANKING_PARTS}
         out["cold_user_share"] = value("cold")
         out[SERVED_BOOKS] = float(len({i for r in rows for i in r[_TOP] or ()}))
+        if self.catalog is not None:
+            out |= self.catalog.measures(
+                [r[_TOP] or [] for r in rows],
+                [i for r in rows for i in r[RELEVANT]],
+                pairs=self.pairs,
+            )
         if rating:
             out |= regression_metrics(dataset, self.getOrDefault(self.ratingCol))
         return out

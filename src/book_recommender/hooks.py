@@ -391,6 +391,20 @@ class NodeTimingHooks:
         )
 
 
+def _beyond(mine: dict[str, float], theirs: dict[str, float], baseline: str) -> str:
+    """A champion's test lists beyond accuracy, its baseline's in brackets
+    (``beyond_accuracy``)."""
+    return (
+        f"beyond accuracy ({baseline} in brackets): novelty {mine['novelty']:.2f} "
+        f"bits ({theirs['novelty']:.2f}), diversity {mine.get('diversity', 0):.3f} "
+        f"({theirs.get('diversity', 0):.3f}), {mine['head_share']:.0%} from the 1% "
+        f"most-read books ({theirs['head_share']:.0%}), popularity percentile "
+        f"{mine['popularity_percentile']:.2f} "
+        f"({theirs['popularity_percentile']:.2f}; what readers read next: "
+        f"{mine['read_popularity_percentile']:.2f})"
+    )
+
+
 def run_summary(
     champions: dict[str, Any] | None,
     table: str | None,
@@ -419,6 +433,15 @@ def run_summary(
             f"  {role} champion: {champion['name']}, test {metric} {mine:.4f}, "
             f"{verdict} {champion['baseline']} ({theirs:.4f}){reach}"
         )
+        if role == "recommender" and "novelty" in champion["test_metrics"]:
+            lines.append(
+                "    "
+                + _beyond(
+                    champion["test_metrics"],
+                    champion["baseline_test_metrics"],
+                    champion["baseline"],
+                )
+            )
     if table is not None:
         lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")
     lines += [

@@ -124,18 +124,19 @@ def per_user_ranking(
 
 
 RANKING_PARTS = ("precision", "recall", "ndcg", "map")
+RELEVANT = "_relevant"  # a judged user's distinct relevant held-out items
 
 
 def served_ranking(relevant: DataFrame, served: str, k: int) -> DataFrame:
     """``per_user_ranking`` of lists carried as arrays: one row per user of
     ``relevant`` (USER_IDX, ITEM_IDX and ``served``, the user's list in rank
     order, the same on each of the user's rows; null is an empty list) with
-    precision, recall, NDCG and AP at ``k`` and the user's other columns' first
-    values. One grouping of the rows, each list judged in place: no join, no
+    precision, recall, NDCG and AP at ``k``, the user's other columns' first
+    values and their distinct relevant items (``RELEVANT``). One grouping of the rows, each list judged in place: no join, no
     window, so an evaluation is a few short Spark jobs instead of a dozen."""
     others = [c for c in relevant.columns if c not in (USER_IDX, ITEM_IDX, served)]
     users = relevant.groupBy(USER_IDX).agg(
-        F.collect_set(ITEM_IDX).alias("_relevant"),
+        F.collect_set(ITEM_IDX).alias(RELEVANT),
         F.first(served).alias("_served"),
         *[F.first(c).alias(c) for c in others],
     )
@@ -143,9 +144,10 @@ def served_ranking(relevant: DataFrame, served: str, k: int) -> DataFrame:
     flagged = users.select(
         USER_IDX,
         *others,
-        F.size("_relevant").alias("_n_relevant"),
+        RELEVANT,
+        F.size(RELEVANT).alias("_n_relevant"),
         F.transform(
-            top, lambda item: F.array_contains("_relevant", item).cast("double")
+            top, lambda item: F.array_contains(RELEVANT, item).cast("double")
         ).alias("_hit"),
     )
 
@@ -162,6 +164,7 @@ def served_ranking(relevant: DataFrame, served: str, k: int) -> DataFrame:
     return flagged.select(
         USER_IDX,
         *others,
+        RELEVANT,
         (total(hit) / k).alias("precision"),
         (total(hit) / n_relevant).alias("recall"),
         (dcg / _ideal_dcg(n_relevant, k)).alias("ndcg"),

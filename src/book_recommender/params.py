@@ -175,6 +175,8 @@ class EvaluationParams(_Strict):
     ranking_metric: Literal["ndcg", "precision", "recall", "map"]
     rating_metric: Literal["rmse", "mae"]
     tile_cells: int = Field(ge=1)  # scores a top-k task holds at once (4 bytes each)
+    # The recommender champion's least validation catalog coverage; None: any.
+    min_catalog_coverage: Annotated[float, Field(gt=0, le=1)] | None
 
     @property
     def ranking_key(self) -> str:
@@ -186,6 +188,8 @@ class RegistryParams(_Strict):
     alias: str = Field(min_length=1)  # the recommender champion; scoring uses it
     rating_model_name: str = Field(min_length=1)  # the rating champions' model
     rating_alias: str = Field(min_length=1)  # the rating champion
+    max_k: int = Field(ge=1)  # the most books a served request may ask per id
+    max_rows: int = Field(ge=1)  # the most rows (ids, pairs) in one served request
 
 
 class ScoringParams(_Strict):

@@ -242,15 +242,17 @@ def _rows(mask: np.ndarray) -> str:
     return f"{rows[:10]}{' ...' if len(rows) > 10 else ''}"
 
 
-def _k_values(model_input: pd.DataFrame, default: int) -> np.ndarray:
-    """Each row's ``k``: a whole number >= 1 (an int, or a float such as 5.0);
-    a null ``k`` is the model's default. Anything else (2.5, "5", true, 0) is
-    refused, naming the rows: a request is never silently rounded or parsed."""
+def _k_values(model_input: pd.DataFrame, default: int, most: int | None) -> np.ndarray:
+    """Each row's ``k``: a whole number from 1 to ``most`` (an int, or a float
+    such as 5.0); a null ``k`` is the model's default. Anything else (2.5, "5",
+    true, 0, 10**9) is refused, naming the rows: a request is never silently
+    rounded, parsed or cut."""
     if K_COLUMN not in model_input:
         return np.full(len(model_input), default, dtype=np.int64)
     values = model_input[K_COLUMN].to_numpy(dtype=object)
     k = np.full(len(values), default, dtype=np.int64)
     bad = np.zeros(len(values), dtype=bool)
+    top = np.iinfo(np.int64).max if most is None else most
     for row, value in enumerate(values):
         if value is None or (
             isinstance(value, float | np.floating) and np.isnan(value)
@@ -259,23 +261,41 @@ def _k_values(model_input: pd.DataFrame, default: int) -> np.ndarray:
         whole = isinstance(value, int | np.integer) or (
             isinstance(value, float | np.floating) and float(value).is_integer()
         )
-        if isinstance(value, bool | np.bool_) or not whole or value < 1:
+        if isinstance(value, bool | np.bool_) or not whole or not 1 <= value <= top:
             bad[row] = True
         else:
             k[row] = int(value)
     if bad.any():
         found = [values[i] for i in np.flatnonzero(bad)[:5]]
+        bound = ">= 1" if most is None else f"from 1 to {most} (registry.max_k)"
         raise RequestError(
-            f"Column '{K_COLUMN}' must hold whole numbers >= 1 (or null for the "
-            f"default {default}); row(s) {_rows(bad)} hold {found!r}."
+            f"Column '{K_COLUMN}' must hold whole numbers {bound} (or null for the "
+            f"default {default}); row(s) {_rows(bad)} hold {_short(found)}."
         )
     return k
 
 
+def _short(values: list[Any], width: int = 80) -> str:
+    """``values`` as the request sent them, cut to ``width`` characters (a
+    refusal never echoes a whole body back)."""
+    text = repr(values)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _ids(model_input: pd.DataFrame, column: str) -> pd.Series:
-    """The raw ids of ``column`` as strings; a null or blank id is refused,
-    naming the rows (it would otherwise be served as the user "None")."""
+    """The raw ids of ``column`` as strings; a null, blank or non-scalar id (a
+    list, an object) is refused, naming the rows (it would otherwise be served
+    as the user "None" or "['8']")."""
     ids = model_input[column]
+    nested = ids.map(
+        lambda v: isinstance(v, list | tuple | dict | set | np.ndarray)
+    ).to_numpy(dtype=bool)
+    if nested.any():
+        found = [ids.iloc[i] for i in np.flatnonzero(nested)[:3]]
+        raise RequestError(
+            f"Column '{column}' holds a list or an object in row(s) "
+            f"{_rows(nested)} ({_short(found)}): send one id per row."
+        )
     text = ids.astype(str)
     blank = ids.isna().to_numpy() | (text.str.strip() == "").to_numpy()
     if blank.any():
@@ -284,6 +304,15 @@ def _ids(model_input: pd.DataFrame, column: str) -> pd.Series:
             "send an id for every row (an unknown id gets the popular books)."
         )
     return text
+
+
+def _within_rows(model_input: pd.DataFrame, most: int | None) -> None:
+    """Refuse a request of more than ``most`` rows (``registry.max_rows``)."""
+    if most is not None and len(model_input) > most:
+        raise RequestError(
+            f"{len(model_input)} rows in one request; this model answers at most "
+            f"{most} (registry.max_rows): send them in smaller requests."
+        )
 
 
 def _require(model_input: pd.DataFrame, names: list[str]) -> None:
@@ -311,8 +340,9 @@ class Recommender(_BundleModel):
         bundle = self.bundle
         user = bundle.columns["user_id"]
         _require(model_input, [user])
+        _within_rows(model_input, bundle.meta.get("max_rows"))
         ids = _ids(model_input, user)
-        k = _k_values(model_input, int(bundle.meta["k"]))
+        k = _k_values(model_input, int(bundle.meta["k"]), bundle.meta.get("max_k"))
         rows = bundle.user_rows(ids)
         output = pd.DataFrame({user: ids.to_numpy()})
         if not len(output):
@@ -362,6 +392,7 @@ class RatingPredictor(_BundleModel):
         bundle = self.bundle
         user, item = bundle.columns["user_id"], bundle.columns["item_id"]
         _require(model_input, [user, item])
+        _within_rows(model_input, bundle.meta.get("max_rows"))
         users, items = _ids(model_input, user), _ids(model_input, item)
         factor = bundle.factor_rows(bundle.user_rows(users))
         positions = bundle.item_positions(items)

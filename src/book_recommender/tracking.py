@@ -370,6 +370,7 @@ def register_champions(
             fitted, model_input_ratings, indexed_users, indexed_items, columns, k,
             tables,
         )  # fmt: skip
+        bundle.meta.update(max_k=registry.max_k, max_rows=registry.max_rows)
         model_name, alias = model_of[role]
         texts = (
             version_description(

@@ -33,6 +33,7 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationS
 from pyspark.sql import DataFrame
 
 from book_recommender import memory_plan
+from book_recommender.beyond_accuracy import Catalog
 from book_recommender.evaluation import LOWER_IS_BETTER, ServedEvaluator
 from book_recommender.models import (
     BiasBaseline,
@@ -271,12 +272,18 @@ def tune_family(
     interactions: Interactions,
     evaluation: EvaluationParams,
     tuning: TuningParams,
+    catalog: Catalog | None = None,
 ) -> tuple[list[dict[str, Any]], RecommenderModel]:
     """The family tuned by Spark's class on ``ratings``: each grid point's
-    validation metrics (averaged over the folds) and the best point refitted
-    on all of ``ratings``."""
+    validation metrics (averaged over the folds; with the training
+    ``catalog``, the list measures of ``beyond_accuracy`` too) and the best
+    point refitted on all of ``ratings``."""
     started = time.time()
     scorer = evaluator(evaluation, interactions.rating_col, family.rating)
+    if catalog is not None:
+        scorer.judge_beyond_accuracy(
+            catalog, pairs=False, min_coverage=evaluation.min_catalog_coverage
+        )
     family.estimator.with_interactions(interactions).serving(
         evaluation.k, evaluation.tile_cells
     )
@@ -349,6 +356,29 @@ def _family_bests(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in results if r.get("best_of_family", True)]
 
 
+def covering(
+    results: list[dict[str, Any]], evaluation: EvaluationParams
+) -> list[dict[str, Any]]:
+    """The results whose validation lists cover at least
+    ``evaluation.min_catalog_coverage`` of the catalog (all without one).
+    Raises ``ValueError`` naming the setting and the best coverage found when
+    none does."""
+    least = evaluation.min_catalog_coverage
+    if least is None:
+        return results
+    meeting = [r for r in results if r["validation"]["catalog_coverage"] >= least]
+    if not meeting:
+        top = max(results, key=lambda r: r["validation"]["catalog_coverage"])
+        raise ValueError(
+            f"evaluation.min_catalog_coverage is {least:g}, but no candidate's "
+            "validation lists cover that much of the catalog: the best is "
+            f"{top['name']} with {top['validation']['catalog_coverage']:.4g}. "
+            "Lower the setting (or null: no constraint), or add candidates that "
+            "cover more (e.g. item_based.rp3)."
+        )
+    return meeting
+
+
 def pick_champions(
     results: list[dict[str, Any]], evaluation: EvaluationParams
 ) -> dict[str, tuple[dict[str, Any], str]]:
@@ -357,7 +387,7 @@ def pick_champions(
     the rating champion among the rating families (if any) on the rating
     metric."""
     bests = _family_bests(results)
-    pools = {"recommender": (bests, evaluation.ranking_key)}
+    pools = {"recommender": (covering(bests, evaluation), evaluation.ranking_key)}
     rating = [r for r in bests if r["params"]["family"] == "rating"]
     if rating:
         pools["rating"] = (rating, evaluation.rating_metric)
@@ -471,6 +501,21 @@ def champion_records(
         role: _champion(role, chosen, metric, test)
         for role, (chosen, metric) in pick_champions(results, evaluation).items()
     }
+    bests = _family_bests(results)
+    left_out = [r for r in bests if r not in covering(bests, evaluation)]
+    if left_out:
+        champions["recommender"]["left_out_by_min_catalog_coverage"] = {
+            r["name"]: r["validation"]["catalog_coverage"] for r in left_out
+        }
+        logger.warning(
+            "evaluation.min_catalog_coverage %g left out of the recommender "
+            "champion's choice: %s",
+            evaluation.min_catalog_coverage,
+            ", ".join(
+                f"{r['name']} (covers {r['validation']['catalog_coverage']:.4g})"
+                for r in left_out
+            ),
+        )
     reference = best_without_side_information(results, evaluation)
     if reference is not None:
         recommender = champions["recommender"]
@@ -516,10 +561,14 @@ def fit(
 
 
 def judge(
-    model: RecommenderModel, target: DataFrame, evaluation: EvaluationParams
+    model: RecommenderModel,
+    target: DataFrame,
+    evaluation: EvaluationParams,
+    catalog: Catalog | None = None,
 ) -> dict[str, float]:
-    """Every metric of ``model`` on ``target`` as served (``ServedEvaluator``)."""
-    rating_col = model.data.rating_col
-    return evaluator(evaluation, rating_col, model.predicts_ratings).metrics(
-        model.transform(target)
-    )
+    """Every metric of ``model`` on ``target`` as served (``ServedEvaluator``),
+    with every measure of ``beyond_accuracy`` given the training ``catalog``."""
+    scorer = evaluator(evaluation, model.data.rating_col, model.predicts_ratings)
+    if catalog is not None:
+        scorer.judge_beyond_accuracy(catalog, pairs=True)
+    return scorer.metrics(model.transform(target))

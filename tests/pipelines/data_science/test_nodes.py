@@ -13,6 +13,7 @@ from book_recommender.datasets import RegisteredRecommender
 from book_recommender.memory_plan import MemoryPlanError
 from book_recommender.models import Recommender
 from book_recommender.params import parse
+from book_recommender.pipelines.data_science import nodes as data_science_nodes
 from book_recommender.pipelines.data_science.nodes import (
     evaluate_on_test,
     select_champions,
@@ -100,13 +101,34 @@ def everyone_reads_the_bestsellers(spark):
     )
 
 
-def test_popularity_wins_and_scoring_still_writes_a_complete_table(
-    spark, everyone_reads_the_bestsellers, caplog
-):
+@pytest.fixture(scope="module")
+def tuned_on_bestsellers(everyone_reads_the_bestsellers):
+    """The small grids tuned on the bestsellers: (items, tuning results, each
+    family's best)."""
     train, test, implicit = everyone_reads_the_bestsellers
     items = train.select(ITEM_IDX).unionByName(test.select(ITEM_IDX)).distinct()
-    tuning_params = parse("tuning", BASE["tuning"])
-    tuning, bests = _tune(train, implicit, items, tuning_params)
+    tuning, bests = _tune(train, implicit, items, parse("tuning", BASE["tuning"]))
+    return items, tuning, bests
+
+
+def _on_test(tuned, test, evaluation=EVALUATION):
+    items, tuning, bests = tuned
+    return evaluate_on_test(
+        bests,
+        tuning,
+        test,
+        items,
+        parse("item_based", SMALL_ITEM_GRID),
+        parse("tuning", BASE["tuning"]),
+        evaluation,
+    )
+
+
+def test_popularity_wins_and_scoring_still_writes_a_complete_table(
+    spark, everyone_reads_the_bestsellers, tuned_on_bestsellers, caplog
+):
+    train, test, _ = everyone_reads_the_bestsellers
+    _, tuning, bests = tuned_on_bestsellers
     # Spark's tuning refits each family's best: one model per family.
     assert [m.name for m in bests] == [
         next(
@@ -114,9 +136,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
         )
         for label in dict.fromkeys(r["tuned_as"] for r in tuning)
     ]
-    models, metrics = evaluate_on_test(
-        bests, tuning, test, items, tuning_params, EVALUATION
-    )
+    models, metrics = _on_test(tuned_on_bestsellers, test)
     validation = {r["name"]: r["validation"]["ndcg_at_5"] for r in tuning}
     assert validation["popularity"] == max(validation.values())
     # Only the champions and the baselines are refitted and see test: here
@@ -171,6 +191,57 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     assert not any(
         (u, i) in seen for u, i in zip(table[USER_IDX], table[ITEM_IDX], strict=True)
     )
+
+
+def _coverage(tuning, name):
+    return next(r for r in tuning if r["name"] == name)["validation"][
+        "catalog_coverage"
+    ]
+
+
+def test_a_coverage_floor_between_the_candidates_changes_the_champion(
+    everyone_reads_the_bestsellers, tuned_on_bestsellers, caplog
+):
+    """Popularity wins on accuracy but serves the ten bestsellers only: a
+    floor above its coverage makes the best family that meets it champion."""
+    _, test, _ = everyone_reads_the_bestsellers
+    _, tuning, _ = tuned_on_bestsellers
+    bests = [r for r in tuning if r["best_of_family"]]
+    floor = _coverage(tuning, "popularity") * 1.01
+    meeting = [r for r in bests if r["validation"]["catalog_coverage"] >= floor]
+    assert meeting, "no family covers more than popularity: nothing to test"
+    expected = max(meeting, key=lambda r: r["validation"][EVALUATION.ranking_key])
+    evaluation = EVALUATION.model_copy(update={"min_catalog_coverage": floor})
+    _, metrics = _on_test(tuned_on_bestsellers, test, evaluation)
+    with caplog.at_level(logging.WARNING):
+        champions = select_champions(tuning, metrics, evaluation)
+    recommender = champions["recommender"]
+    assert recommender["name"] == expected["name"] != "popularity"
+    assert "popularity" in recommender["left_out_by_min_catalog_coverage"]
+    assert "evaluation.min_catalog_coverage" in caplog.text
+    assert "popularity (covers" in caplog.text
+    # It is judged on test against popularity, as any champion.
+    assert recommender["baseline"] == "popularity"
+
+
+def test_a_coverage_floor_no_candidate_meets_fails_before_any_test(
+    everyone_reads_the_bestsellers, tuned_on_bestsellers, monkeypatch
+):
+    _, test, _ = everyone_reads_the_bestsellers
+    _, tuning, _ = tuned_on_bestsellers
+    top = max(tuning, key=lambda r: r["validation"]["catalog_coverage"])
+    best = top["validation"]["catalog_coverage"]
+    evaluation = EVALUATION.model_copy(
+        update={"min_catalog_coverage": min(1.0, best * 1.5)}
+    )
+    judged = []
+    monkeypatch.setattr(
+        data_science_nodes, "judge", lambda *a, **k: judged.append(a) or {}
+    )
+    with pytest.raises(ValueError, match="evaluation.min_catalog_coverage") as error:
+        _on_test(tuned_on_bestsellers, test, evaluation)
+    assert f"the best is {top['name']} with {best:.4g}" in str(error.value)
+    assert not judged
 
 
 def test_an_item_family_too_large_for_the_driver_is_refused_before_any_fit(

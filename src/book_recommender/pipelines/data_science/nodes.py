@@ -13,9 +13,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender import tracking
+from book_recommender.beyond_accuracy import Catalog
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.coverage import Catalog
-from book_recommender.evaluation import SERVED_BOOKS
 from book_recommender.models import Interactions, RecommenderModel
 from book_recommender.models.items import side_information
 from book_recommender.params import (
@@ -68,18 +67,28 @@ def tune_candidates(
 ) -> tuple[list[dict[str, Any]], list[RecommenderModel]]:
     """Every family tuned by ``tuning.method`` (Spark's TrainValidationSplit or
     CrossValidator) on the training ratings: every candidate's validation
-    metrics, and each family's best refitted on all of them."""
+    metrics (with the list measures of ``beyond_accuracy`` but the within-list
+    ones, against the whole training split), and each family's best refitted
+    on all of them."""
     side = side_information(indexed_items, item_based.side_information)
     side = side.cache() if side is not None else None
     interactions = Interactions(implicit_interactions, columns["rating"], side)
     train_ratings = train_ratings.cache()
 
     def tune(family: Family) -> tuple[list[dict[str, Any]], RecommenderModel]:
-        return tune_family(family, train_ratings, interactions, evaluation, tuning)
+        return tune_family(
+            family, train_ratings, interactions, evaluation, tuning, catalog
+        )
 
     chosen = families(als, item_based)
-    books = interactions.of(train_ratings).seen.select(ITEM_IDX).distinct().count()
-    check_memory(chosen, books, tuning.parallelism, train_ratings.sparkSession)
+    catalog = Catalog.of(
+        indexed_items,
+        interactions.of(train_ratings).seen,
+        side_information(indexed_items, item_based.side_information[:1]),
+    )
+    check_memory(
+        chosen, len(catalog.trained_ids), tuning.parallelism, train_ratings.sparkSession
+    )
     # Families ``tuning.parallelism`` at a time too: a family's grid is often
     # smaller than the parallelism (the baselines are one point each).
     tuned = in_parallel(tune, chosen, tuning.parallelism)
@@ -91,24 +100,32 @@ def evaluate_on_test(
     tuning_results: list[dict[str, Any]],
     test_ratings: DataFrame,
     indexed_items: DataFrame,
+    item_based: ItemBasedParams,
     tuning: TuningParams,
     evaluation: EvaluationParams,
 ) -> tuple[list[RecommenderModel], list[dict[str, Any]]]:
     """The champions picked on validation, the baselines and (for a champion
     using side information) the best family without it, judged on test, with
-    their catalog coverage (``coverage.catalog_coverage``) and the seconds each
-    refit and test took. The other candidates keep their validation metrics
-    only."""
+    every measure of ``beyond_accuracy`` and the seconds each refit and test
+    took. The other candidates keep their validation metrics only."""
     names = to_test(tuning_results, evaluation)
     chosen = [m for m in tuned_models if m.name in names]
     test_ratings = test_ratings.cache()
     span = {r["name"]: r for r in tuning_results}
-    catalog = Catalog.of(indexed_items, chosen[0].data.seen) if chosen else None
+    catalog = (
+        Catalog.of(
+            indexed_items,
+            chosen[0].data.seen,
+            side_information(indexed_items, item_based.side_information[:1]),
+        )
+        if chosen
+        else None
+    )
 
     def on_test(model: RecommenderModel) -> dict[str, Any]:
         started_at, started = time.time(), time.perf_counter()
-        metrics = judge(model, test_ratings, evaluation)
-        metrics |= catalog.coverage(model, metrics[SERVED_BOOKS])
+        metrics = judge(model, test_ratings, evaluation, catalog)
+        metrics |= catalog.reach(model)
         seconds = {
             "fit": round(model.fit_seconds, 2),
             "evaluation": round(time.perf_counter() - started, 2),

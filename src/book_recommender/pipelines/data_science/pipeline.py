@@ -55,6 +55,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "tuning_results": "tuning_results",
                     "test_ratings": "test_ratings",
                     "indexed_items": "indexed_items",
+                    "item_based": "params:item_based",
                     "tuning": "params:tuning",
                     "evaluation": "params:evaluation",
                 },

@@ -2,6 +2,11 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from .beyond_accuracy import (
+    measure_served_lists,
+    plot_accuracy_against_coverage,
+    plot_recommended_popularity,
+)
 from .nodes import (
     plot_long_tail,
     plot_model_comparison,
@@ -78,6 +83,34 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["tuning_results", "champions", "params:evaluation"],
                 outputs="model_comparison_plot",
                 name="plot_model_comparison",
+            ),
+            Node(
+                plot_accuracy_against_coverage,
+                inputs=["tuning_results", "champions", "params:evaluation"],
+                outputs="accuracy_against_coverage_plot",
+                name="plot_accuracy_against_coverage",
+            ),
+            Node(
+                measure_served_lists,
+                inputs={
+                    "user_recommendations": "user_recommendations",
+                    "model_input_ratings": "model_input_ratings",
+                    "test_ratings": "test_ratings",
+                    "indexed_items": "indexed_items",
+                    "item_based": "params:item_based",
+                },
+                outputs="served_list_measures",
+                name="measure_served_lists",
+            ),
+            Node(
+                plot_recommended_popularity,
+                inputs=[
+                    "user_recommendations",
+                    "model_input_ratings",
+                    "test_ratings",
+                ],
+                outputs="recommended_popularity_plot",
+                name="plot_recommended_popularity",
             ),
             Node(
                 plot_predicted_vs_actual,
