@@ -13,6 +13,7 @@ from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import items as items_module
 from book_recommender.models import popularity_scores
+from book_recommender.models import rp3 as rp3_module
 from book_recommender.models.ease import EaseModel, ease_gram, fit_ease
 from book_recommender.models.items import SIDE, NeighbourWeights, side_information
 from book_recommender.models.knn import ItemKnnModel, fit_item_knn
@@ -504,8 +505,20 @@ def test_rp3beta_over_many_small_blocks_keeps_the_same_weights(
     np.testing.assert_array_equal(small.data, whole.data)
 
 
+def test_rp3beta_reaches_the_books_its_sample_of_readers_left_out(frame, monkeypatch):
+    """Two books per reader in the walk: a book read only where the sample
+    dropped it still gets an in-link, so the sampled fit can recommend every
+    book the whole walk reaches."""
+    whole = fit_rp3(frame, 1.0, 0.0, 6, 1000, 1, seed=1)
+    sampled = fit_rp3(frame, 1.0, 0.0, 6, 2, 1, seed=1)
+    assert set(sampled.recommendable.tolist()) == set(whole.recommendable.tolist())
+    monkeypatch.setattr(rp3_module, "_with_sampled_out_links", lambda s, f, *a: f)
+    without = fit_rp3(frame, 1.0, 0.0, 6, 2, 1, seed=1)
+    assert len(without.recommendable) < len(whole.recommendable)
+
+
 def _walk_matrix(frame, side) -> tuple:
     """The left walk matrix ``fit_rp3`` blocks over, and the block budget."""
     pairs = frame.toPandas()
-    _, left, _ = walk_matrices(pairs, 0.7, 0.2, 1000, 1, 1, side.toPandas(), 2.0)
+    _, left, _, _ = walk_matrices(pairs, 0.7, 0.2, 1000, 1, 1, side.toPandas(), 2.0)
     return left, items_module._BLOCK_ENTRIES
