@@ -276,13 +276,13 @@ def tune_family(
 ) -> tuple[list[dict[str, Any]], RecommenderModel]:
     """The family tuned by Spark's class on ``ratings``: each grid point's
     validation metrics (averaged over the folds; with the training
-    ``catalog``, the list measures of ``beyond_accuracy`` too) and the best
+    ``catalog``, the measures of ``beyond_accuracy`` too) and the best
     point refitted on all of ``ratings``."""
     started = time.time()
     scorer = evaluator(evaluation, interactions.rating_col, family.rating)
     if catalog is not None:
         scorer.judge_beyond_accuracy(
-            catalog, pairs=False, min_coverage=evaluation.min_catalog_coverage
+            catalog, pairs=True, min_coverage=evaluation.min_catalog_coverage
         )
     family.estimator.with_interactions(interactions).serving(
         evaluation.k, evaluation.tile_cells

@@ -67,9 +67,8 @@ def tune_candidates(
 ) -> tuple[list[dict[str, Any]], list[RecommenderModel]]:
     """Every family tuned by ``tuning.method`` (Spark's TrainValidationSplit or
     CrossValidator) on the training ratings: every candidate's validation
-    metrics (with the list measures of ``beyond_accuracy`` but the within-list
-    ones, against the whole training split), and each family's best refitted
-    on all of them."""
+    metrics (with every measure of ``beyond_accuracy``, against the whole
+    training split), and each family's best refitted on all of them."""
     side = side_information(indexed_items, item_based.side_information)
     side = side.cache() if side is not None else None
     interactions = Interactions(implicit_interactions, columns["rating"], side)
