@@ -2,14 +2,14 @@
 their cost against one Spark ALS fit, on a project's own model inputs.
 
 ``reference``: on the split a `kedro run` wrote (e.g. ``--env movielens``), each
-family fitted by the project (``training.fit``) and by a reference (the
+family fitted by the project (``tuning.fit``) and by a reference (the
 ``implicit`` library's BM25Recommender / CosineRecommender, a numpy EASE) on
 the same training interactions, both evaluated as served (seen books out, cold
 users and short lists on the popular fallback) by the project's metric code:
 test NDCG@10 side by side, and the gap.
 
 ``cost``: the item families' whole default grid as the pipeline tunes it (each
-family by Spark's TrainValidationSplit, ``training.tune_family``: every grid
+family by Spark's TrainValidationSplit, ``tuning.tune_family``: every grid
 point fitted on the fit part and judged on the validation part, the family's
 best refitted on train), then each best evaluated on test,
 timed against one reference fit: plain ``pyspark.ml.recommendation.ALS``
@@ -56,11 +56,12 @@ from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, RANKING_PARTS, per_user_ranking
-from book_recommender.models import Interactions, ModelSpec, TrainingData
+from book_recommender.models import Interactions, Recommender, TrainingData
+from book_recommender.models.families import families, named
 from book_recommender.models.items import side_information
+from book_recommender.models.tuning import fit as fit_point
+from book_recommender.models.tuning import judge, tune_family
 from book_recommender.params import parse
-from book_recommender.training import families, judge, tune_family
-from book_recommender.training import fit as fit_spec
 
 K = 10
 BASE = yaml.safe_load((PROJECT / "conf/base/parameters_data_science.yml").read_text())
@@ -68,6 +69,10 @@ ALS_SETTINGS = parse("als", BASE["als"])
 ITEM_BASED = parse("item_based", BASE["item_based"])
 EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": K})
 TUNING = parse("tuning", BASE["tuning"])
+# Item-kNN is off in conf/base; the references compare it all the same.
+KNN_ON = ITEM_BASED.model_copy(
+    update={"knn": ITEM_BASED.knn.model_copy(update={"enabled": True})}
+)
 
 
 def load(spark, folder: Path, rating: str, implicit_value: float | None):
@@ -85,9 +90,9 @@ def load(spark, folder: Path, rating: str, implicit_value: float | None):
     return TrainingData(ratings=train, implicit=implicit, rating_col=rating), test
 
 
-def fit(spec: ModelSpec, data: TrainingData, als, item_based):
+def fit(estimator: Recommender, data: TrainingData):
     interactions = Interactions(data.implicit, data.rating_col, data.side)
-    return fit_spec(spec, data.ratings, interactions, als, item_based, EVALUATION)
+    return fit_point(estimator, data.ratings, interactions, EVALUATION)
 
 
 def evaluate(model, data: TrainingData, target, evaluation) -> dict[str, float]:
@@ -191,22 +196,27 @@ def reference(spark, folder: Path, rating: str, implicit_value) -> dict[str, Any
     seen = data.seen.toPandas()
     x, users, items = _matrix(seen)
     targets = sorted(r[USER_IDX] for r in test.select(USER_IDX).distinct().collect())
-    specs = [
-        ModelSpec("knn", similarity="bm25", neighbours=200),
-        ModelSpec("knn", similarity="cosine", neighbours=200),
-        *[ModelSpec("ease", l2=l2) for l2 in ITEM_BASED.ease.l2],
+    knn = named("knn", ALS_SETTINGS, KNN_ON)
+    ease = named("ease", ALS_SETTINGS, KNN_ON)
+    points = [
+        knn.at(similarity="bm25", neighbours=200),
+        knn.at(similarity="cosine", neighbours=200),
+        *[ease.at(l2=l2) for l2 in ITEM_BASED.ease.l2],
     ]
     rows = {}
-    for spec in specs:
+    for point in points:
+        spec = point.candidate()
+        values = spec.hyperparameters
         started = time.perf_counter()
-        fitted = fit(spec, data, ALS_SETTINGS, ITEM_BASED)
+        fitted = fit(point, data)
         fit_seconds = time.perf_counter() - started
         ours = evaluate(fitted, data, test, EVALUATION)[f"ndcg_at_{K}"]
         started = time.perf_counter()
+        is_knn = point.kind == knn.estimator.kind
         scores_of = (
-            implicit_knn(x, spec.similarity, spec.neighbours)
-            if spec.kind == "knn"
-            else numpy_ease(x, spec.l2, ITEM_BASED.ease.max_items)
+            implicit_knn(x, values["similarity"], values["neighbours"])
+            if is_knn
+            else numpy_ease(x, values["l2"], ITEM_BASED.ease.max_items)
         )
         theirs = ndcg(spark, _served_lists(scores_of, x, users, items, targets), test)
         rows[spec.name] = {
@@ -215,8 +225,12 @@ def reference(spark, folder: Path, rating: str, implicit_value) -> dict[str, Any
             "relative_gap": round((ours - theirs) / theirs, 4),
             "project_fit_seconds": round(fit_seconds, 2),
             "reference": "implicit "
-            + ("BM25Recommender" if spec.similarity == "bm25" else "CosineRecommender")
-            if spec.kind == "knn"
+            + (
+                "BM25Recommender"
+                if values["similarity"] == "bm25"
+                else "CosineRecommender"
+            )
+            if is_knn
             else "numpy EASE",
         }
         print(spec.name, rows[spec.name])  # noqa: T201
@@ -262,7 +276,7 @@ def cost(
         popularity, data.ratings, interactions_of, EVALUATION, tuning
     )
     baseline = {
-        "validation_ndcg_at_10": round(results[0]["validation"][f"ndcg_at_{K}"], 4),
+        "validation_ndcg_at_10": round(results[0].validation[f"ndcg_at_{K}"], 4),
         "test_ndcg_at_10": round(judge(model, test, EVALUATION)[f"ndcg_at_{K}"], 4),
     }
     print("popularity", baseline)  # noqa: T201
@@ -300,7 +314,7 @@ def cost(
         "tuning_seconds": round(tuned, 1),
         "candidate_seconds": seconds,
         "validation_ndcg_at_10": {
-            r["name"]: round(r["validation"][f"ndcg_at_{K}"], 4) for r in tried
+            r.name: round(r.validation[f"ndcg_at_{K}"], 4) for r in tried
         },
         "champions": chosen,
         "popularity": baseline,

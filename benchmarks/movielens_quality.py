@@ -5,7 +5,7 @@ ascending order, shuffle the item's rows with pandas ``sample(frac=1,
 random_state=42)`` and put the first ``round(0.75 * n)`` in train, the rest in
 test. Ranking: every train user is scored against every train item, the user's
 train items removed, the top 10 kept; every test item of the user is relevant.
-Tuning and metrics are the project's own (``training.tune``/``best``/``evaluate``,
+Tuning and metrics are the project's own (``tuning.fit``/``judge``, ``selection.best``,
 as the pipeline's candidates), plus Spark's ``RankingEvaluator``
 meanAveragePrecision (``metrics.mean_average_precision``) for their MAP column.
 
@@ -47,14 +47,18 @@ from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import mean_average_precision
 from book_recommender.models import (
     Interactions,
-    ModelSpec,
+    Recommender,
     RecommenderModel,
     TrainingData,
+    TuningResult,
 )
 from book_recommender.models.als import AlsRecommenderModel
+from book_recommender.models.families import grid, named
+from book_recommender.models.records import to_json
+from book_recommender.models.selection import best
+from book_recommender.models.tuning import fit as fit_point
+from book_recommender.models.tuning import judge
 from book_recommender.params import parse
-from book_recommender.training import best, judge
-from book_recommender.training import fit as fit_spec
 
 K = 10
 RATING = "rating"
@@ -71,25 +75,17 @@ TARGETS = {"rmse": 0.920, "ndcg_at_10": 0.475, "precision_at_10": 0.412}
 # Spark ALS across processes (issue 7): RMSE 0.962-0.967, nDCG@10 0.042-0.051.
 ALS_NOISE = {"rmse": (0.962, 0.967), "ndcg_at_10": (0.042, 0.051)}
 
-# Tuning candidates; the champion of each is picked on validation data only.
+# Tuning candidates (a family's label and its grid over its Params); the
+# champion of each is picked on validation data only.
 EXPLICIT_GRIDS = [
-    {"kind": ["explicit"], "rank": [10, 40], "reg_param": [0.1, 0.2]},
-    {"kind": ["biased"], "rank": [20, 40, 80], "reg_param": [0.15, 0.2, 0.25]},
+    ("explicit", {"rank": [10, 40], "regParam": [0.1, 0.2]}),
+    ("biased", {"rank": [20, 40, 80], "regParam": [0.15, 0.2, 0.25]}),
 ]
 IMPLICIT_GRIDS = [
-    {
-        "kind": ["implicit"],
-        "rank": [32, 64],
-        "reg_param": [0.1, 1.0],
-        "alpha": [0.5, 1, 2],
-    }
+    ("implicit", {"rank": [32, 64], "regParam": [0.1, 1.0], "alpha": [0.5, 1, 2]})
 ]
-KNN_GRID = [
-    ModelSpec("knn", similarity=similarity, neighbours=neighbours)
-    for similarity in ("bm25", "cosine")
-    for neighbours in (50, 200)
-]
-EASE_GRID = [ModelSpec("ease", l2=l2) for l2 in (50.0, 250.0, 1000.0)]
+KNN_GRID = [("knn", {"similarity": ["bm25", "cosine"], "neighbours": [50, 200]})]
+EASE_GRID = [("ease", {"l2": [50.0, 250.0, 1000.0]})]
 # The project's typed settings; the grids above replace its grid axes.
 _FAMILY = {"enabled": True, "rank": [10], "reg_param": [0.1], "num_epochs": 20}
 ALS_SETTINGS = parse(
@@ -116,13 +112,26 @@ ALS_SETTINGS = parse(
 )
 
 
-# Item-based settings beside the grids: the project's defaults.
+# Item-based settings beside the grids: the project's defaults (item-kNN on).
+_ITEM_BASED = yaml.safe_load(
+    (PROJECT / "conf/base/parameters_data_science.yml").read_text()
+)["item_based"]
 ITEM_BASED_SETTINGS = parse(
-    "item_based",
-    yaml.safe_load((PROJECT / "conf/base/parameters_data_science.yml").read_text())[
-        "item_based"
-    ],
+    "item_based", {**_ITEM_BASED, "knn": {**_ITEM_BASED["knn"], "enabled": True}}
 )
+# The families' estimators with the settings' fixed knobs (explicit ALS too).
+ESTIMATORS = {
+    label: named(label, als, ITEM_BASED_SETTINGS).estimator
+    for als in (
+        ALS_SETTINGS,
+        ALS_SETTINGS.model_copy(
+            update={
+                "rating": ALS_SETTINGS.rating.model_copy(update={"kind": "explicit"})
+            }
+        ),
+    )
+    for label in ("popularity", "implicit", "knn", "ease", "bias", als.rating.kind)
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -153,7 +162,7 @@ def stratified_split(
 
 # --------------------------------------------------------------------------------------
 # Tuning and evaluation: the project's families, evaluator and pick
-# (training.fit / judge / best) on the benchmark's own split
+# (tuning.fit / judge, selection.best) on the benchmark's own split
 
 EVALUATION = parse(
     "evaluation",
@@ -168,9 +177,9 @@ EVALUATION = parse(
 )
 
 
-def fit(spec: ModelSpec, data: TrainingData, als, item_based) -> RecommenderModel:
+def fit(estimator: Recommender, data: TrainingData) -> RecommenderModel:
     interactions = Interactions(data.implicit, data.rating_col, data.side)
-    return fit_spec(spec, data.ratings, interactions, als, item_based, EVALUATION)
+    return fit_point(estimator, data.ratings, interactions, EVALUATION)
 
 
 def evaluate_model(
@@ -192,42 +201,45 @@ def recommenders_als(data: TrainingData) -> RecommenderModel:
             coldStartStrategy="drop", seed=SEED,
         ).fit(data.ratings)
     )  # fmt: skip
-    model.spec, model.data = ModelSpec("explicit", 10, 0.05), data
+    explicit = ESTIMATORS["explicit"]
+    model.candidate = explicit.copy(
+        {explicit.rank: 10, explicit.regParam: 0.05}
+    ).candidate()
+    model.data = data
     return model.serving(K, EVALUATION.tile_cells)
 
 
-def _specs(grids: list[dict[str, list]]) -> list[ModelSpec]:
+def _points(grids: list[tuple[str, dict[str, list]]]) -> list[Recommender]:
+    """Every point of each family's grid (``ESTIMATORS``)."""
     return [
-        ModelSpec(kind, rank, float(reg), None if alpha is None else float(alpha))
-        for grid in grids
-        for kind in grid["kind"]
-        for rank in grid["rank"]
-        for reg in grid["reg_param"]
-        for alpha in grid.get("alpha", [None])
+        ESTIMATORS[label].copy(point)
+        for label, axes in grids
+        for point in grid(ESTIMATORS[label], **axes)
     ]
 
 
 def chosen(
-    specs: list[ModelSpec], fit_part: DataFrame, validation: DataFrame, metric: str
-) -> tuple[ModelSpec, list[dict]]:
-    """Each spec fitted on the benchmark's own validation split and judged as
-    served, ``best`` by ``metric``: the spec, and every spec's validation
+    points: list[Recommender],
+    fit_part: DataFrame,
+    validation: DataFrame,
+    metric: str,
+) -> tuple[Recommender, list[dict]]:
+    """Each point fitted on the benchmark's own validation split and judged as
+    served, ``best`` by ``metric``: the point, and every point's validation
     metrics."""
     part = TrainingData(fit_part, fit_part.limit(0).select(USER_IDX, ITEM_IDX), RATING)
     results = [
-        {
-            "name": spec.name,
-            "params": spec.as_params(),
-            "validation": judge(
-                fit(spec, part, ALS_SETTINGS, ITEM_BASED_SETTINGS),
-                validation,
-                EVALUATION,
-            ),
-        }
-        for spec in specs
+        TuningResult(
+            candidate=point.candidate(),
+            validation=judge(fit(point, part), validation, EVALUATION),
+            best_of_family=True,
+            started=0.0,
+            ended=0.0,
+        )
+        for point in points
     ]
-    name = best(results, metric)["name"]
-    return next(s for s in specs if s.name == name), results
+    name = best(results, metric).name
+    return next(p for p in points if p.candidate_name() == name), to_json(results)
 
 
 def run_split(
@@ -249,44 +261,32 @@ def run_split(
         "params": "rank 10, maxIter 15, regParam 0.05, nonnegative false",
         **evaluate_model(recommenders_als(data), data, test),
     }
-    spec, tried = chosen(_specs(EXPLICIT_GRIDS), fit_part, validation, "rmse")
+    point, tried = chosen(_points(EXPLICIT_GRIDS), fit_part, validation, "rmse")
     rows["project explicit ALS, tuned on validation RMSE"] = {
-        "params": spec.name,
+        "params": point.candidate_name(),
         "tuning": tried,
-        **evaluate_model(
-            fit(spec, data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
-        ),
+        **evaluate_model(fit(point, data), data, test),
     }
-    spec, tried = chosen(_specs(IMPLICIT_GRIDS), fit_part, validation, "ndcg_at_10")
+    point, tried = chosen(_points(IMPLICIT_GRIDS), fit_part, validation, "ndcg_at_10")
     rows["project implicit ALS, tuned on validation nDCG@10"] = {
-        "params": spec.name,
+        "params": point.candidate_name(),
         "tuning": tried,
-        **evaluate_model(
-            fit(spec, data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
-        ),
+        **evaluate_model(fit(point, data), data, test),
     }
-    for label, grid in (("item-kNN", KNN_GRID), ("EASE", EASE_GRID)):
-        spec, tried = chosen(grid, fit_part, validation, "ndcg_at_10")
+    for label, grids in (("item-kNN", KNN_GRID), ("EASE", EASE_GRID)):
+        point, tried = chosen(_points(grids), fit_part, validation, "ndcg_at_10")
         rows[f"project {label}, tuned on validation nDCG@10"] = {
-            "params": spec.name,
+            "params": point.candidate_name(),
             "tuning": tried,
-            **evaluate_model(
-                fit(spec, data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
-            ),
+            **evaluate_model(fit(point, data), data, test),
         }
     rows["popularity baseline"] = {
         "params": "most interactions in train",
-        **evaluate_model(
-            fit(ModelSpec("popularity"), data, ALS_SETTINGS, ITEM_BASED_SETTINGS),
-            data,
-            test,
-        ),
+        **evaluate_model(fit(ESTIMATORS["popularity"], data), data, test),
     }
     rows["bias baseline"] = {
         "params": f"damping {ALS_SETTINGS.rating.bias_damping:g}",
-        **evaluate_model(
-            fit(ModelSpec("bias"), data, ALS_SETTINGS, ITEM_BASED_SETTINGS), data, test
-        ),
+        **evaluate_model(fit(ESTIMATORS["bias"], data), data, test),
     }
     train.unpersist()
     test.unpersist()

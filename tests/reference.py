@@ -15,9 +15,9 @@ from pyspark.sql.window import Window
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, RANKING_PARTS, SCORE, per_user_ranking
-from book_recommender.models import Interactions
+from book_recommender.models import Family, Interactions
+from book_recommender.models.tuning import judge
 from book_recommender.params import EvaluationParams, TuningParams
-from book_recommender.training import Family, judge
 
 # (users, n) -> rows (USER_IDX, ITEM_IDX, SCORE): each user's n best items.
 CandidateFn = Callable[[DataFrame, int], DataFrame]
@@ -122,7 +122,7 @@ def tuned_alone(
     for point in family.grid:
         estimator = family.estimator.copy(point).with_interactions(interactions)
         estimator.serving(evaluation.k, evaluation.tile_cells)
-        out[estimator.spec().name] = judge(
+        out[estimator.candidate_name()] = judge(
             estimator.fit(fit_part), validation, evaluation
         )
     return out

@@ -206,7 +206,7 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     candidates = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
     )
-    kinds = {c.data.params["model_kind"] for c in candidates}
+    kinds = {c.data.params["kind"] for c in candidates}
     assert {"knn", "rp3", "ease", "implicit"} <= kinds
     # What the MLflow UI shows, read through the server's REST API: one
     # registered model per kind, each described; each version linked from its

@@ -9,8 +9,9 @@ import yaml
 from book_recommender import memory_plan
 from book_recommender.demo_data import bookcrossing_config, generate
 from book_recommender.memory_plan import MemoryPlanError, check, memory_bytes
-from book_recommender.models import Ease, Rp3Beta
+from book_recommender.models.ease import Ease
 from book_recommender.models.knn import ItemKnn
+from book_recommender.models.rp3 import Rp3Beta
 from tests.conftest import PROJECT_ROOT
 
 GIB = 2**30

@@ -37,10 +37,11 @@ from pyspark.sql import functions as F
 from book_recommender.beyond_accuracy import LIST_MEASURES
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models import Interactions
+from book_recommender.models.families import families
+from book_recommender.models.records import from_json
 from book_recommender.params import ConfigurationError, parse
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
 from book_recommender.run_lock import ProjectCopiedError, RunLockedError
-from book_recommender.training import families
 from tests.conftest import (
     PROJECT_ROOT,
     assert_refused_before_any_node,
@@ -170,7 +171,7 @@ def test_a_run_ends_with_its_summary(spark, trained):
         metric = champion["selected_by"].removeprefix("validation_")
         verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
         assert (
-            f"{role} champion: {champion['name']}, test {metric} "
+            f"{role} champion: {champion['candidate']['name']}, test {metric} "
             f"{champion['test_metrics'][metric]:.4f}, {verdict} {champion['baseline']} "
             f"({champion['baseline_test_metrics'][metric]:.4f})"
         ) in summary
@@ -184,11 +185,12 @@ def test_a_run_ends_with_its_summary(spark, trained):
     )
     for candidate in tested:
         served = candidate["metrics"]["served_books"]
-        assert served >= 1, candidate["name"]
+        name = candidate["candidate"]["name"]
+        assert served >= 1, name
         assert (
             candidate["metrics"]["catalog_coverage"]
             <= candidate["metrics"]["trained_coverage"]
-        ), candidate["name"]
+        ), name
     rows = _read_delta(
         spark, project / "data/07_model_output/user_recommendations"
     ).count()
@@ -297,8 +299,12 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
     )
 
     # The chart's bars are the candidates' validation metrics as logged in MLflow.
-    candidates = json.loads((reporting / "tuning_results.json").read_text())
-    champions = json.loads((reporting / "champions.json").read_text())
+    candidates = from_json(
+        "tuning_results", json.loads((reporting / "tuning_results.json").read_text())
+    )
+    champions = from_json(
+        "champions", json.loads((reporting / "champions.json").read_text())
+    )
     evaluation = yaml.safe_load(
         (project / "conf/base/parameters_data_science.yml").read_text()
     )["evaluation"]
@@ -478,10 +484,11 @@ def test_the_registered_champion_answers_raw_ids_in_a_fresh_process(spark, train
     chosen = json.loads((project / "data/08_reporting/champions.json").read_text())[
         "recommender"
     ]
-    assert chosen["name"] == champion.tags["name"]
+    assert chosen["candidate"]["name"] == champion.tags["name"]
+    assert chosen["candidate"]["side_information"]
     assert (
-        chosen["params"].get("beta", 0) > 0
-        or chosen["params"].get("side_weight", 0) > 0
+        chosen["candidate"]["hyperparameters"].get("beta", 0) > 0
+        or chosen["candidate"]["hyperparameters"].get("sideWeight", 0) > 0
     )
     recs = _read_delta(
         spark, project / "data/07_model_output/user_recommendations"
@@ -857,14 +864,15 @@ def _check_candidate_runs(
         reference,
     }
     for run in subruns:
-        family = run.data.params["family"]
-        expected = RANKING_METRICS | (RATING_METRICS if family == "rating" else set())
+        role = run.data.params["role"]
+        expected = RANKING_METRICS | (RATING_METRICS if role == "rating" else set())
         on_test = {m for m in expected if not m.startswith("validation_")}
         assert {f"validation_{m}" for m in on_test} <= set(run.data.metrics)
         assert run.data.metrics["validation_served_books"] >= 1, run.info.run_name
         measures = {*LIST_MEASURES, "diversity"}
         assert {f"validation_{m}" for m in measures} <= set(run.data.metrics)
-        assert {"model_kind", "family"} <= set(run.data.params)
+        assert {"kind", "role"} <= set(run.data.params)
+        assert run.data.tags["family"].startswith(run.data.params["kind"])
         was_refitted = run.info.run_name in refitted
         assert run.data.tags["refitted"] == str(was_refitted).lower()
         assert (on_test <= set(run.data.metrics)) == was_refitted, run.info.run_name
@@ -878,13 +886,13 @@ def _check_candidate_runs(
         # Popularity's fit is nothing but its model (the counts are the
         # fallback every model shares): 0 s, rounded.
         assert run.data.metrics["fit_seconds"] >= 0, run.info.run_name
-        if run.data.params["model_kind"] != "popularity":
+        if run.data.params["kind"] != "popularity":
             assert run.data.metrics["fit_seconds"] > 0, run.info.run_name
         assert run.data.metrics["evaluation_seconds"] > 0, run.info.run_name
         # The run spans its refit and test, as the MLflow UI's duration shows.
         seconds = (run.info.end_time - run.info.start_time) / 1000
         assert seconds >= run.data.metrics["fit_seconds"], run.info.run_name
-        kind = run.data.params["model_kind"]
+        kind = run.data.params["kind"]
         if kind in ("knn", "rp3", "ease"):
             # Item-based: the weights live in the registered bundle, sized here.
             assert run.data.metrics["model_bytes"] > 0, run.info.run_name
@@ -930,18 +938,19 @@ def test_spark_tuning_made_the_former_paths_choice_on_the_demo_data(spark, train
     tuned = [
         r
         for r in json.loads((reports / "tuning_results.json").read_text())
-        if r["tuned_as"] == "ease"
+        if r["candidate"]["kind"] == "ease" and not r["candidate"]["side_information"]
     ]
-    assert [r["name"] for r in tuned] == list(former) and len(former) > 1
+    names = [r["candidate"]["name"] for r in tuned]
+    assert names == list(former) and len(former) > 1
     for result in tuned:
-        reference = former[result["name"]]
+        reference = former[result["candidate"]["name"]]
         # The pipeline's evaluator also measures the lists beyond accuracy.
         assert set(LIST_MEASURES) <= set(result["validation"])
         mine = {m: result["validation"][m] for m in reference}
         assert mine == pytest.approx(reference, abs=1e-9)
     key = evaluation.ranking_key
     pick = max(former, key=lambda name: former[name][key])
-    assert [r["name"] for r in tuned if r["best_of_family"]] == [pick]
+    assert [r["candidate"]["name"] for r in tuned if r["best_of_family"]] == [pick]
 
 
 @pytest.mark.e2e
@@ -960,16 +969,22 @@ def test_the_champion_weighs_the_author_and_beats_the_best_model_without_it(trai
     share = statistics["side_information"]["test_share_sharing_a_value"]
     assert 0.2 <= share <= 0.3  # noqa: PLR2004
     assert metrics["data.side_information_share"] == pytest.approx(share)
-    chosen = champions["recommender"]["params"]
-    assert chosen.get("beta", 0) > 0 or chosen.get("side_weight", 0) > 0
-    assert not without["params"].get("beta") and not without["params"].get(
-        "side_weight"
+    chosen = champions["recommender"]["candidate"]
+    assert chosen["side_information"]
+    assert (
+        chosen["hyperparameters"].get("beta", 0) > 0
+        or chosen["hyperparameters"].get("sideWeight", 0) > 0
     )
+    without = without["candidate"]
+    assert not without["side_information"]
+    assert not without["hyperparameters"].get("beta") and not without[
+        "hyperparameters"
+    ].get("sideWeight")
     tested = {
-        m["name"]: m["metrics"]["ndcg_at_10"]
+        m["candidate"]["name"]: m["metrics"]["ndcg_at_10"]
         for m in json.loads((reports / "candidate_metrics.json").read_text())
     }
-    assert tested[champions["recommender"]["name"]] > tested[without["name"]]
+    assert tested[chosen["name"]] > tested[without["name"]]
     assert metrics["champion.without_side_information.ndcg_at_10"] == pytest.approx(
         tested[without["name"]]
     )
@@ -989,9 +1004,9 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     subruns = children[parent.info.run_id]
     reports = project_copy / "data/08_reporting"
     champions = json.loads((reports / "champions.json").read_text())
-    without = champions["recommender"]["without_side_information"]
+    without = champions["recommender"]["without_side_information"]["candidate"]
     _check_candidate_runs(client, subruns, parent, params, without["name"])
-    kinds = {r.data.params["model_kind"] for r in subruns}
+    kinds = {r.data.params["kind"] for r in subruns}
     assert kinds == {"popularity", "implicit", "knn", "rp3", "ease", "bias", "biased"}
 
     metrics = parent.data.metrics

@@ -1,4 +1,5 @@
-"""The families, Spark's tuning of them and the picks of training.py."""
+"""The table of families, Spark's tuning of them (``models.tuning``) and the
+picks among them (``models.selection``)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,12 @@ from pyspark.ml.tuning import TrainValidationSplit
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, SERVED, USER_IDX
-from book_recommender.models import Interactions
+from book_recommender.models import Interactions, TuningResult
 from book_recommender.models.bias import fit_biases
+from book_recommender.models.families import families, named
+from book_recommender.models.selection import to_test
+from book_recommender.models.tuning import evaluator, fit, judge, tune_family
 from book_recommender.params import parse
-from book_recommender.training import (
-    ModelSpec,
-    candidates,
-    estimator_for,
-    evaluator,
-    families,
-    fit,
-    judge,
-    to_test,
-    tune_family,
-)
 from tests.reference import tuned_alone
 from tests.test_params import BASE
 
@@ -69,6 +62,16 @@ ITEM_BASED = parse(
 EVALUATION = parse("evaluation", {**BASE["evaluation"], "k": 5})
 
 
+def candidates(als, item_based):
+    return [c for f in families(als, item_based) for c in f.candidates()]
+
+
+def point(label: str, als=ALS, **values):
+    """The estimator of the family ``label`` (its YAML's fixed knobs set) at
+    ``values`` of its Params, on the grid or off it."""
+    return named(label, als, ITEM_BASED).at(**values)
+
+
 def test_candidates_are_both_grids_each_after_its_baseline():
     names = [s.name for s in candidates(ALS, ITEM_BASED)]
     assert names == [
@@ -102,12 +105,12 @@ def test_candidates_are_both_grids_each_after_its_baseline():
         "bias",
         "biased",
     ]
-    kinds = {s.name: s.family for s in candidates(ALS, ITEM_BASED)}
-    assert kinds["popularity"] == "ranking" and kinds["bias_baseline"] == "rating"
+    roles = {c.name: c.role for c in candidates(ALS, ITEM_BASED)}
+    assert roles["popularity"] == "ranking" and roles["bias_baseline"] == "rating"
     no_rating = ALS.model_copy(
         update={"rating": ALS.rating.model_copy(update={"enabled": False})}
     )
-    assert {s.family for s in candidates(no_rating, ITEM_BASED)} == {"ranking"}
+    assert {c.role for c in candidates(no_rating, ITEM_BASED)} == {"ranking"}
     no_items = ITEM_BASED.model_copy(
         update={
             "knn": ITEM_BASED.knn.model_copy(update={"enabled": False}),
@@ -118,15 +121,30 @@ def test_candidates_are_both_grids_each_after_its_baseline():
     assert not {s.kind for s in candidates(ALS, no_items)} & {"knn", "rp3", "ease"}
 
 
-def test_every_grid_point_has_its_own_estimator_params():
-    for spec in candidates(ALS, ITEM_BASED):
-        assert estimator_for(spec, ALS, ITEM_BASED).spec() == spec
+def test_every_grid_point_is_named_and_logged_from_its_own_params():
+    for family in families(ALS, ITEM_BASED):
+        for estimator, candidate in zip(
+            family.points(), family.candidates(), strict=True
+        ):
+            values = {p.name: v for p, v in estimator.extractParamMap().items()}
+            assert candidate.hyperparameters == {
+                axis: values[axis] for axis in estimator.axes
+            }
+            assert candidate.family == family.label
+            assert estimator.settings().keys() >= candidate.hyperparameters.keys()
+    rp3 = candidates(ALS, ITEM_BASED)[8]
+    assert rp3.name == "rp3_a0.5_b0_k25_w2" and rp3.side_information
+    assert rp3.hyperparameters == {
+        "alpha": 0.5,
+        "beta": 0.0,
+        "neighbours": 25,
+        "sideWeight": 2.0,
+    }
     # Off the grid too (benchmarks), with the YAML's fixed knobs.
-    knn = estimator_for(
-        ModelSpec("knn", similarity="cosine", neighbours=7), ALS, ITEM_BASED
-    )
+    knn = point("knn", similarity="cosine", neighbours=7)
     assert knn.getOrDefault("neighbours") == 7  # noqa: PLR2004
     assert knn.getOrDefault("maxUserItems") == ITEM_BASED.knn.max_user_items
+    assert knn.settings()["maxUserItems"] == ITEM_BASED.knn.max_user_items
 
 
 @pytest.fixture(scope="module")
@@ -144,23 +162,18 @@ def _tuning(**overrides):
     return parse("tuning", {**BASE["tuning"], **overrides})
 
 
-def _results(scores: dict[str, float]) -> list[dict]:
+def _results(scores: dict[str, float]) -> list[TuningResult]:
     """Tuning results with each family's best flagged, as tune_family does."""
     results = []
     for family in families(ALS, ITEM_BASED):
-        specs = family.specs()
-        top = max(specs, key=lambda s: scores.get(s.name, 0.1))
-        for spec in specs:
-            validation = {"ndcg_at_5": scores.get(spec.name, 0.1)}
-            if spec.family == "rating":
+        found = family.candidates()
+        top = max(found, key=lambda c: scores.get(c.name, 0.1))
+        for candidate in found:
+            validation = {"ndcg_at_5": scores.get(candidate.name, 0.1)}
+            if candidate.rating:
                 validation["rmse"] = 1.0
             results.append(
-                {
-                    "name": spec.name,
-                    "params": spec.as_params(),
-                    "validation": validation,
-                    "best_of_family": spec == top,
-                }
+                TuningResult(candidate, validation, candidate == top, 0.0, 0.0)
             )
     return results
 
@@ -193,21 +206,26 @@ REGRESSION_METRICS = {"rmse", "mae", "r2", "explained_variance"}
 
 
 @pytest.mark.parametrize(
-    "spec",
+    ("label", "values"),
     [
-        ModelSpec("implicit", 2, 0.1, 1.0),
-        ModelSpec("biased", 2, 0.1),
-        ModelSpec("popularity"),
-        ModelSpec("bias"),
-        ModelSpec("knn", similarity="cosine", neighbours=25),
-        ModelSpec("rp3", alpha=0.5, penalty=0.0, neighbours=25, side_weight=0.0),
-        ModelSpec("ease", l2=10.0),
+        ("implicit", {"rank": 2, "regParam": 0.1, "alpha": 1.0}),
+        ("biased", {"rank": 2, "regParam": 0.1}),
+        ("popularity", {}),
+        ("bias", {}),
+        ("knn", {"similarity": "cosine", "neighbours": 25}),
+        ("rp3", {"alpha": 0.5, "beta": 0.0, "neighbours": 25, "sideWeight": 0.0}),
+        ("ease", {"l2": 10.0}),
     ],
-    ids=lambda s: s.kind,
+    ids=lambda v: v if isinstance(v, str) else "",
 )
-def test_each_family_fits_and_is_judged_as_served(spark, ratings, interactions, spec):
-    model = fit(spec, ratings, interactions, ALS, ITEM_BASED, EVALUATION)
+def test_each_family_fits_and_is_judged_as_served(
+    spark, ratings, interactions, label, values
+):
+    estimator = point(label, **values)
+    spec = estimator.candidate()
+    model = fit(estimator, ratings, interactions, EVALUATION)
     assert model.name == spec.name and model.fit_seconds > 0
+    assert model.candidate == spec
     # Two target users: one the rating models know, one (41) nobody knows.
     target = ratings.filter(F.col(USER_IDX) == 3).unionByName(
         spark.createDataFrame([(41, 2, 5.0)], ratings.schema)
@@ -221,14 +239,14 @@ def test_each_family_fits_and_is_judged_as_served(spark, ratings, interactions, 
     metrics = judge(model, target, EVALUATION)
     expected = RANKING_METRICS | {f"warm.{m}" for m in RANKING_METRICS}
     expected |= {"cold_user_share", "served_books"}
-    if spec.family == "rating":
+    if spec.rating:
         expected |= REGRESSION_METRICS
     assert set(metrics) == expected
     # Two judged users' top 5: at least 5 distinct books, at most 10.
     assert 5 <= metrics["served_books"] <= 10  # noqa: PLR2004
     assert 0.0 <= metrics["ndcg_at_5"] <= 1.0
     assert metrics["cold_user_share"] == pytest.approx(0.5)  # user 41
-    if spec.family == "rating":
+    if spec.rating:
         predicted = model.predict(target).collect()
         known = [r["prediction"] for r in predicted if r[USER_IDX] == 3]
         assert all(1.0 <= p <= 10.0 for p in known)  # clipped to the training range
@@ -240,9 +258,7 @@ def test_each_family_fits_and_is_judged_as_served(spark, ratings, interactions, 
 def test_the_popularity_model_scores_each_item_by_its_interactions(
     ratings, interactions
 ):
-    model = fit(
-        ModelSpec("popularity"), ratings, interactions, ALS, ITEM_BASED, EVALUATION
-    )
+    model = fit(point("popularity"), ratings, interactions, EVALUATION)
     counts = {
         r[ITEM_IDX]: r["count"]
         for r in model.data.seen.groupBy(ITEM_IDX).count().collect()
@@ -254,7 +270,7 @@ def test_the_popularity_model_scores_each_item_by_its_interactions(
 
 
 def test_the_bias_baseline_predicts_the_damped_biases(ratings, interactions):
-    model = fit(ModelSpec("bias"), ratings, interactions, ALS, ITEM_BASED, EVALUATION)
+    model = fit(point("bias"), ratings, interactions, EVALUATION)
     biases = fit_biases(ratings, "r", ALS.rating.bias_damping)
     expected = {
         (r[USER_IDX], r[ITEM_IDX]): r["prediction"]
@@ -268,16 +284,17 @@ def test_the_bias_baseline_predicts_the_damped_biases(ratings, interactions):
 
 
 def test_num_blocks_defaults_to_the_cores_spark_has(spark, ratings, interactions):
-    spec = ModelSpec("explicit", 2, 0.1)
     explicit = ALS.model_copy(
         update={"rating": ALS.rating.model_copy(update={"kind": "explicit"})}
     )
-    default = fit(spec, ratings, interactions, explicit, ITEM_BASED, EVALUATION).als
+    estimator = point("explicit", als=explicit, rank=2, regParam=0.1)
+    default = fit(estimator, ratings, interactions, EVALUATION).als
     assert default.userFactors.rdd.getNumPartitions() == (
         spark.sparkContext.defaultParallelism
     )
     three = explicit.model_copy(update={"num_blocks": 3})
-    model = fit(spec, ratings, interactions, three, ITEM_BASED, EVALUATION).als
+    estimator = point("explicit", als=three, rank=2, regParam=0.1)
+    model = fit(estimator, ratings, interactions, EVALUATION).als
     assert model.itemFactors.rdd.getNumPartitions() == 3  # noqa: PLR2004
 
 
@@ -312,16 +329,14 @@ def test_spark_tuning_makes_the_former_paths_choice(noisy, interactions, label):
     results, best = tune_family(family, noisy, interactions, EVALUATION, tuning)
     former = tuned_alone(family, noisy, interactions, tuning, EVALUATION)
     metric = EVALUATION.rating_metric if family.rating else EVALUATION.ranking_key
-    assert [r["name"] for r in results] == list(former)
+    assert [r.name for r in results] == list(former)
     for result in results:
         # ALS differs slightly between fits with one seed: compare with a tolerance.
         tolerance = 1e-3 if label == "biased" else 1e-9
-        assert result["validation"] == pytest.approx(
-            former[result["name"]], abs=tolerance
-        )
+        assert result.validation == pytest.approx(former[result.name], abs=tolerance)
     pick = (min if family.rating else max)(former, key=lambda n: former[n][metric])
     assert best.name == pick
-    assert [r["name"] for r in results if r["best_of_family"]] == [pick]
+    assert [r.name for r in results if r.best_of_family] == [pick]
     assert len({round(m[metric], 6) for m in former.values()}) > 1  # a real choice
     assert best.data.ratings is noisy  # refitted on all of them
 
@@ -337,7 +352,7 @@ def test_the_evaluator_keeps_every_metric_of_each_point(ratings, interactions):
         trainRatio=0.75,
         seed=3,
     ).fit(ratings)
-    recorded = [judge_.mean_recorded(s.name)["ndcg_at_5"] for s in family.specs()]
+    recorded = [judge_.mean_recorded(c.name)["ndcg_at_5"] for c in family.candidates()]
     assert recorded == pytest.approx(tuned.validationMetrics, abs=1e-12)
     assert judge_.isLargerBetter()
     assert not evaluator(EVALUATION, "r", rating=True).isLargerBetter()  # rmse

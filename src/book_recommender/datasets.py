@@ -1,5 +1,6 @@
 """Catalog datasets of the project: a registered model, loaded by alias or version,
-and a Delta table whose write conflicts are explained."""
+a Delta table whose write conflicts are explained, and JSON files of typed
+records."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any
 import mlflow
 from delta.tables import DeltaTable
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets.json import JSONDataset
 from kedro_datasets.spark import SparkDatasetV2
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from book_recommender import aliases
 from book_recommender.errors import ProjectError
+from book_recommender.models import records
 from book_recommender.serving import Bundle, Recommender
 
 
@@ -180,3 +183,24 @@ class DeltaTableDataset(SparkDatasetV2):
                 "Nothing of this run was written and the other run's version is "
                 "complete; rerunning is safe."
             ) from None
+
+
+class RecordsDataset(JSONDataset):
+    """A JSON file of typed records (``models.records``): records in, records
+    out, plain JSON on disk. ``record`` names what the file holds
+    (``tuning_results``, ``candidate_metrics`` or ``champions``)."""
+
+    def __init__(self, *, record: str, **kwargs: Any) -> None:
+        if record not in records.READERS:
+            raise DatasetError(
+                f"RecordsDataset record must be one of {sorted(records.READERS)}; "
+                f"found {record!r}"
+            )
+        super().__init__(**kwargs)
+        self._record = record
+
+    def load(self) -> Any:
+        return records.from_json(self._record, super().load())
+
+    def save(self, data: Any) -> None:
+        super().save(records.to_json(data))

@@ -25,6 +25,7 @@ from pyspark.sql import SparkSession
 
 from book_recommender import aliases
 from book_recommender.errors import install_excepthook
+from book_recommender.models.records import Champion
 from book_recommender.params import check_parameters
 from book_recommender.run_lock import (
     acquire,
@@ -406,7 +407,7 @@ def _beyond(mine: dict[str, float], theirs: dict[str, float], baseline: str) -> 
 
 
 def run_summary(
-    champions: dict[str, Any] | None,
+    champions: dict[str, Champion] | None,
     table: str | None,
     rows: int | None,
     tracking_uri: str,
@@ -419,27 +420,27 @@ def run_summary(
     if mlflow_run:
         lines.append(f"  MLflow run: {mlflow_run}")
     for role, champion in (champions or {}).items():
-        metric = champion["selected_by"].removeprefix("validation_")
-        mine = champion["test_metrics"][metric]
-        theirs = champion["baseline_test_metrics"][metric]
-        verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
-        coverage = champion["test_metrics"].get("catalog_coverage")
+        metric = champion.metric
+        mine = champion.test_metrics[metric]
+        theirs = champion.baseline_test_metrics[metric]
+        verdict = "beats" if champion.beats_baseline[metric] else "does NOT beat"
+        coverage = champion.test_metrics.get("catalog_coverage")
         reach = (
             f"; its test lists cover {coverage:.1%} of the catalog"
             if role == "recommender" and coverage is not None
             else ""
         )
         lines.append(
-            f"  {role} champion: {champion['name']}, test {metric} {mine:.4f}, "
-            f"{verdict} {champion['baseline']} ({theirs:.4f}){reach}"
+            f"  {role} champion: {champion.name}, test {metric} {mine:.4f}, "
+            f"{verdict} {champion.baseline} ({theirs:.4f}){reach}"
         )
-        if role == "recommender" and "novelty" in champion["test_metrics"]:
+        if role == "recommender" and "novelty" in champion.test_metrics:
             lines.append(
                 "    "
                 + _beyond(
-                    champion["test_metrics"],
-                    champion["baseline_test_metrics"],
-                    champion["baseline"],
+                    champion.test_metrics,
+                    champion.baseline_test_metrics,
+                    champion.baseline,
                 )
             )
     if table is not None:

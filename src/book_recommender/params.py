@@ -6,20 +6,20 @@ merged parameters (base, the environment, ``--params``) with them before the
 first node of a run, so a typo or a contradiction fails in seconds with the key
 named, not after data_processing has run for minutes.
 
-A grid axis is a list of numbers, a single number, or a string of numbers
-separated by spaces or semicolons. The string form exists for the command line:
-``kedro run --params`` splits on commas, so ``als.ranking.alpha=[1,5]`` cannot
-be passed there, but ``"als.ranking.alpha=1 5 20"`` can.
+The families' own sections (``als``, each section of ``item_based``) live in
+their modules (``models.families``); a grid axis is one of ``axes``.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from book_recommender.axes import Section as _Strict
 from book_recommender.errors import ProjectError
+from book_recommender.models.als import AlsParams
+from book_recommender.models.families import item_based_params, rows
 
 PARAMS_FILE = "parameters_data_science.yml"
 
@@ -28,136 +28,9 @@ class ConfigurationError(ProjectError, ValueError):
     """A setting has a value the pipelines cannot use."""
 
 
-def _axis(value: Any) -> Any:
-    if isinstance(value, str):
-        parts = [p for p in re.split(r"[\s;]+", value.strip()) if p]
-        try:
-            return [float(p) for p in parts]
-        except ValueError:
-            return value  # pydantic reports it
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return [value]
-    return value
-
-
-def _no_bools(values: list[Any]) -> list[Any]:
-    if any(isinstance(v, bool) for v in values):
-        raise ValueError("grid values must be numbers, not true/false")
-    return values
-
-
-RankAxis = Annotated[
-    list[Annotated[int, Field(ge=1)]],
-    BeforeValidator(_no_bools),
-    BeforeValidator(_axis),
-    Field(min_length=1),
-]
-NonNegativeAxis = Annotated[
-    list[Annotated[float, Field(ge=0)]],
-    BeforeValidator(_no_bools),
-    BeforeValidator(_axis),
-    Field(min_length=1),
-]
-PositiveAxis = Annotated[
-    list[Annotated[float, Field(gt=0)]],
-    BeforeValidator(_no_bools),
-    BeforeValidator(_axis),
-    Field(min_length=1),
-]
-
-
-def _words(value: Any) -> Any:
-    if isinstance(value, str):
-        return [p for p in re.split(r"[\s;]+", value.strip()) if p]
-    return value
-
-
-SimilarityAxis = Annotated[
-    list[Literal["bm25", "cosine"]], BeforeValidator(_words), Field(min_length=1)
-]
-CountAxis = Annotated[
-    list[Annotated[int, Field(ge=1)]],
-    BeforeValidator(_no_bools),
-    BeforeValidator(_axis),
-    Field(min_length=1),
-]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RankingFamily(_Strict):
-    """Implicit ALS on every interaction (the implicit zeros included)."""
-
-    enabled: bool
-    rank: RankAxis
-    reg_param: NonNegativeAxis
-    alpha: PositiveAxis
-    num_epochs: int = Field(ge=1)
-    nonnegative: bool
-    implicit_strength: float = Field(gt=0)
-    min_item_interactions: int = Field(ge=1)
-
-
-class RatingFamily(_Strict):
-    """Rating predictors: biased ALS, or the tutorial's explicit ALS."""
-
-    enabled: bool
-    kind: Literal["biased", "explicit"]
-    rank: RankAxis
-    reg_param: NonNegativeAxis
-    num_epochs: int = Field(ge=1)
-    nonnegative: bool  # explicit ALS only: biased residuals are never non-negative
-    bias_damping: float = Field(ge=0)  # biased ALS and the bias baseline
-
-
-class AlsParams(_Strict):
-    seed: int
-    num_blocks: int | None = Field(ge=1)
-    ranking: RankingFamily
-    rating: RatingFamily
-
-
-class KnnFamily(_Strict):
-    """Item-kNN over co-readers (``models.knn.fit_item_knn``)."""
-
-    enabled: bool
-    similarity: SimilarityAxis
-    neighbours: CountAxis  # kept per book
-    side_weight: NonNegativeAxis  # similarity per shared side value (0: none)
-    max_user_items: int = Field(ge=2)  # a reader's books sampled into the pairs
-    bm25_k1: float = Field(gt=0)
-    bm25_b: float = Field(ge=0, le=1)
-
-
-class Rp3Family(_Strict):
-    """RP3beta over the whole catalog (``models.rp3.fit_rp3``)."""
-
-    enabled: bool
-    alpha: PositiveAxis  # exponent of the walk's steps
-    beta: NonNegativeAxis  # popularity penalty (0: none)
-    neighbours: CountAxis  # kept per book: ~8 bytes each in the weights
-    side_weight: NonNegativeAxis  # edge weight of a side value's books (0: none)
-    max_user_items: int = Field(ge=2)  # a reader's books sampled into the walk
-    min_item_readers: int = Field(ge=1)  # training readers a recommended book has
-
-
-class EaseFamily(_Strict):
-    """EASE over the most read books (``models.ease.fit_ease``)."""
-
-    enabled: bool
-    l2: PositiveAxis
-    beta: NonNegativeAxis  # weight of the side information (0: none)
-    max_items: int = Field(ge=2)  # ~12 * max_items^2 bytes per fit on the driver
-
-
-class ItemBasedParams(_Strict):
-    seed: int  # the sample of a prolific reader's books
-    side_information: list[str]  # items' columns, e.g. [Book-Author]; [] none
-    knn: KnnFamily
-    rp3: Rp3Family
-    ease: EaseFamily
+# What every family's section is built from (``axes``) and the families'
+# sections themselves (``models.families``: one per family module).
+ItemBasedParams = item_based_params()
 
 
 class TuningParams(_Strict):
@@ -337,19 +210,17 @@ def _check_combinations(section: str, parsed: Any) -> None:
             )
 
 
-def _check_item_based(parsed: ItemBasedParams) -> None:
-    for key, axis in (
-        ("knn.side_weight", parsed.knn.side_weight),
-        ("rp3.side_weight", parsed.rp3.side_weight),
-        ("ease.beta", parsed.ease.beta),
-    ):
-        weighted = [w for w in axis if w > 0]
-        if weighted and not parsed.side_information:
-            raise ConfigurationError(
-                f"item_based.{key} has {weighted} but item_based.side_information "
-                "is empty: name the items' column(s) (e.g. [Book-Author]) or set "
-                f"item_based.{key} to [0.0] (conf/base/{PARAMS_FILE})."
-            )
+def _check_item_based(parsed: Any) -> None:
+    for row in rows():
+        for key, axis in row.side_axes(parsed).items():
+            weighted = [w for w in axis if w > 0]
+            if weighted and not parsed.side_information:
+                raise ConfigurationError(
+                    f"item_based.{key} has {weighted} but "
+                    "item_based.side_information is empty: name the items' "
+                    "column(s) (e.g. [Book-Author]) or set "
+                    f"item_based.{key} to [0.0] (conf/base/{PARAMS_FILE})."
+                )
 
 
 def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None:
@@ -362,11 +233,9 @@ def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None
     }
     if "als" in parsed and "item_based" in parsed:
         switches = {
-            "als.ranking.enabled": parsed["als"].ranking.enabled,
-            "als.rating.enabled": parsed["als"].rating.enabled,
-            "item_based.knn.enabled": parsed["item_based"].knn.enabled,
-            "item_based.rp3.enabled": parsed["item_based"].rp3.enabled,
-            "item_based.ease.enabled": parsed["item_based"].ease.enabled,
+            key: on
+            for row in rows()
+            for key, on in row.switches(parsed["als"], parsed["item_based"]).items()
         }
         if not any(switches.values()):
             raise ConfigurationError(

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models import RecommenderModel, popularity_scores
-from book_recommender.models.base import HYPERPARAMETERS
+from book_recommender.models.records import Champion, TestResult
 from book_recommender.ranking import fallback_arrays, item_table
 from book_recommender.serving import (
     Bundle,
@@ -161,37 +161,36 @@ def export_bundle(
 
 
 def version_description(
-    champion: dict[str, Any],
+    champion: Champion,
     n_candidates: int,
-    candidate_metrics: list[dict[str, Any]],
+    candidate_metrics: list[TestResult],
     data_statistics: dict[str, Any],
     columns: dict[str, Any],
     k: int,
 ) -> str:
     """What the version is, what it beat and on which data, for the registry."""
-    metric = champion["selected_by"].removeprefix("validation_")
-    test = {m["name"]: m["metrics"] for m in candidate_metrics}
-    mine, theirs = champion["test_metrics"][metric], test[champion["baseline"]][metric]
+    metric = champion.metric
+    test = {m.name: m.metrics for m in candidate_metrics}
+    mine, theirs = champion.test_metrics[metric], test[champion.baseline][metric]
     data = data_statistics["model_input"]
     params = ", ".join(
         f"{key} {value:g}" if not isinstance(value, str) else f"{key} {value}"
-        for key, value in champion["params"].items()
-        if key in HYPERPARAMETERS
+        for key, value in champion.candidate.hyperparameters.items()
     )
-    what = what_it_serves(champion["role"], columns, k)
-    verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
-    without = champion.get("without_side_information")
+    what = what_it_serves(champion.role, columns, k)
+    verdict = "beats" if champion.beats_baseline[metric] else "does NOT beat"
+    without = champion.without_side_information
     side = (
-        f" The best candidate without side information, {without['name']}: "
-        f"{without['test_metrics'][metric]:.4f}."
+        f" The best candidate without side information, {without.name}: "
+        f"{without.test_metrics[metric]:.4f}."
         if without
         else ""
     )
     return (
-        f"{champion['role'].capitalize()} champion {champion['name']} "
-        f"({champion['kind']}{', ' + params if params else ''}), picked on "
-        f"{champion['selected_by']} among {n_candidates} candidates. "
-        f"On test it {verdict} {champion['baseline']}: {metric} {mine:.4f} vs "
+        f"{champion.role.capitalize()} champion {champion.name} "
+        f"({champion.kind}{', ' + params if params else ''}), picked on "
+        f"{champion.selected_by} among {n_candidates} candidates. "
+        f"On test it {verdict} {champion.baseline}: {metric} {mine:.4f} vs "
         f"{theirs:.4f}.{side} Data: {data['users']:,} users x {data['items']:,} items, "
         f"{data['interactions']:,} interactions. {what}"
     )

@@ -40,7 +40,7 @@ import book_recommender
 from book_recommender import aliases
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models import RecommenderModel
-from book_recommender.models.base import BASELINE_NAMES
+from book_recommender.models.records import Champion, TestResult
 from book_recommender.params import RegistryParams
 from book_recommender.registry import (
     SERVING_REQUIREMENTS,
@@ -297,7 +297,7 @@ def register_champion(
 
 def _version_tags(
     role: str,
-    champion: dict[str, Any],
+    champion: Champion,
     candidate_runs: dict[str, str],
     fitted: RecommenderModel,
 ) -> dict[str, str]:
@@ -305,13 +305,13 @@ def _version_tags(
     prefix (but the clip)."""
     tags = {
         "role": role,
-        "name": champion["name"],
-        "kind": champion["kind"],
-        "source_run": candidate_runs[champion["name"]],
-        "selected_by": champion["selected_by"],
+        "name": champion.name,
+        "kind": champion.kind,
+        "source_run": candidate_runs[champion.name],
+        "selected_by": champion.selected_by,
         **{
             f"beats_baseline.{m}": str(b).lower()
-            for m, b in champion["beats_baseline"].items()
+            for m, b in champion.beats_baseline.items()
         },
     }
     tag_parent_run(
@@ -338,9 +338,9 @@ def _stage_aliases(registered: dict[str, dict[str, Any]]) -> None:
 
 def register_champions(
     candidate_models: list[RecommenderModel],
-    champions: dict[str, Any],
+    champions: dict[str, Champion],
     candidate_runs: dict[str, str],
-    candidate_metrics: list[dict[str, Any]],
+    candidate_metrics: list[TestResult],
     data_statistics: dict[str, Any],
     model_input_ratings: DataFrame,
     indexed_users: DataFrame,
@@ -364,7 +364,7 @@ def register_champions(
         model_input_ratings, indexed_users, indexed_items, columns
     )
     for role, champion in champions.items():
-        fitted = next(m for m in candidate_models if m.name == champion["name"])
+        fitted = next(m for m in candidate_models if m.name == champion.name)
         tags = _version_tags(role, champion, candidate_runs, fitted)
         bundle = export_bundle(
             fitted, model_input_ratings, indexed_users, indexed_items, columns, k,
@@ -380,7 +380,7 @@ def register_champions(
             model_description(role, columns, k),
         )  # fmt: skip
         version, logged = register_champion(
-            bundle, role, model_name, tags, *texts, champion["test_metrics"]
+            bundle, role, model_name, tags, *texts, champion.test_metrics
         )
         registered[role] = {
             "model_name": model_name,
@@ -401,8 +401,8 @@ def register_champions(
 
 def parent_run_metrics(
     data_statistics: dict[str, Any],
-    candidate_metrics: list[dict[str, Any]],
-    champions: dict[str, Any],
+    candidate_metrics: list[TestResult],
+    champions: dict[str, Champion],
 ) -> dict[str, dict[str, float]]:
     """The parent run's metrics: data statistics, the baselines and both
     champions on test (``champion.*``: the recommender, ``rating_champion.*``)."""
@@ -425,9 +425,9 @@ def parent_run_metrics(
         for reason, count in report["dropped"].items():
             values[f"data.dropped.{table}.{reason}"] = float(count)
     for candidate in candidate_metrics:
-        if candidate["name"] in BASELINE_NAMES.values():
+        if candidate.candidate.baseline:
             values.update(
-                {f"{candidate['name']}.{m}": v for m, v in candidate["metrics"].items()}
+                {f"{candidate.name}.{m}": v for m, v in candidate.metrics.items()}
             )
     share = data_statistics.get("side_information", {}).get(
         "test_share_sharing_a_value"
@@ -436,12 +436,12 @@ def parent_run_metrics(
         values["data.side_information_share"] = float(share)
     for role, champion in champions.items():
         values.update(
-            {f"{RUN_PREFIX[role]}.{m}": v for m, v in champion["test_metrics"].items()}
+            {f"{RUN_PREFIX[role]}.{m}": v for m, v in champion.test_metrics.items()}
         )
-        reference = champion.get("without_side_information")
+        reference = champion.without_side_information
         if reference is not None:
             prefix = f"{RUN_PREFIX[role]}.without_side_information"
             values.update(
-                {f"{prefix}.{m}": v for m, v in reference["test_metrics"].items()}
+                {f"{prefix}.{m}": v for m, v in reference.test_metrics.items()}
             )
     return {key: {"value": value, "step": 0} for key, value in values.items()}

@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Literal
 
+from pydantic import Field
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasMaxIter, HasRegParam, HasSeed
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from book_recommender.axes import NonNegativeAxis, PositiveAxis, RankAxis, Section
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.models.base import (
-    ModelSpec,
     Recommender,
     RecommenderModel,
     TrainingData,
@@ -31,11 +33,13 @@ from book_recommender.models.base import (
 from book_recommender.models.bias import (
     ITEM_BIAS,
     USER_BIAS,
+    BiasBaseline,
     Biases,
     HasDamping,
     fit_biases,
     rating_range,
 )
+from book_recommender.models.families import Family, FamilyRow, grid
 
 STRENGTH = "_strength"
 RESIDUAL = "_residual"
@@ -74,6 +78,17 @@ class _AlsParams(HasMaxIter, HasRegParam, HasSeed):
             numItemBlocks=blocks,
             **extra,
         )
+
+
+class _RatingAls(Recommender, _AlsParams):
+    """A rating family's ALS: named by its rank and regParam."""
+
+    role = "rating"
+    axes = ("rank", "regParam")
+
+    def candidate_name(self) -> str:
+        rank, reg = self.hyperparameters().values()
+        return f"{self.kind}_rank{rank}_reg{reg:g}"
 
 
 class AlsRecommenderModel(RecommenderModel):
@@ -136,11 +151,12 @@ class ImplicitAls(Recommender, _AlsParams):
         super().__init__(**params)
         self._setDefault(alpha=1.0, implicitStrength=1.0, minItemInteractions=1)
 
-    def spec(self) -> ModelSpec:
-        get = self.getOrDefault
-        return ModelSpec(
-            "implicit", get(self.rank), get(self.regParam), get(self.alpha)
-        )
+    kind = "implicit"
+    axes = ("rank", "regParam", "alpha")
+
+    def candidate_name(self) -> str:
+        rank, reg, alpha = self.hyperparameters().values()
+        return f"{self.kind}_rank{rank}_reg{reg:g}_alpha{alpha:g}"
 
     def _fit_data(self, data: TrainingData) -> AlsRecommenderModel:
         strength = self.getOrDefault(self.implicitStrength)
@@ -171,12 +187,10 @@ class ImplicitAls(Recommender, _AlsParams):
         )
 
 
-class ExplicitAls(Recommender, _AlsParams):
+class ExplicitAls(_RatingAls):
     """The tutorial's ALS on the explicit ratings."""
 
-    def spec(self) -> ModelSpec:
-        get = self.getOrDefault
-        return ModelSpec("explicit", get(self.rank), get(self.regParam))
+    kind = "explicit"
 
     def _fit_data(self, data: TrainingData) -> AlsRatingModel:
         model = AlsRatingModel()
@@ -189,13 +203,11 @@ class ExplicitAls(Recommender, _AlsParams):
         return model
 
 
-class BiasedAls(Recommender, _AlsParams, HasDamping):
+class BiasedAls(_RatingAls, HasDamping):
     """ALS on the residuals of the damped bias model, the biases folded in.
     Residuals can be negative, so its factors are never non-negative."""
 
-    def spec(self) -> ModelSpec:
-        get = self.getOrDefault
-        return ModelSpec("biased", get(self.rank), get(self.regParam))
+    kind = "biased"
 
     def _fit_data(self, data: TrainingData) -> AlsRatingModel:
         biases = fit_biases(
@@ -287,3 +299,81 @@ def fold_biases(als: ALSModel, biases: Biases, path: str) -> ALSModel:
         ).alias("features"),
     )
     return als_model_from_factors(users, items, als.rank + 2, path)
+
+
+class RankingSection(Section):
+    """Implicit ALS on every interaction (the implicit zeros included)."""
+
+    enabled: bool
+    rank: RankAxis
+    reg_param: NonNegativeAxis
+    alpha: PositiveAxis
+    num_epochs: int = Field(ge=1)
+    nonnegative: bool
+    implicit_strength: float = Field(gt=0)
+    min_item_interactions: int = Field(ge=1)
+
+
+class RatingSection(Section):
+    """Rating predictors: biased ALS, or the tutorial's explicit ALS."""
+
+    enabled: bool
+    kind: Literal["biased", "explicit"]
+    rank: RankAxis
+    reg_param: NonNegativeAxis
+    num_epochs: int = Field(ge=1)
+    nonnegative: bool  # explicit ALS only: biased residuals are never non-negative
+    bias_damping: float = Field(ge=0)  # biased ALS and the bias baseline
+
+
+class AlsParams(Section):
+    """The ``als`` group: the ranking and the rating ALS families."""
+
+    seed: int
+    num_blocks: int | None = Field(ge=1)
+    ranking: RankingSection
+    rating: RatingSection
+
+
+def als_families(als: AlsParams) -> list[Family]:
+    """Implicit ALS (ranking); the bias baseline and biased or explicit ALS
+    (rating)."""
+    out = []
+    ranking, rating, blocks = als.ranking, als.rating, als.num_blocks or 0
+    if ranking.enabled:
+        implicit = ImplicitAls(
+            maxIter=ranking.num_epochs,
+            seed=als.seed,
+            numBlocks=blocks,
+            nonnegative=ranking.nonnegative,
+            implicitStrength=ranking.implicit_strength,
+            minItemInteractions=ranking.min_item_interactions,
+        )
+        axes = grid(
+            implicit, rank=ranking.rank, regParam=ranking.reg_param, alpha=ranking.alpha
+        )
+        out.append(Family(implicit.kind, implicit, axes))
+    if rating.enabled:
+        bias = BiasBaseline(damping=rating.bias_damping)
+        out.append(Family(bias.kind, bias, [{}]))
+        common = {"maxIter": rating.num_epochs, "seed": als.seed, "numBlocks": blocks}
+        estimator = (
+            BiasedAls(damping=rating.bias_damping, **common)
+            if rating.kind == BiasedAls.kind
+            else ExplicitAls(nonnegative=rating.nonnegative, **common)
+        )
+        axes = grid(estimator, rank=rating.rank, regParam=rating.reg_param)
+        out.append(Family(estimator.kind, estimator, axes))
+    return out
+
+
+FAMILIES = FamilyRow(
+    order=10,
+    group="als",
+    section=AlsParams,
+    build=als_families,
+    switches=lambda als, _: {
+        "als.ranking.enabled": als.ranking.enabled,
+        "als.rating.enabled": als.rating.enabled,
+    },
+)

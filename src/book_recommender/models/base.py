@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pyspark.ml import Estimator, Model
@@ -35,74 +35,9 @@ from pyspark.sql import functions as F
 from book_recommender.columns import COLD_START, ITEM_IDX, PREDICTION, SERVED, USER_IDX
 from book_recommender.memory_plan import Footprint
 from book_recommender.metrics import RANK, SCORE
+from book_recommender.models.records import Candidate
 from book_recommender.ranking import fallback_arrays, seen_lists, top_k_served
 from book_recommender.topk import TILE_CELLS
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One candidate as the project names and logs it: its family and the
-    hyperparameters tuning varies."""
-
-    kind: str  # implicit | popularity | knn | rp3 | ease | biased | explicit | bias
-    rank: int | None = None
-    reg_param: float | None = None
-    alpha: float | None = None  # implicit ALS's confidence; rp3's exponent
-    similarity: str | None = None  # knn
-    neighbours: int | None = None  # knn, rp3
-    side_weight: float | None = None  # knn, rp3: weight of a shared side value
-    penalty: float | None = None  # rp3: popularity penalty (its beta)
-    l2: float | None = None  # ease
-    beta: float | None = None  # ease: weight of the side information
-
-    @property
-    def family(self) -> str:
-        return "ranking" if self.kind in RANKING_KINDS else "rating"
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.kind in BASELINE_NAMES
-
-    @property
-    def uses_side_information(self) -> bool:
-        return bool(self.side_weight or self.beta)
-
-    @property
-    def name(self) -> str:
-        if self.is_baseline:
-            return BASELINE_NAMES[self.kind]
-        if self.kind == "knn":
-            side = f"_w{self.side_weight:g}" if self.side_weight else ""
-            return f"knn_{self.similarity}_k{self.neighbours}{side}"
-        if self.kind == "rp3":
-            side = f"_w{self.side_weight:g}" if self.side_weight else ""
-            return f"rp3_a{self.alpha:g}_b{self.penalty:g}_k{self.neighbours}{side}"
-        if self.kind == "ease":
-            return f"ease_l2_{self.l2:g}" + (f"_beta{self.beta:g}" if self.beta else "")
-        alpha = f"_alpha{self.alpha:g}" if self.alpha is not None else ""
-        return f"{self.kind}_rank{self.rank}_reg{self.reg_param:g}{alpha}"
-
-    def as_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"model_kind": self.kind, "family": self.family}
-        for key in HYPERPARAMETERS:
-            if getattr(self, key) is not None:
-                params[key] = getattr(self, key)
-        return params
-
-
-RANKING_KINDS = ("implicit", "popularity", "knn", "rp3", "ease")
-BASELINE_NAMES = {"popularity": "popularity", "bias": "bias_baseline"}
-HYPERPARAMETERS = (
-    "rank",
-    "reg_param",
-    "alpha",
-    "similarity",
-    "neighbours",
-    "side_weight",
-    "penalty",
-    "l2",
-    "beta",
-)
 
 
 @dataclass(frozen=True)
@@ -205,9 +140,15 @@ class _ServingParams(Params):
 
 
 class Recommender(Estimator, _ServingParams):
-    """A candidate family. Subclasses define their ``Param``s, ``spec`` and
-    ``_fit_data`` (the fit on ``TrainingData``); ``fit`` measures its seconds."""
+    """A candidate family. Subclasses define their ``Param``s, ``kind``,
+    ``axes`` (the ``Param``s tuning varies, which name a candidate),
+    ``candidate_name`` and ``_fit_data`` (the fit on ``TrainingData``); ``fit``
+    measures its seconds."""
 
+    kind: ClassVar[str]
+    role: ClassVar[str] = "ranking"  # or "rating": it predicts ratings
+    baseline: ClassVar[bool] = False
+    axes: ClassVar[tuple[str, ...]] = ()
     interactions: Interactions | None = None
 
     def __init__(self, **params) -> None:
@@ -218,8 +159,39 @@ class Recommender(Estimator, _ServingParams):
         self.interactions = interactions
         return self
 
-    def spec(self) -> ModelSpec:
-        raise NotImplementedError
+    def hyperparameters(self) -> dict[str, Any]:
+        """The values of its ``axes`` (from ``extractParamMap``)."""
+        values = {p.name: v for p, v in self.extractParamMap().items()}
+        return {name: values[name] for name in self.axes}
+
+    def settings(self) -> dict[str, Any]:
+        """Every knob it fits with (``extractParamMap``: what tuning varies and
+        what the YAML fixes), the serving ones aside: what a run logs."""
+        serving = {self.k.name, self.tileCells.name}
+        return {
+            p.name: v
+            for p, v in self.extractParamMap().items()
+            if p.name not in serving
+        }
+
+    def uses_side_information(self) -> bool:
+        """Whether it weighs the books' side information (its side axis > 0)."""
+        return False
+
+    def candidate_name(self) -> str:
+        """The candidate's name in logs, reports and MLflow."""
+        return self.kind
+
+    def candidate(self) -> Candidate:
+        """This grid point as the project names and logs it."""
+        return Candidate(
+            name=self.candidate_name(),
+            kind=self.kind,
+            role=self.role,
+            baseline=self.baseline,
+            side_information=self.uses_side_information(),
+            hyperparameters=self.hyperparameters(),
+        )
 
     def footprint(self, books: int, parallel: int) -> Footprint | None:
         """What a fit over ``books`` books holds in the driver, ``parallel``
@@ -247,7 +219,7 @@ class Recommender(Estimator, _ServingParams):
         started = time.perf_counter()
         data = self._data(dataset)
         model = fit(data)
-        model.spec, model.data = self.spec(), data
+        model.candidate, model.data = self.candidate(), data
         model.fit_seconds = time.perf_counter() - started
         return self._copyValues(model)
 
@@ -298,7 +270,7 @@ class SharedFitRecommender(Recommender):
 class RecommenderModel(Model, _ServingParams):
     """A fitted candidate: see the module docstring."""
 
-    spec: ModelSpec
+    candidate: Candidate
     data: TrainingData
     fit_seconds: float = 0.0
     clip: tuple[float, float] | None = None  # rating range predictions stay in
@@ -306,7 +278,7 @@ class RecommenderModel(Model, _ServingParams):
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.candidate.name
 
     @property
     def predicts_ratings(self) -> bool:

@@ -11,7 +11,6 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.models.base import (
-    ModelSpec,
     Recommender,
     RecommenderModel,
     TrainingData,
@@ -101,8 +100,12 @@ class HasDamping(Params):
 class BiasBaseline(Recommender, HasDamping):
     """The rating baseline: damped user and item biases, no factors."""
 
-    def spec(self) -> ModelSpec:
-        return ModelSpec("bias")
+    kind = "bias"
+    role = "rating"
+    baseline = True
+
+    def candidate_name(self) -> str:
+        return "bias_baseline"
 
     def _fit_data(self, data: TrainingData) -> BiasBaselineModel:
         biases = fit_biases(

@@ -14,21 +14,23 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import sparse
 from scipy.linalg import lapack
 
+from book_recommender.axes import NonNegativeAxis, PositiveAxis, Section
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.memory_plan import Footprint
 from book_recommender.models.base import (
     ItemWeightsModel,
-    ModelSpec,
     SharedFitRecommender,
     TrainingData,
     param,
 )
+from book_recommender.models.families import Family, FamilyRow, with_and_without_side
 from book_recommender.models.items import distinct_pairs, side_incidence
 from book_recommender.topk import DenseWeights, ItemTable
 
@@ -187,9 +189,15 @@ class Ease(SharedFitRecommender):
         super().__init__(**params)
         self._setDefault(l2=250.0, beta=0.0, maxItems=5000)
 
-    def spec(self) -> ModelSpec:
-        get = self.getOrDefault
-        return ModelSpec("ease", l2=get(self.l2), beta=get(self.beta))
+    kind = "ease"
+    axes = ("l2", "beta")
+
+    def candidate_name(self) -> str:
+        l2, beta = self.hyperparameters().values()
+        return f"{self.kind}_l2_{l2:g}" + (f"_beta{beta:g}" if beta else "")
+
+    def uses_side_information(self) -> bool:
+        return bool(self.getOrDefault(self.beta))
 
     def footprint(self, books: int, parallel: int) -> Footprint:
         """Its Gram matrices (float64, twice with side information), one
@@ -219,3 +227,30 @@ class Ease(SharedFitRecommender):
 
 class EaseModel(ItemWeightsModel):
     """A fitted EASE: its item-item weights (``EaseWeights``)."""
+
+
+class EaseSection(Section):
+    """EASE over the most read books (``fit_ease``): ``item_based.ease``."""
+
+    enabled: bool
+    l2: PositiveAxis
+    beta: NonNegativeAxis  # weight of the side information (0: none)
+    max_items: int = Field(ge=2)  # ~12 * max_items^2 bytes per fit on the driver
+
+
+def ease_families(ease: EaseSection, item_based) -> list[Family]:
+    """EASE without and with the side information, if enabled."""
+    if not ease.enabled:
+        return []
+    estimator = Ease(maxItems=ease.max_items)
+    return with_and_without_side(estimator, "beta", l2=ease.l2, beta=ease.beta)
+
+
+FAMILIES = FamilyRow(
+    order=40,
+    key="ease",
+    section=EaseSection,
+    build=ease_families,
+    switches=lambda _, item_based: {"item_based.ease.enabled": item_based.ease.enabled},
+    side_axes=lambda item_based: {"ease.beta": item_based.ease.beta},
+)

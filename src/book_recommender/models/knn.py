@@ -21,23 +21,26 @@ of one author gain that much similarity.
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BeforeValidator, Field
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
 from pyspark.sql import DataFrame
 from scipy import sparse
 
+from book_recommender.axes import CountAxis, NonNegativeAxis, Section, words
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.memory_plan import Footprint
 from book_recommender.models.base import (
     ItemWeightsModel,
-    ModelSpec,
     SharedFitRecommender,
     TrainingData,
     param,
 )
+from book_recommender.models.families import Family, FamilyRow, with_and_without_side
 from book_recommender.models.items import (
     NeighbourWeights,
     distinct_pairs,
@@ -171,19 +174,21 @@ class ItemKnn(SharedFitRecommender, HasSeed):
             seed=42,
         )
 
-    def spec(self) -> ModelSpec:
-        get = self.getOrDefault
-        return ModelSpec(
-            "knn",
-            similarity=get(self.similarity),
-            neighbours=get(self.neighbours),
-            side_weight=get(self.sideWeight),
-        )
+    kind = "knn"
+    axes = ("similarity", "neighbours", "sideWeight")
+
+    def candidate_name(self) -> str:
+        similarity, neighbours, weight = self.hyperparameters().values()
+        side = f"_w{weight:g}" if weight else ""
+        return f"{self.kind}_{similarity}_k{neighbours}{side}"
+
+    def uses_side_information(self) -> bool:
+        return bool(self.getOrDefault(self.sideWeight))
 
     def footprint(self, books: int, parallel: int) -> Footprint:
         """Its neighbour lists (``items.neighbour_footprint``)."""
         neighbours = self.getOrDefault(self.neighbours)
-        return neighbour_footprint("knn", neighbours, neighbours, books, parallel)
+        return neighbour_footprint(self.kind, neighbours, neighbours, books, parallel)
 
     def _share_key(self) -> tuple[str, float]:
         return self.getOrDefault(self.similarity), self.getOrDefault(self.sideWeight)
@@ -211,3 +216,46 @@ class ItemKnn(SharedFitRecommender, HasSeed):
 
 class ItemKnnModel(ItemWeightsModel):
     """A fitted item-kNN: its neighbour lists (``NeighbourWeights``)."""
+
+
+class KnnSection(Section):
+    """Item-kNN over co-readers (``fit_item_knn``): ``item_based.knn``."""
+
+    enabled: bool
+    similarity: Annotated[
+        list[Literal["bm25", "cosine"]], BeforeValidator(words), Field(min_length=1)
+    ]
+    neighbours: CountAxis  # kept per book
+    side_weight: NonNegativeAxis  # similarity per shared side value (0: none)
+    max_user_items: int = Field(ge=2)  # a reader's books sampled into the pairs
+    bm25_k1: float = Field(gt=0)
+    bm25_b: float = Field(ge=0, le=1)
+
+
+def knn_families(knn: KnnSection, item_based) -> list[Family]:
+    """Item-kNN without and with the side information, if enabled."""
+    if not knn.enabled:
+        return []
+    estimator = ItemKnn(
+        maxUserItems=knn.max_user_items,
+        bm25K1=knn.bm25_k1,
+        bm25B=knn.bm25_b,
+        seed=item_based.seed,
+    )
+    return with_and_without_side(
+        estimator,
+        "sideWeight",
+        similarity=knn.similarity,
+        sideWeight=knn.side_weight,
+        neighbours=knn.neighbours,
+    )
+
+
+FAMILIES = FamilyRow(
+    order=20,
+    key="knn",
+    section=KnnSection,
+    build=knn_families,
+    switches=lambda _, item_based: {"item_based.knn.enabled": item_based.knn.enabled},
+    side_axes=lambda item_based: {"knn.side_weight": item_based.knn.side_weight},
+)

@@ -8,19 +8,15 @@ from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import SCORE
-from book_recommender.models.base import (
-    ModelSpec,
-    Recommender,
-    RecommenderModel,
-    TrainingData,
-)
+from book_recommender.models.base import Recommender, RecommenderModel, TrainingData
+from book_recommender.models.families import Family, FamilyRow
 
 
 class Popularity(Recommender):
     """Ranks books by their number of interactions, for everyone."""
 
-    def spec(self) -> ModelSpec:
-        return ModelSpec("popularity")
+    kind = "popularity"
+    baseline = True
 
     def _fit_data(self, data: TrainingData) -> PopularityModel:
         return PopularityModel()
@@ -44,3 +40,9 @@ class PopularityModel(RecommenderModel):
         return self.data.popular.select(
             F.col(ITEM_IDX).alias("id"), F.array(SCORE).alias("features")
         )
+
+
+# Always on: every recommender is judged against it.
+FAMILIES = FamilyRow(
+    order=0, build=lambda: [Family(Popularity.kind, Popularity(), [{}])]
+)

@@ -32,20 +32,22 @@ import logging
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
 from pyspark.sql import DataFrame
 from scipy import sparse
 
+from book_recommender.axes import CountAxis, NonNegativeAxis, PositiveAxis, Section
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.memory_plan import Footprint
 from book_recommender.models.base import (
     ItemWeightsModel,
-    ModelSpec,
     SharedFitRecommender,
     TrainingData,
     param,
 )
+from book_recommender.models.families import Family, FamilyRow, with_and_without_side
 from book_recommender.models.items import (
     NeighbourWeights,
     distinct_pairs,
@@ -214,21 +216,24 @@ class Rp3Beta(SharedFitRecommender, HasSeed):
             seed=42,
         )
 
-    def spec(self) -> ModelSpec:
-        get = self.getOrDefault
-        return ModelSpec(
-            "rp3",
-            alpha=get(self.alpha),
-            penalty=get(self.beta),
-            neighbours=get(self.neighbours),
-            side_weight=get(self.sideWeight),
-        )
+    kind = "rp3"
+    axes = ("alpha", "beta", "neighbours", "sideWeight")
+
+    def candidate_name(self) -> str:
+        alpha, beta, neighbours, weight = self.hyperparameters().values()
+        side = f"_w{weight:g}" if weight else ""
+        return f"{self.kind}_a{alpha:g}_b{beta:g}_k{neighbours}{side}"
+
+    def uses_side_information(self) -> bool:
+        return bool(self.getOrDefault(self.sideWeight))
 
     def footprint(self, books: int, parallel: int) -> Footprint:
         """Its neighbour lists, and one in-link per book besides
         (``items.neighbour_footprint``)."""
         neighbours = self.getOrDefault(self.neighbours)
-        return neighbour_footprint("rp3", neighbours, neighbours + 1, books, parallel)
+        return neighbour_footprint(
+            self.kind, neighbours, neighbours + 1, books, parallel
+        )
 
     def _share_key(self) -> tuple[float, float, float, int]:
         get = self.getOrDefault
@@ -259,3 +264,44 @@ class Rp3Beta(SharedFitRecommender, HasSeed):
 
 class Rp3Model(ItemWeightsModel):
     """A fitted RP3beta: its neighbour lists (``NeighbourWeights``)."""
+
+
+class Rp3Section(Section):
+    """RP3beta over the whole catalog (``fit_rp3``): ``item_based.rp3``."""
+
+    enabled: bool
+    alpha: PositiveAxis  # exponent of the walk's steps
+    beta: NonNegativeAxis  # popularity penalty (0: none)
+    neighbours: CountAxis  # kept per book: ~8 bytes each in the weights
+    side_weight: NonNegativeAxis  # edge weight of a side value's books (0: none)
+    max_user_items: int = Field(ge=2)  # a reader's books sampled into the walk
+    min_item_readers: int = Field(ge=1)  # training readers a recommended book has
+
+
+def rp3_families(rp3: Rp3Section, item_based) -> list[Family]:
+    """RP3beta without and with the side information, if enabled."""
+    if not rp3.enabled:
+        return []
+    estimator = Rp3Beta(
+        maxUserItems=rp3.max_user_items,
+        minItemReaders=rp3.min_item_readers,
+        seed=item_based.seed,
+    )
+    return with_and_without_side(
+        estimator,
+        "sideWeight",
+        alpha=rp3.alpha,
+        beta=rp3.beta,
+        sideWeight=rp3.side_weight,
+        neighbours=rp3.neighbours,
+    )
+
+
+FAMILIES = FamilyRow(
+    order=30,
+    key="rp3",
+    section=Rp3Section,
+    build=rp3_families,
+    switches=lambda _, item_based: {"item_based.rp3.enabled": item_based.rp3.enabled},
+    side_axes=lambda item_based: {"rp3.side_weight": item_based.rp3.side_weight},
+)

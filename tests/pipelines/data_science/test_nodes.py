@@ -131,22 +131,20 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     _, tuning, bests = tuned_on_bestsellers
     # Spark's tuning refits each family's best: one model per family.
     assert [m.name for m in bests] == [
-        next(
-            r["name"] for r in tuning if r["tuned_as"] == label and r["best_of_family"]
-        )
-        for label in dict.fromkeys(r["tuned_as"] for r in tuning)
+        next(r.name for r in tuning if r.candidate.family == label and r.best_of_family)
+        for label in dict.fromkeys(r.candidate.family for r in tuning)
     ]
     models, metrics = _on_test(tuned_on_bestsellers, test)
-    validation = {r["name"]: r["validation"]["ndcg_at_5"] for r in tuning}
+    validation = {r.name: r.validation["ndcg_at_5"] for r in tuning}
     assert validation["popularity"] == max(validation.values())
     # Only the champions and the baselines are refitted and see test: here
     # popularity (the recommender champion), the bias baseline and the rating
     # family's best on validation RMSE.
     assert len(tuning) == 7  # noqa: PLR2004
     assert {"knn_bm25_k5", "rp3_a0.5_b0_k5", "ease_l2_10"} <= set(validation)
-    rating = [r for r in tuning if r["params"]["family"] == "rating"]
-    best_rating = min(rating, key=lambda r: r["validation"]["rmse"])["name"]
-    names = [m["name"] for m in metrics]
+    rating = [r for r in tuning if r.candidate.rating]
+    best_rating = min(rating, key=lambda r: r.validation["rmse"]).name
+    names = [m.name for m in metrics]
     assert names == ["popularity", "bias_baseline"] + (
         [best_rating] if best_rating != "bias_baseline" else []
     )
@@ -155,10 +153,10 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
     with caplog.at_level(logging.WARNING):
         champions = select_champions(tuning, metrics, EVALUATION)
     recommender = champions["recommender"]
-    assert recommender["name"] == "popularity"
-    assert recommender["beats_baseline"] == {"ndcg_at_5": False}
+    assert recommender.name == "popularity"
+    assert recommender.beats_baseline == {"ndcg_at_5": False}
     assert "The recommender champion is the popularity baseline" in caplog.text
-    assert champions["rating"]["params"]["family"] == "rating"
+    assert champions["rating"].candidate.rating
 
     # Scoring serves the popularity champion like any ALS model: k unseen books
     # for every user, the bestsellers they have not read first.
@@ -194,9 +192,7 @@ def test_popularity_wins_and_scoring_still_writes_a_complete_table(
 
 
 def _coverage(tuning, name):
-    return next(r for r in tuning if r["name"] == name)["validation"][
-        "catalog_coverage"
-    ]
+    return next(r for r in tuning if r.name == name).validation["catalog_coverage"]
 
 
 def test_a_coverage_floor_between_the_candidates_changes_the_champion(
@@ -206,22 +202,22 @@ def test_a_coverage_floor_between_the_candidates_changes_the_champion(
     floor above its coverage makes the best family that meets it champion."""
     _, test, _ = everyone_reads_the_bestsellers
     _, tuning, _ = tuned_on_bestsellers
-    bests = [r for r in tuning if r["best_of_family"]]
+    bests = [r for r in tuning if r.best_of_family]
     floor = _coverage(tuning, "popularity") * 1.01
-    meeting = [r for r in bests if r["validation"]["catalog_coverage"] >= floor]
+    meeting = [r for r in bests if r.validation["catalog_coverage"] >= floor]
     assert meeting, "no family covers more than popularity: nothing to test"
-    expected = max(meeting, key=lambda r: r["validation"][EVALUATION.ranking_key])
+    expected = max(meeting, key=lambda r: r.validation[EVALUATION.ranking_key])
     evaluation = EVALUATION.model_copy(update={"min_catalog_coverage": floor})
     _, metrics = _on_test(tuned_on_bestsellers, test, evaluation)
     with caplog.at_level(logging.WARNING):
         champions = select_champions(tuning, metrics, evaluation)
     recommender = champions["recommender"]
-    assert recommender["name"] == expected["name"] != "popularity"
-    assert "popularity" in recommender["left_out_by_min_catalog_coverage"]
+    assert recommender.name == expected.name != "popularity"
+    assert "popularity" in recommender.left_out_by_min_catalog_coverage
     assert "evaluation.min_catalog_coverage" in caplog.text
     assert "popularity (covers" in caplog.text
     # It is judged on test against popularity, as any champion.
-    assert recommender["baseline"] == "popularity"
+    assert recommender.baseline == "popularity"
 
 
 def test_a_coverage_floor_no_candidate_meets_fails_before_any_test(
@@ -229,8 +225,8 @@ def test_a_coverage_floor_no_candidate_meets_fails_before_any_test(
 ):
     _, test, _ = everyone_reads_the_bestsellers
     _, tuning, _ = tuned_on_bestsellers
-    top = max(tuning, key=lambda r: r["validation"]["catalog_coverage"])
-    best = top["validation"]["catalog_coverage"]
+    top = max(tuning, key=lambda r: r.validation["catalog_coverage"])
+    best = top.validation["catalog_coverage"]
     evaluation = EVALUATION.model_copy(
         update={"min_catalog_coverage": min(1.0, best * 1.5)}
     )
@@ -240,7 +236,7 @@ def test_a_coverage_floor_no_candidate_meets_fails_before_any_test(
     )
     with pytest.raises(ValueError, match="evaluation.min_catalog_coverage") as error:
         _on_test(tuned_on_bestsellers, test, evaluation)
-    assert f"the best is {top['name']} with {best:.4g}" in str(error.value)
+    assert f"the best is {top.name} with {best:.4g}" in str(error.value)
     assert not judged
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -15,8 +14,24 @@ from pyspark.sql import functions as F
 from book_recommender import tracking
 from book_recommender.beyond_accuracy import Catalog
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.models import Interactions, RecommenderModel
+from book_recommender.models import (
+    Champion,
+    Family,
+    Interactions,
+    RecommenderModel,
+    TestResult,
+    TuningResult,
+)
+from book_recommender.models.families import families
 from book_recommender.models.items import side_information
+from book_recommender.models.records import JsonDocument
+from book_recommender.models.selection import champion_records, to_test
+from book_recommender.models.tuning import (
+    check_memory,
+    in_parallel,
+    judge,
+    tune_family,
+)
 from book_recommender.params import (
     AlsParams,
     DataProcessingParams,
@@ -26,16 +41,6 @@ from book_recommender.params import (
     TuningParams,
 )
 from book_recommender.tracking import CandidateRun, log_candidate_runs
-from book_recommender.training import (
-    Family,
-    champion_records,
-    check_memory,
-    families,
-    in_parallel,
-    judge,
-    to_test,
-    tune_family,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ def tune_candidates(
     item_based: ItemBasedParams,
     tuning: TuningParams,
     evaluation: EvaluationParams,
-) -> tuple[list[dict[str, Any]], list[RecommenderModel]]:
+) -> tuple[list[TuningResult], list[RecommenderModel]]:
     """Every family tuned by ``tuning.method`` (Spark's TrainValidationSplit or
     CrossValidator) on the training ratings: every candidate's validation
     metrics (with every measure of ``beyond_accuracy``, against the whole
@@ -74,7 +79,7 @@ def tune_candidates(
     interactions = Interactions(implicit_interactions, columns["rating"], side)
     train_ratings = train_ratings.cache()
 
-    def tune(family: Family) -> tuple[list[dict[str, Any]], RecommenderModel]:
+    def tune(family: Family) -> tuple[list[TuningResult], RecommenderModel]:
         return tune_family(
             family, train_ratings, interactions, evaluation, tuning, catalog
         )
@@ -96,13 +101,13 @@ def tune_candidates(
 
 def evaluate_on_test(
     tuned_models: list[RecommenderModel],
-    tuning_results: list[dict[str, Any]],
+    tuning_results: list[TuningResult],
     test_ratings: DataFrame,
     indexed_items: DataFrame,
     item_based: ItemBasedParams,
     tuning: TuningParams,
     evaluation: EvaluationParams,
-) -> tuple[list[RecommenderModel], list[dict[str, Any]]]:
+) -> tuple[list[RecommenderModel], list[TestResult]]:
     """The champions picked on validation, the baselines and (for a champion
     using side information) the best family without it, judged on test, with
     every measure of ``beyond_accuracy`` and the seconds each refit and test
@@ -110,7 +115,7 @@ def evaluate_on_test(
     names = to_test(tuning_results, evaluation)
     chosen = [m for m in tuned_models if m.name in names]
     test_ratings = test_ratings.cache()
-    span = {r["name"]: r for r in tuning_results}
+    tuned = {r.name: r for r in tuning_results}
     catalog = (
         Catalog.of(
             indexed_items,
@@ -121,7 +126,7 @@ def evaluate_on_test(
         else None
     )
 
-    def on_test(model: RecommenderModel) -> dict[str, Any]:
+    def on_test(model: RecommenderModel) -> TestResult:
         started_at, started = time.time(), time.perf_counter()
         metrics = judge(model, test_ratings, evaluation, catalog)
         metrics |= catalog.reach(model)
@@ -137,41 +142,40 @@ def evaluate_on_test(
             seconds["fit"],
             seconds["evaluation"],
         )
-        return {
-            "name": model.name,
-            "params": span[model.name]["params"],
-            "metrics": metrics,
-            "seconds": seconds,
+        return TestResult(
+            candidate=model.candidate,
+            metrics=metrics,
+            seconds=seconds,
             # Its MLflow run spans its refit (its family's tuning) and its test.
-            "started": span[model.name]["started"],
-            "ended": started_at + time.perf_counter() - started,
-        }
+            started=tuned[model.name].started,
+            ended=started_at + time.perf_counter() - started,
+        )
 
     return chosen, in_parallel(on_test, chosen, tuning.parallelism)
 
 
 def select_champions(
-    tuning_results: list[dict[str, Any]],
-    candidate_metrics: list[dict[str, Any]],
+    tuning_results: list[TuningResult],
+    candidate_metrics: list[TestResult],
     evaluation: EvaluationParams,
-) -> dict[str, Any]:
+) -> dict[str, Champion]:
     """The recommender champion: the family best with the best validation
     ranking metric, popularity included. The rating champion: the rating
     family best with the best validation rating metric, the bias baseline
-    included (``training.champion_records``)."""
+    included (``selection.champion_records``)."""
     return champion_records(tuning_results, candidate_metrics, evaluation)
 
 
 def predict_test_ratings(
     candidate_models: list[RecommenderModel],
-    champions: dict[str, Any],
+    champions: dict[str, Champion],
     test_ratings: DataFrame,
     columns: dict[str, str],
 ) -> DataFrame:
     """The rating champion's predictions (else the recommender champion's scores)
     for the test ratings it can score, for the report. A ranking model predicts
     no ratings: its column is null."""
-    name = champions.get("rating", champions["recommender"])["name"]
+    name = champions.get("rating", champions["recommender"]).name
     fitted = next(m for m in candidate_models if m.name == name)
     pairs = test_ratings.select(USER_IDX, ITEM_IDX, columns["rating"])
     if not fitted.predicts_ratings:
@@ -181,13 +185,14 @@ def predict_test_ratings(
 
 def log_candidates(
     candidate_models: list[RecommenderModel],
-    candidate_metrics: list[dict[str, Any]],
-    tuning_results: list[dict[str, Any]],
+    candidate_metrics: list[TestResult],
+    tuning_results: list[TuningResult],
     train_ratings: DataFrame,
     als: AlsParams,
     item_based: ItemBasedParams,
 ) -> dict[str, str]:
-    """One nested MLflow run per candidate: its params and validation metrics
+    """One nested MLflow run per candidate: its estimator's ``Param``s (those
+    tuning varies and those the YAML fixes) and validation metrics
     (``validation_*``); for those judged on test (champions and baselines) also
     their test metrics, the seconds they took and, for a Spark model, the model
     with a signature (an item-based model's weights are in the registered
@@ -196,41 +201,36 @@ def log_candidates(
         model.name: (model, metrics)
         for model, metrics in zip(candidate_models, candidate_metrics, strict=True)
     }
-    fixed = {
-        "knn": {"max_user_items": item_based.knn.max_user_items},
-        "rp3": {
-            "max_user_items": item_based.rp3.max_user_items,
-            "min_item_readers": item_based.rp3.min_item_readers,
-        },
-        "ease": {"max_items": item_based.ease.max_items},
-        "implicit": {"num_epochs": als.ranking.num_epochs},
-        "biased": {"num_epochs": als.rating.num_epochs},
-        "explicit": {"num_epochs": als.rating.num_epochs},
+    settings = {
+        point.candidate().name: point.settings()
+        for family in families(als, item_based)
+        for point in family.points()
     }
     runs = []
     for result in tuning_results:
-        name, params = result["name"], result["params"]
-        metrics = {f"validation_{m}": v for m, v in result["validation"].items()}
+        candidate = result.candidate
+        metrics = {f"validation_{m}": v for m, v in result.validation.items()}
         span, model = result, None
-        if name in tested:
-            fitted, span = tested[name]
-            metrics |= span["metrics"]
-            metrics |= {f"{step}_seconds": v for step, v in span["seconds"].items()}
+        if candidate.name in tested:
+            fitted, span = tested[candidate.name]
+            metrics |= span.metrics
+            metrics |= {f"{step}_seconds": v for step, v in span.seconds.items()}
             model = fitted.spark_model
             if fitted.nbytes is not None:
                 metrics["model_bytes"] = fitted.nbytes
         runs.append(
             CandidateRun(
-                name=name,
-                params=params | fixed.get(params["model_kind"], {}),
+                name=candidate.name,
+                params={"kind": candidate.kind, "role": candidate.role}
+                | settings.get(candidate.name, candidate.hyperparameters),
                 metrics=metrics,
                 tags={
-                    "family": params["family"],
-                    "tuned_as": result["tuned_as"],
-                    "refitted": str(name in tested).lower(),
+                    "role": candidate.role,
+                    "family": candidate.family,
+                    "refitted": str(candidate.name in tested).lower(),
                 },
-                started=span["started"],
-                ended=span["ended"],
+                started=span.started,
+                ended=span.ended,
                 spark_model=model,
             )
         )
@@ -239,17 +239,17 @@ def log_candidates(
 
 def register_champions(
     candidate_models: list[RecommenderModel],
-    champions: dict[str, Any],
+    champions: dict[str, Champion],
     candidate_runs: dict[str, str],
-    candidate_metrics: list[dict[str, Any]],
-    data_statistics: dict[str, Any],
+    candidate_metrics: list[TestResult],
+    data_statistics: JsonDocument,
     model_input_ratings: DataFrame,
     indexed_users: DataFrame,
     indexed_items: DataFrame,
-    columns: dict[str, Any],
+    columns: dict[str, str],
     evaluation: EvaluationParams,
     registry: RegistryParams,
-) -> dict[str, Any]:
+) -> JsonDocument:
     """Each champion logged to the parent run as a pyfunc model answering raw
     ids and registered, its alias staged to move when the whole run succeeds
     (``tracking.register_champions``)."""
@@ -269,9 +269,9 @@ def register_champions(
 
 
 def collect_run_metrics(
-    data_statistics: dict[str, Any],
-    candidate_metrics: list[dict[str, Any]],
-    champions: dict[str, Any],
+    data_statistics: JsonDocument,
+    candidate_metrics: list[TestResult],
+    champions: dict[str, Champion],
 ) -> dict[str, dict[str, float]]:
     """The parent run's metrics: data statistics, the baselines and both
     champions on test (``tracking.parent_run_metrics``)."""

@@ -5,8 +5,6 @@ recommended against what readers read next."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,6 +19,7 @@ from book_recommender.beyond_accuracy import Catalog  # noqa: E402
 from book_recommender.columns import ITEM_IDX, USER_IDX  # noqa: E402
 from book_recommender.metrics import RANK  # noqa: E402
 from book_recommender.models.items import side_information  # noqa: E402
+from book_recommender.models.records import Champion, TuningResult  # noqa: E402
 from book_recommender.params import EvaluationParams, ItemBasedParams  # noqa: E402
 
 SERVED = "served"  # prefix of the published lists' measures in MLflow
@@ -69,8 +68,8 @@ def measure_served_lists(
 
 
 def plot_accuracy_against_coverage(
-    tuning_results: list[dict[str, Any]],
-    champions: dict[str, Any],
+    tuning_results: list[TuningResult],
+    champions: dict[str, Champion],
     evaluation: EvaluationParams,
 ) -> Figure:
     """Every candidate on validation: the ranking metric against the share of
@@ -80,25 +79,26 @@ def plot_accuracy_against_coverage(
     table = pd.DataFrame(
         [
             {
-                "name": r["name"],
-                "family": r["params"]["family"],
-                "accuracy": r["validation"][key],
-                "coverage": r["validation"].get("catalog_coverage", np.nan),
+                "name": r.name,
+                "role": r.candidate.role,
+                "accuracy": r.validation[key],
+                "coverage": r.validation.get("catalog_coverage", np.nan),
             }
             for r in tuning_results
         ]
     ).dropna()
-    stars = {c["name"]: role for role, c in champions.items()}
+    stars = {c.name: role for role, c in champions.items()}
+    baseline = champions["recommender"].baseline
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
     colors = {"ranking": "#4C72B0", "rating": "#DD8452"}
-    for family, rows in table.groupby("family"):
+    for role, rows in table.groupby("role"):
         ax.scatter(
-            rows["coverage"], rows["accuracy"], color=colors.get(family), label=family
+            rows["coverage"], rows["accuracy"], color=colors.get(role), label=role
         )
     for row in table.itertuples():
         mark = f" \N{BLACK STAR} {stars[row.name]}" if row.name in stars else ""
-        weight = "bold" if mark or row.name == "popularity" else "normal"
+        weight = "bold" if mark or row.name == baseline else "normal"
         ax.annotate(
             f"{row.name}{mark}",
             (row.coverage, row.accuracy),
@@ -107,13 +107,13 @@ def plot_accuracy_against_coverage(
             xytext=(4, 2),
             textcoords="offset points",
         )
-    popular = table[table["name"] == "popularity"]
+    popular = table[table["name"] == baseline]
     if len(popular):
         ax.axhline(
             float(popular["accuracy"].iloc[0]),
             color="#C44E52",
             linestyle="--",
-            label="popularity",
+            label=baseline,
         )
     if len(table) and (table["coverage"] > 0).all():
         ax.set_xscale("log")

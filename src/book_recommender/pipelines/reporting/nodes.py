@@ -23,6 +23,7 @@ from pyspark.sql import Column, DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX  # noqa: E402
+from book_recommender.models.records import Champion, TuningResult  # noqa: E402
 from book_recommender.params import (
     DataProcessingParams,
     EvaluationParams,
@@ -268,12 +269,12 @@ def plot_user_ages(indexed_users: DataFrame, columns: dict[str, str]) -> Figure:
     return fig
 
 
-FAMILY_COLORS = {"ranking": "#4C72B0", "rating": "#DD8452"}
+ROLE_COLORS = {"ranking": "#4C72B0", "rating": "#DD8452"}
 
 
 def plot_model_comparison(
-    tuning_results: list[dict[str, Any]],
-    champions: dict[str, Any],
+    tuning_results: list[TuningResult],
+    champions: dict[str, Champion],
     evaluation: EvaluationParams,
 ) -> Figure:
     """Every candidate on validation, where the champions are picked: the
@@ -284,19 +285,25 @@ def plot_model_comparison(
     ranking_key = evaluation.ranking_key
     table = pd.DataFrame(
         [
-            {"name": r["name"], "family": r["params"]["family"], **r["validation"]}
+            {"name": r.name, "role": r.candidate.role, **r.validation}
             for r in tuning_results
         ]
     )
-    stars = {c["name"]: role for role, c in champions.items()}
+    stars = {c.name: role for role, c in champions.items()}
     table["label"] = [
         f"{n}  \N{BLACK STAR} {stars[n]}" if n in stars else n for n in table["name"]
     ]
+    recommender = champions["recommender"]
     panels = [
-        (ranking_key, "popularity", f"{ranking_key} on validation (higher is better)")
+        (
+            ranking_key,
+            recommender.baseline,
+            f"{ranking_key} on validation (higher is better)",
+        )
     ]
-    if "rmse" in table and table["rmse"].notna().any():
-        panels.append(("rmse", "bias_baseline", "RMSE on validation (lower is better)"))
+    if "rating" in champions and "rmse" in table and table["rmse"].notna().any():
+        baseline = champions["rating"].baseline
+        panels.append(("rmse", baseline, "RMSE on validation (lower is better)"))
     height = 1.2 + 0.32 * len(table)
     fig = Figure(figsize=(6.5 * len(panels), height), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -305,7 +312,7 @@ def plot_model_comparison(
         bars = ax.barh(
             rows["label"],
             rows[metric],
-            color=[FAMILY_COLORS[f] for f in rows["family"]],
+            color=[ROLE_COLORS[role] for role in rows["role"]],
         )
         ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
         value = float(table.loc[table["name"] == baseline, metric].iloc[0])
@@ -330,7 +337,7 @@ def plot_model_comparison(
 def plot_predicted_vs_actual(
     champion_test_predictions: DataFrame,
     columns: dict[str, str],
-    champions: dict[str, Any],
+    champions: dict[str, Champion],
 ) -> Figure:
     """The rating champion's predictions on test, one box per actual rating value
     (the recommender champion's scores when no rating family was trained)."""
@@ -348,7 +355,7 @@ def plot_predicted_vs_actual(
     ax.set_ylabel("predicted " + ("rating" if "rating" in champions else "score"))
     ax.set_title(
         f"{'Rating' if 'rating' in champions else 'Recommender'} champion "
-        f"{champion['name']}: predicted vs actual ({len(data):,} test ratings)"
+        f"{champion.name}: predicted vs actual ({len(data):,} test ratings)"
     )
     return fig
 
