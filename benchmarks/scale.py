@@ -220,8 +220,8 @@ def champion_reach(project: Path) -> dict[str, Any]:
     the share of them the champion can recommend and its lists cover."""
     import pandas as pd  # noqa: PLC0415
 
-    reports = project / "data" / "08_reporting"
-    champion = json.loads((reports / "champions.json").read_text())["recommender"]
+    models = project / "data" / "06_models"
+    champion = json.loads((models / "champions.json").read_text())["recommender"]
     folder = project / "data" / "05_model_input"
     train = pd.read_parquet(
         folder / "train_ratings.parquet", columns=[USER_IDX, ITEM_IDX]
@@ -234,7 +234,7 @@ def champion_reach(project: Path) -> dict[str, Any]:
     readers = seen.groupby(ITEM_IDX).size()
     test = champion["test_metrics"]
     return {
-        "name": champion["name"],
+        "name": champion["candidate"]["name"],
         "ndcg_at_10": test["ndcg_at_10"],
         "popularity_ndcg_at_10": champion["baseline_test_metrics"]["ndcg_at_10"],
         "books": int(every[ITEM_IDX].nunique()),
@@ -472,13 +472,16 @@ def measure(
     print(f"[{size}] kedro run {params or ''} {pipeline or ''}...", flush=True)  # noqa: T201
     run = run_kedro(project, params, pipeline)
     stats = json.loads(
-        (project / "data" / "08_reporting" / "data_statistics.json").read_text()
+        (project / "data" / "05_model_input" / "data_statistics.json").read_text()
     )
     # Each grid point's fit and test evaluation (mostly the top-k ranking), timed
     # by train_candidates.
-    refitted = project / "data" / "08_reporting" / "candidate_metrics.json"
+    refitted = project / "data" / "06_models" / "candidate_metrics.json"
     submodels = [
-        {"name": m["name"], **{f"{k}_s": v for k, v in m["seconds"].items()}}
+        {
+            "name": m["candidate"]["name"],
+            **{f"{k}_s": v for k, v in m["seconds"].items()},
+        }
         for m in (json.loads(refitted.read_text()) if refitted.exists() else [])
     ]
     spark_als = implicit_als = dict.fromkeys(f"rank{r}" for r in RANKS)

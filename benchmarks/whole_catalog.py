@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
-from book_recommender.topk import top_of_rows
+from book_recommender.item_topk import top_of_rows
 
 K = 10
 Scorer = Callable[[sparse.csr_matrix], sparse.csr_matrix | np.ndarray]

@@ -130,7 +130,7 @@ def assert_tables_of_one_run(project: Path) -> None:
     data_statistics.json counts them), ids unique; the run lock is gone."""
     folder = project / "data" / "05_model_input"
     statistics = json.loads(
-        (project / "data" / "08_reporting" / "data_statistics.json").read_text()
+        (project / "data" / "05_model_input" / "data_statistics.json").read_text()
     )
     tables = {
         name: pd.read_parquet(folder / f"{name}.parquet") for name in MODEL_INPUTS

@@ -229,7 +229,7 @@ def test_bookcrossing_env_downloads_then_processes(spark, server, project_copy):
         assert _sha(raw / name) == _sha(DEMO / name)
     stats = json.loads(
         (
-            project_copy / "data/book-crossing/08_reporting/data_statistics.json"
+            project_copy / "data/book-crossing/05_model_input/data_statistics.json"
         ).read_text()
     )
     assert stats["rows"]["ratings"]["file"]["sha256"] == _sha(DEMO / "Ratings.csv")

@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
+from book_recommender.item_topk import SparseWeights, rank_history_block, top_of_rows
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import items as items_module
 from book_recommender.models import popularity_scores
@@ -25,12 +26,7 @@ from book_recommender.ranking import (
     top_k_served_many,
 )
 from book_recommender.registry import export_bundle
-from book_recommender.topk import (
-    ItemTable,
-    SparseWeights,
-    rank_history_block,
-    top_of_rows,
-)
+from book_recommender.topk import ItemTable
 
 N_USERS, N_ITEMS, K = 60, 40, 10
 K1, B = 1.2, 0.75

@@ -166,7 +166,7 @@ def test_a_run_ends_with_its_summary(spark, trained):
     if RIVAL["refused_here"] is not None:
         pytest.skip("the rival process trained the project: its output is elsewhere")
     (summary,) = RIVAL["summary"]
-    champions = json.loads((project / "data/08_reporting/champions.json").read_text())
+    champions = json.loads((project / "data/06_models/champions.json").read_text())
     for role, champion in champions.items():
         metric = champion["selected_by"].removeprefix("validation_")
         verdict = "beats" if champion["beats_baseline"][metric] else "does NOT beat"
@@ -180,9 +180,7 @@ def test_a_run_ends_with_its_summary(spark, trained):
     novelty = champions["recommender"]["test_metrics"]["novelty"]
     assert f"beyond accuracy (popularity in brackets): novelty {novelty:.2f}" in summary
     # Every candidate judged on test carries its catalog coverage.
-    tested = json.loads(
-        (project / "data/08_reporting/candidate_metrics.json").read_text()
-    )
+    tested = json.loads((project / "data/06_models/candidate_metrics.json").read_text())
     for candidate in tested:
         served = candidate["metrics"]["served_books"]
         name = candidate["candidate"]["name"]
@@ -281,6 +279,7 @@ FIGURES = [
 def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
     project, client = trained
     reporting = project / "data/08_reporting"
+    models = project / "data/06_models"
     parents, children = _parents_and_children(client)
     first = parents[0]
     logged = {a.path for a in client.list_artifacts(first.info.run_id, "reporting")}
@@ -300,10 +299,10 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
 
     # The chart's bars are the candidates' validation metrics as logged in MLflow.
     candidates = from_json(
-        "tuning_results", json.loads((reporting / "tuning_results.json").read_text())
+        "tuning_results", json.loads((models / "tuning_results.json").read_text())
     )
     champions = from_json(
-        "champions", json.loads((reporting / "champions.json").read_text())
+        "champions", json.loads((models / "champions.json").read_text())
     )
     evaluation = yaml.safe_load(
         (project / "conf/base/parameters_data_science.yml").read_text()
@@ -481,7 +480,7 @@ def test_the_registered_champion_answers_raw_ids_in_a_fresh_process(spark, train
     champion = client.get_model_version_by_alias(MODEL, "champion")
     # The demo's champion weighs the author (side information): the served
     # model carries that similarity and answers as the scoring pipeline did.
-    chosen = json.loads((project / "data/08_reporting/champions.json").read_text())[
+    chosen = json.loads((project / "data/06_models/champions.json").read_text())[
         "recommender"
     ]
     assert chosen["candidate"]["name"] == champion.tags["name"]
@@ -700,11 +699,12 @@ def test_scoring_needs_only_the_registry(spark, trained, tmp_path):
 
 @pytest.mark.e2e
 def test_a_node_runs_alone_by_its_name(trained):
-    """`kedro run --nodes=plot_long_tail`: names are stable, not hashes."""
+    """`kedro run --nodes=reporting.plot_long_tail`: names are stable, not
+    hashes (the pipeline's namespace, then the function's name)."""
     project, _ = trained
     figure = project / "data/08_reporting/long_tail.png"
     before = figure.stat().st_mtime_ns
-    _run(project, nodes=["plot_long_tail"])
+    _run(project, nodes=["reporting.plot_long_tail"])
     assert figure.stat().st_mtime_ns > before
     assert figure.read_bytes().startswith(b"\x89PNG")
 
@@ -786,7 +786,7 @@ def test_a_run_killed_outright_is_marked_killed_by_the_next_start(trained, caplo
     process.communicate(timeout=60)
     assert client.get_run(run_id).info.status == "RUNNING"
     with caplog.at_level("WARNING"):
-        _run(project, nodes=["plot_long_tail"])  # any run of the project here
+        _run(project, nodes=["reporting.plot_long_tail"])  # any run of the project here
     assert client.get_run(run_id).info.status == "KILLED"
     assert f"({run_id}) was still RUNNING but its process" in caplog.text
 
@@ -934,7 +934,7 @@ def test_spark_tuning_made_the_former_paths_choice_on_the_demo_data(spark, train
     former = tuned_alone(
         family, train, Interactions(implicit, "Book-Rating"), tuning, evaluation
     )
-    reports = project / "data/08_reporting"
+    reports = project / "data/06_models"
     tuned = [
         r
         for r in json.loads((reports / "tuning_results.json").read_text())
@@ -960,12 +960,14 @@ def test_the_champion_weighs_the_author_and_beats_the_best_model_without_it(trai
     books); the champion chosen on validation weighs the author, and on test
     beats the best candidate without side information, refitted beside it."""
     project, client = trained
-    reports = project / "data/08_reporting"
+    reports = project / "data/06_models"
     champions = json.loads((reports / "champions.json").read_text())
     without = champions["recommender"]["without_side_information"]
     parent = client.get_run(client.get_model_version_by_alias(MODEL, "champion").run_id)
     metrics = parent.data.metrics
-    statistics = json.loads((reports / "data_statistics.json").read_text())
+    statistics = json.loads(
+        (project / "data/05_model_input/data_statistics.json").read_text()
+    )
     share = statistics["side_information"]["test_share_sharing_a_value"]
     assert 0.2 <= share <= 0.3  # noqa: PLR2004
     assert metrics["data.side_information_share"] == pytest.approx(share)
@@ -1002,7 +1004,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     subruns = children[parent.info.run_id]
-    reports = project_copy / "data/08_reporting"
+    reports = project_copy / "data/06_models"
     champions = json.loads((reports / "champions.json").read_text())
     without = champions["recommender"]["without_side_information"]["candidate"]
     _check_candidate_runs(client, subruns, parent, params, without["name"])

@@ -8,10 +8,12 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 import typing
 from pathlib import Path
 
 import pytest
+from parse import parse
 
 from book_recommender import pipelines as pipelines_package
 from book_recommender.datasets import RecordsDataset
@@ -169,3 +171,96 @@ def test_every_nodes_type_hints_resolve():
         ).create_pipeline()
         for node in pipeline.nodes:
             assert typing.get_type_hints(node.func), (module.name, node.name)
+
+
+def test_no_module_over_500_lines_and_no_function_over_60():
+    """A module is a room a newcomer can name; a ``create_pipeline`` lists its
+    nodes and stays under 60 lines too."""
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 500, path.relative_to(SRC)  # noqa: PLR2004
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 60, (path.relative_to(SRC), node.name, lines)  # noqa: PLR2004
+
+
+def _registered_pipelines() -> dict:
+    out = {}
+    for module in pkgutil.iter_modules(pipelines_package.__path__):
+        if module.ispkg:
+            out[module.name] = importlib.import_module(
+                f"{pipelines_package.__name__}.{module.name}"
+            ).create_pipeline()
+    return out
+
+
+def test_every_pipeline_is_a_namespace_of_its_own():
+    """kedro-viz draws each pipeline as one block that expands; a node is run
+    alone as ``<pipeline>.<node>``."""
+    registered = _registered_pipelines()
+    assert set(registered) == {
+        "data_processing",
+        "data_science",
+        "scoring",
+        "reporting",
+    }
+    for name, pipeline in registered.items():
+        for node in pipeline.nodes:
+            assert node.namespace == name, node.name
+            assert node.name == f"{name}.{node.func.__name__}"
+            assert name in node.tags
+
+
+def _layer_of(catalog: dict, name: str) -> tuple[str | None, str]:
+    """A dataset's kedro-viz layer and its file path, from its entry or the
+    factory it matches."""
+    entry = catalog.get(name)
+    if entry is None:
+        matches = [
+            pattern
+            for pattern in catalog
+            if "{" in pattern and parse(pattern, name) is not None
+        ]
+        assert matches, f"{name} has no catalog entry"
+        entry = catalog[max(matches, key=lambda p: len(p.split("{")[0]))]
+    layer = (entry.get("metadata") or {}).get("kedro-viz", {}).get("layer")
+    inner = entry.get("dataset") if isinstance(entry.get("dataset"), dict) else entry
+    return layer, str(inner.get("filepath") or inner.get("path") or "")
+
+
+LAYERS = ("raw", "intermediate", "model_input", "models", "model_output", "reporting")
+
+
+def test_every_dataset_has_the_layer_of_its_folder():
+    """Every dataset a pipeline reads or writes has a kedro-viz layer, and a
+    file's layer is its folder's (data/08_reporting -> reporting)."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+    from kedro.framework.project import settings  # noqa: PLC0415
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    catalog = OmegaConfigLoader(str(conf), **settings.CONFIG_LOADER_ARGS)["catalog"]
+    layers = set()
+    for pipeline in _registered_pipelines().values():
+        for name in pipeline.datasets():
+            if name.startswith("params:") or name == "parameters":
+                continue
+            layer, path = _layer_of(catalog, name)
+            assert layer, f"{name} has no kedro-viz layer"
+            folder = re.search(r"/\d\d_([a-z_]+)/", path)
+            if folder:
+                assert layer == folder.group(1), (name, layer, path)
+            layers.add(layer)
+    # kedro-viz draws layers only when no edge goes back to an earlier one
+    # (it drops them all otherwise): a file read later sits in an earlier folder.
+    order = list(LAYERS)
+    for pipeline in _registered_pipelines().values():
+        for node in pipeline.nodes:
+            for read in node.inputs:
+                if read.startswith("params:"):
+                    continue
+                for written in node.outputs:
+                    before = order.index(_layer_of(catalog, read)[0])
+                    after = order.index(_layer_of(catalog, written)[0])
+                    assert before <= after, (node.name, read, written)
+    assert layers == set(LAYERS)

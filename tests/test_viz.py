@@ -43,6 +43,7 @@ def test_viz_build_lists_every_node_of_every_pipeline(tmp_path):
     # The layer toggle: every catalog entry has a layer, drawn in flow order.
     assert everything["layers"] == [
         "raw",
+        "intermediate",
         "model_input",
         "models",
         "model_output",
@@ -52,7 +53,18 @@ def test_viz_build_lists_every_node_of_every_pipeline(tmp_path):
         n["name"]: n.get("layer") for n in everything["nodes"] if n["type"] == "data"
     }
     assert layered["raw_ratings"] == "raw" and layered["champions"] == "models"
+    assert layered["validated_ratings"] == "intermediate"  # from a factory
     assert layered["model_comparison_plot"] == "reporting"  # from the factory
+    # Each pipeline a namespace: four blocks that expand into their nodes.
+    blocks = {n["id"] for n in everything["nodes"] if n["type"] == "modularPipeline"}
+    assert blocks == {"data_processing", "data_science", "scoring", "reporting"}
+    tree = everything["modular_pipelines"]
+    root = tree["__root__"]["children"]
+    assert {c["id"] for c in root if c["type"] == "modularPipeline"} == blocks
+    assert not [c for c in root if c["type"] == "task"]  # every node in a block
+    for name in blocks:
+        tasks = {c["id"] for c in tree[name]["children"] if c["type"] == "task"}
+        assert len(tasks) == len(registered[name].nodes), name
     for name, pipeline in registered.items():
         drawn = json.loads((api / "pipelines" / name).read_text())
         tasks = {n["full_name"] for n in drawn["nodes"] if n["type"] == "task"}

@@ -43,6 +43,15 @@ from pathlib import Path
 
 import numpy as np
 
+from book_recommender.demo_draws import normal, permutation, pick, zipf
+from book_recommender.demo_text import (
+    author_names,
+    book_rows,
+    isbn10,
+    user_ids,
+    user_rows,
+)
+
 logger = logging.getLogger(__name__)
 
 BOOKS_HEADER = [
@@ -143,197 +152,6 @@ def bookcrossing_config(n_ratings: int = BOOKCROSSING_RATING_ROWS, seed: int = 4
 SHAPES = ("bookcrossing", "demo")  # --shape: bookcrossing_config, DemoConfig
 
 
-def _zipf(order_key: np.ndarray, exponent: float, offset: float) -> np.ndarray:
-    """Zipf-Mandelbrot weights by descending ``order_key``."""
-    position = np.empty(len(order_key))
-    position[np.argsort(-order_key, kind="stable")] = np.arange(len(order_key))
-    return (position + 1.0 + offset) ** -exponent
-
-
-# --------------------------------------------------------------------------------------
-# Random draws derived from uniforms only
-
-
-def _normal(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Standard normal draws by Box-Muller from two uniform streams."""
-    u1 = 1.0 - rng.random(size)  # (0, 1], so log is finite
-    u2 = rng.random(size)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-
-
-def _pick(rng: np.random.Generator, weights: np.ndarray, size: int) -> np.ndarray:
-    """Indices drawn with replacement, proportional to ``weights``."""
-    cumulative = np.cumsum(weights, dtype=np.float64)
-    cumulative /= cumulative[-1]
-    idx = np.searchsorted(cumulative, rng.random(size), side="right")
-    return np.minimum(idx, len(weights) - 1)
-
-
-def _permutation(rng: np.random.Generator, n: int) -> np.ndarray:
-    return np.argsort(rng.random(n), kind="stable")
-
-
-# --------------------------------------------------------------------------------------
-# Identifiers and text
-
-
-def _isbn10(body: np.ndarray) -> list[str]:
-    """Valid ISBN-10 strings (check digit ``X`` for 10) from 9-digit bodies."""
-    out = []
-    for value in body.tolist():
-        digits = f"{value:09d}"
-        total = sum((10 - pos) * int(d) for pos, d in enumerate(digits))
-        check = (11 - total % 11) % 11
-        out.append(digits + ("X" if check == 10 else str(check)))
-    return out
-
-
-_TITLE_HEAD = [
-    "The",
-    "A",
-    "Night",
-    "Secret",
-    "Last",
-    "Silent",
-    "Lost",
-    "Hidden",
-    "Broken",
-    "Winter",
-    "Summer",
-    "Dark",
-    "Little",
-    "Golden",
-    "Wild",
-    "Bitter",
-    "Sweet",
-]
-_TITLE_NOUN = [
-    "Garden",
-    "River",
-    "House",
-    "Letters",
-    "Daughter",
-    "Storm",
-    "Island",
-    "Road",
-    "Promise",
-    "Witness",
-    "Kingdom",
-    "Harbor",
-    "Orchard",
-    "Mirror",
-    "Voyage",
-    "Clock",
-    "Café",
-    "Señorita",
-    "Fjord",
-    "Über-Mensch",
-    "Naïve Heart",
-    "Château",
-]
-_TITLE_TAIL = [
-    "",
-    "",
-    "",
-    "",
-    ": A Novel",
-    ", Book 2",
-    " (Paperback)",
-    ", Vol. 1",
-    ": Stories",
-    " and Other Tales",
-    ' of "Nobody"',
-    ': The "Lost" Years',
-]
-_FIRST = [
-    "Mary",
-    "John",
-    "Anne",
-    "Stephen",
-    "Nora",
-    "James",
-    "Dean",
-    "Agatha",
-    "Zoë",
-    "José",
-    "Søren",
-    "Françoise",
-    "Michael",
-    "Sue",
-    "Janet",
-    "Tom",
-    "Laura",
-    "Ray",
-]
-_LAST = [
-    "King",
-    "Grisham",
-    "Christie",
-    "Roberts",
-    "Steel",
-    "Koontz",
-    "Evanovich",
-    "García Márquez",
-    "Kierkegaard",
-    "Brontë",
-    "O'Brien",
-    "Smith",
-    "Müller",
-    "Dostoyevsky",
-    "Atwood",
-    "Pratchett",
-    "Lee",
-    "Brown",
-]
-_PUBLISHERS = [
-    "Ballantine Books",
-    "Harper Perennial",
-    "Farrar, Straus and Giroux",
-    "Simon & Schuster",
-    "Penguin Books",
-    "Bantam",
-    "Pocket",
-    "Vintage",
-    "Éditions Gallimard",
-    "Doubleday",
-    "Little, Brown",
-    "Warner Books",
-    'Scholastic "Point"',
-    "Berkley Publishing Group",
-    "Del Rey",
-]
-_CITIES = [
-    ("nyc", "new york", "usa"),
-    ("stockton", "california", "usa"),
-    ("toronto", "ontario", "canada"),
-    ("london", "england", "united kingdom"),
-    ("münchen", "bayern", "germany"),
-    ("barcelona", "barcelona", "spain"),
-    ("porto", "porto", "portugal"),
-    ("melbourne", "victoria", "australia"),
-    ("são paulo", "são paulo", "brazil"),
-    ("farnborough", "hants", "united kingdom"),
-    ("timmins", "ontario", "canada"),
-    ("kuala lumpur", "n/a", "malaysia"),
-    ("seattle", "washington", "usa"),
-    ("st. louis", "missouri", "usa"),
-]
-
-
-def _titles(rng: np.random.Generator, n: int) -> list[str]:
-    heads = _pick(rng, np.ones(len(_TITLE_HEAD)), n)
-    nouns = _pick(rng, np.ones(len(_TITLE_NOUN)), n)
-    tails = _pick(rng, np.ones(len(_TITLE_TAIL)), n)
-    numbers = (rng.random(n) * 60).astype(int)
-    titles = []
-    for h, w, t, k in zip(heads, nouns, tails, numbers):
-        # A number keeps most titles distinct; a low one is dropped, so some
-        # titles recur across ISBNs (editions), as in the real Books.csv.
-        suffix = f" {k}" if k >= 6 else ""
-        titles.append(f"{_TITLE_HEAD[h]} {_TITLE_NOUN[w]}{suffix}{_TITLE_TAIL[t]}")
-    return titles
-
-
 # --------------------------------------------------------------------------------------
 # The generator
 
@@ -419,16 +237,16 @@ def _draw_pairs(
     first_pass = round(config.n_ratings * (1.0 - config.author_return))
     pairs = np.empty(0, dtype=np.int64)
     while len(pairs) < first_pass:
-        users = _pick(rng, activity, 2 * (first_pass - len(pairs)) + 100)
+        users = pick(rng, activity, 2 * (first_pass - len(pairs)) + 100)
         pairs = _distinct(np.concatenate([pairs, users * n_i + by_taste(users)]))
     pairs = pairs[:first_pass]
     while len(pairs) < config.n_ratings:
-        users = _pick(rng, activity, 2 * (config.n_ratings - len(pairs)) + 100)
+        users = pick(rng, activity, 2 * (config.n_ratings - len(pairs)) + 100)
         read = np.sort(pairs)  # by user, then book
         start = np.searchsorted(read // n_i, users)
         count = np.searchsorted(read // n_i, users, side="right") - start
-        pick = start + (rng.random(len(users)) * count).astype(np.int64)
-        earlier = read[np.minimum(pick, len(read) - 1)] % n_i
+        chosen = start + (rng.random(len(users)) * count).astype(np.int64)
+        earlier = read[np.minimum(chosen, len(read) - 1)] % n_i
         again = books.of_authors(books.author[earlier], rng.random(len(users)))
         drawn = by_taste(users)
         # A return that finds no book the user has not read (an author of one
@@ -452,94 +270,106 @@ def _authors(
     author = np.empty(len(item_genre), dtype=np.int64)
     for g in range(n_g):
         pool = np.flatnonzero(author_genre == g)
-        prolific = _permutation(rng, len(pool))  # the k-th weighs (k + 1)^-zipf
+        prolific = permutation(rng, len(pool))  # the k-th weighs (k + 1)^-zipf
         rows = np.flatnonzero(item_genre == g)
-        picked = _pick(rng, (prolific + 1.0) ** -config.author_zipf, len(rows))
+        picked = pick(rng, (prolific + 1.0) ** -config.author_zipf, len(rows))
         author[rows] = pool[picked]
     return author
 
 
-def _author_names(rng: np.random.Generator, n_authors: int) -> list[str]:
-    """Distinct "First I. Last" names (a number after them once those run out)."""
-    n_first, n_last = len(_FIRST), len(_LAST)
-    n_names = n_first * 26 * n_last
-    code = _permutation(rng, n_names)[np.arange(n_authors) % n_names]
-    first, rest = code // (26 * n_last), code % (26 * n_last)
-    names = []
-    for a in range(n_authors):
-        initial, last = divmod(int(rest[a]), n_last)
-        name = f"{_FIRST[first[a]]} {chr(65 + initial)}. {_LAST[last]}"
-        names.append(name if a < n_names else f"{name} {a // n_names + 1}")
-    return names
+@dataclass(frozen=True)
+class _Planted:
+    """The planted model's draws: what each book and reader is, and who read
+    what (rows of Ratings.csv)."""
+
+    item_genre: np.ndarray
+    item_bias: np.ndarray
+    user_bias: np.ndarray
+    implicit_propensity: np.ndarray
+    taste: np.ndarray  # (users, genres)
+    user_style: np.ndarray
+    item_style: np.ndarray
+    author: np.ndarray
+    row_user: np.ndarray
+    row_item: np.ndarray
 
 
-def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
-    """Draws the three tables as rows of strings, headers excluded."""
-    rng = np.random.default_rng(config.seed)
+def _plant(rng: np.random.Generator, config: DemoConfig) -> _Planted:
+    """Books, readers and who read what, drawn in this order from ``rng``."""
     n_u, n_i, n_g = config.n_users, config.n_items, config.n_genres
 
     # Items: genre, popularity (long tail), bias.
-    item_genre = _pick(rng, np.linspace(2.0, 1.0, n_g), n_i)
-    hype = _normal(rng, n_i)
+    item_genre = pick(rng, np.linspace(2.0, 1.0, n_g), n_i)
+    hype = normal(rng, n_i)
     popularity = (
         np.exp(config.popularity_sd * hype)
         if config.popularity_zipf is None
-        else _zipf(hype, *config.popularity_zipf)
+        else zipf(hype, *config.popularity_zipf)
     )
     # Well-liked books are read more: item bias and popularity are correlated.
     rho = config.bias_popularity_corr
     item_bias = config.item_bias_sd * (
-        rho * hype + np.sqrt(1 - rho**2) * _normal(rng, n_i)
+        rho * hype + np.sqrt(1 - rho**2) * normal(rng, n_i)
     )
 
     # Users: activity (long tail), genre affinities in [0, 1], bias, how often
     # they leave an implicit 0 rather than a score.
-    spread = _normal(rng, n_u)
+    spread = normal(rng, n_u)
     activity = (
         np.exp(config.user_activity_sd * spread)
         if config.activity_zipf is None
-        else _zipf(spread, *config.activity_zipf)
+        else zipf(spread, *config.activity_zipf)
     )
     affinity = rng.random((n_u, n_g)) ** 2
-    user_bias = config.user_bias_sd * _normal(rng, n_u)
+    user_bias = config.user_bias_sd * normal(rng, n_u)
     p = config.implicit_share
-    implicit_propensity = np.clip(p + 0.25 * _normal(rng, n_u), 0.0, 1.0)
+    implicit_propensity = np.clip(p + 0.25 * normal(rng, n_u), 0.0, 1.0)
 
-    taste = config.taste_scale * (affinity - 1.0 / 3.0)  # (users, genres)
-    user_style = _normal(rng, n_u * config.style_rank).reshape(n_u, config.style_rank)
-    item_style = _normal(rng, n_i * config.style_rank).reshape(n_i, config.style_rank)
+    taste = config.taste_scale * (affinity - 1.0 / 3.0)
+    user_style = normal(rng, n_u * config.style_rank).reshape(n_u, config.style_rank)
+    item_style = normal(rng, n_i * config.style_rank).reshape(n_i, config.style_rank)
     weight = popularity * np.exp(config.choice_from_bias * item_bias)
     author = _authors(rng, config, item_genre)
     books = _Books(weight, item_genre, author)
     row_user, row_item = _draw_pairs(rng, config, activity, taste, books)
-    n_r = len(row_user)
+    return _Planted(
+        item_genre, item_bias, user_bias, implicit_propensity, taste,
+        user_style, item_style, author, row_user, row_item,
+    )  # fmt: skip
 
-    # Scores: planted model, rounded and clipped to 1-10; some rows implicit.
+
+def _scores(
+    rng: np.random.Generator, config: DemoConfig, planted: _Planted
+) -> np.ndarray:
+    """Each row's score from the planted model, rounded and clipped to 1-10;
+    some rows implicit (0)."""
+    u, i = planted.row_user, planted.row_item
+    n_r = len(u)
     score = (
         config.global_mean
-        + user_bias[row_user]
-        + item_bias[row_item]
-        + taste[row_user, item_genre[row_item]]
+        + planted.user_bias[u]
+        + planted.item_bias[i]
+        + planted.taste[u, planted.item_genre[i]]
         + config.style_scale
-        * np.einsum("ij,ij->i", user_style[row_user], item_style[row_item])
+        * np.einsum("ij,ij->i", planted.user_style[u], planted.item_style[i])
         / np.sqrt(config.style_rank)
-        + config.noise_sd * _normal(rng, n_r)
+        + config.noise_sd * normal(rng, n_r)
     )
     score = np.clip(np.rint(score), 1, 10).astype(int)
     # A few off-model scores (real raters are not all consistent) reach every value.
     outlier = rng.random(n_r) < config.outlier_share
     score[outlier] = 1 + (rng.random(int(outlier.sum())) * 10).astype(int)
-    implicit = rng.random(n_r) < implicit_propensity[row_user]
+    implicit = rng.random(n_r) < planted.implicit_propensity[u]
     score[implicit] = 0
+    return score
 
-    # ISBNs: valid ISBN-10s, ~1/11 ending in X; leading zeros are common.
-    space = max(10**6, n_i)
-    step = 10**9 // space
-    isbns = _isbn10(
-        _permutation(rng, space)[:n_i] * step + (rng.random(n_i) * step).astype(int)
-    )
 
-    # Books missing from Books.csv: random ones until they carry the asked share.
+def _listed(
+    rng: np.random.Generator, config: DemoConfig, row_item: np.ndarray
+) -> np.ndarray:
+    """The books Books.csv lists: books missing from it are random ones until
+    they carry the asked share of the rows."""
+    n_i = config.n_items
     counts = np.bincount(row_item, minlength=n_i)
     if config.orphan_rarity > 0:
         # Weighted sampling without replacement: the largest u^(1/weight) first.
@@ -547,90 +377,49 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
         order = np.argsort(-(rng.random(n_i) ** (1.0 / weight)), kind="stable")
         order = order[counts[order] > 0]
     else:
-        order = _permutation(rng, n_i)
-    expected_share = counts / n_r
+        order = permutation(rng, n_i)
+    expected_share = counts / len(row_item)
     unlisted = order[
         : int(np.searchsorted(np.cumsum(expected_share[order]), config.unlisted_share))
         + 1
     ]
-    listed = np.setdiff1d(
+    return np.setdiff1d(
         np.arange(n_i) if config.list_unrated_books else np.flatnonzero(counts),
         unlisted,
     )
 
-    names = _author_names(rng, int(author.max()) + 1)
-    books = _books(
+
+def generate(config: DemoConfig = DemoConfig()) -> DemoTables:
+    """Draws the three tables as rows of strings, headers excluded."""
+    rng = np.random.default_rng(config.seed)
+    n_i = config.n_items
+    planted = _plant(rng, config)
+    score = _scores(rng, config, planted)
+
+    # ISBNs: valid ISBN-10s, ~1/11 ending in X; leading zeros are common.
+    space = max(10**6, n_i)
+    step = 10**9 // space
+    isbns = isbn10(
+        permutation(rng, space)[:n_i] * step + (rng.random(n_i) * step).astype(int)
+    )
+    listed = _listed(rng, config, planted.row_item)
+
+    author = planted.author
+    names = author_names(rng, int(author.max()) + 1)
+    books = book_rows(
         rng, config, [isbns[i] for i in listed], [names[a] for a in author[listed]]
     )
-    users = _users(rng, config)
+    users = user_rows(rng, config)
     # User ids are 1-based and sparse-ish, like the real ones.
-    user_ids = _user_ids(n_u)
+    ids = user_ids(config.n_users)
     ratings = [
-        [user_ids[uu], isbns[ii], str(s)]
-        for uu, ii, s in zip(row_user.tolist(), row_item.tolist(), score.tolist())
-    ]
-    users = [[user_ids[k], *row] for k, row in enumerate(users)]
-    return DemoTables(books=books, ratings=ratings, users=users)
-
-
-def _user_ids(n_users: int) -> list[str]:
-    # Every third id is skipped, so ids are not simply 1..n.
-    return [str(1 + k + k // 2) for k in range(n_users)]
-
-
-def _books(
-    rng: np.random.Generator, config: DemoConfig, isbns: list[str], authors: list[str]
-) -> list[list[str]]:
-    n = len(isbns)
-    titles = _titles(rng, n)
-    # Written as the real file does, not always the same way: some upper case,
-    # some without the initial's dot (side information normalizes both away).
-    spelling = rng.random(n)
-    years = 1950 + (rng.random(n) ** 0.4 * 55).astype(int)
-    years[rng.random(n) < config.year_zero_share] = 0
-    publisher = _pick(rng, np.exp(-0.2 * np.arange(len(_PUBLISHERS))), n)
-    rows = []
-    for k, isbn in enumerate(isbns):
-        url = "http://images.amazon.com/images/P/" + isbn + ".01.{}.jpg"
-        rows.append(
-            [
-                isbn,
-                titles[k],
-                _spelled(authors[k], spelling[k]),
-                str(years[k]),
-                _PUBLISHERS[publisher[k]],
-                url.format("THUMBZZZ"),
-                url.format("MZZZZZZZ"),
-                url.format("LZZZZZZZ"),
-            ]
+        [ids[uu], isbns[ii], str(s)]
+        for uu, ii, s in zip(
+            planted.row_user.tolist(), planted.row_item.tolist(), score.tolist()
         )
-    return rows
-
-
-def _spelled(name: str, draw: float) -> str:
-    if draw < 0.05:
-        return name.upper()
-    if draw < 0.10:
-        return name.replace(".", "")
-    return name
-
-
-def _users(rng: np.random.Generator, config: DemoConfig) -> list[list[str]]:
-    n = config.n_users
-    city = _pick(rng, np.exp(-0.1 * np.arange(len(_CITIES))), n)
-    age = np.clip(np.rint(33 + 13 * _normal(rng, n)), 5, 95).astype(int)
-    draw = rng.random(n)
-    absurd = (rng.random(n) * 2).astype(int)  # 0 or 1: age 0 or age 200+
-    rows = []
-    for k in range(n):
-        if draw[k] < config.missing_age_share:
-            age_text = ""
-        elif draw[k] < config.missing_age_share + config.absurd_age_share:
-            age_text = "0.0" if absurd[k] == 0 else f"{200 + age[k]}.0"
-        else:
-            age_text = f"{age[k]}.0"
-        rows.append([", ".join(_CITIES[city[k]]), age_text])
-    return rows
+    ]
+    users = [[ids[k], *row] for k, row in enumerate(users)]
+    return DemoTables(books=books, ratings=ratings, users=users)
 
 
 def write(tables: DemoTables, folder: Path) -> dict[str, Path]:

@@ -447,7 +447,7 @@ def run_summary(
         lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")
     lines += [
         "  look further: kedro viz run | "
-        f"mlflow ui --backend-store-uri {tracking_uri} | {reports}/",
+        f"mlflow ui --backend-store-uri {tracking_uri} | {reports}",
     ]
     return "\n".join(lines)
 
@@ -474,8 +474,10 @@ class RunSummaryHooks:
             rows = catalog.load("user_recommendations").count()
         run = mlflow.last_active_run()
         name = f"'{run.info.run_name}' ({run.info.run_id})" if run else None
-        # The reports' folder as the catalog has it (data.root differs by env).
-        reports = str(PurePosixPath(catalog["champions"]._filepath).parent)
+        # The champions' file as the catalog has it (data.root differs by env),
+        # the figures beside it in the reporting layer's folder.
+        champions_file = PurePosixPath(catalog["champions"]._filepath)
+        reports = f"{champions_file.parent.parent / '08_reporting'}/ | {champions_file}"
         logger.info(
             run_summary(champions, table, rows, self._tracking_uri, name, reports)
         )

@@ -24,16 +24,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import COLD_START, ITEM_IDX, USER_IDX
+from book_recommender.item_topk import Weights, rank_users, seen_pairs
 from book_recommender.metrics import RANK, SCORE
-from book_recommender.topk import (
-    BLOCK_USERS,
-    TILE_CELLS,
-    ItemTable,
-    Weights,
-    Workspace,
-    rank_users,
-    seen_pairs,
-)
+from book_recommender.topk import BLOCK_USERS, TILE_CELLS, ItemTable, Workspace
 
 MODEL = "_model"  # a model's position in the list ``top_k_served_many`` ranks for
 _FEATURES = "_features"

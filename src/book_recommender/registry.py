@@ -26,7 +26,8 @@ from book_recommender.serving import (
 )
 from book_recommender.topk import ItemTable
 
-# What a served model imports: serving.py and topk.py (shipped as code) need no more.
+# What a served model imports: serving.py, topk.py and item_topk.py (shipped as
+# code) need no more.
 SERVING_REQUIREMENTS = [
     f"mlflow=={mlflow.__version__}",
     f"numpy=={np.__version__}",

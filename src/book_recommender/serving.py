@@ -32,16 +32,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from book_recommender.topk import (
-    BLOCK_USERS,
-    TILE_CELLS,
-    DenseWeights,
-    ItemTable,
-    SparseWeights,
-    Weights,
-    Workspace,
-    rank_users,
-)
+from book_recommender.item_topk import DenseWeights, SparseWeights, Weights, rank_users
+from book_recommender.topk import BLOCK_USERS, TILE_CELLS, ItemTable, Workspace
 
 K_COLUMN = "k"
 RANK = "rank"

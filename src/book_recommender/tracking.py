@@ -336,6 +336,13 @@ def _stage_aliases(registered: dict[str, dict[str, Any]]) -> None:
         )
 
 
+def _model_of(registry: RegistryParams, role: str) -> tuple[str, str]:
+    """The registered model a champion of ``role`` is a version of, and its alias."""
+    if role == "rating":
+        return registry.rating_model_name, registry.rating_alias
+    return registry.model_name, registry.alias
+
+
 def register_champions(
     candidate_models: list[RecommenderModel],
     champions: dict[str, Champion],
@@ -355,10 +362,6 @@ def register_champions(
     alias: it moves when the whole run has succeeded (``aliases``), so a run
     that fails, in scoring too, leaves the previous champions where they were.
     """
-    model_of = {
-        "recommender": (registry.model_name, registry.alias),
-        "rating": (registry.rating_model_name, registry.rating_alias),
-    }
     registered = {}
     tables = collect_run_tables(
         model_input_ratings, indexed_users, indexed_items, columns
@@ -371,7 +374,7 @@ def register_champions(
             tables,
         )  # fmt: skip
         bundle.meta.update(max_k=registry.max_k, max_rows=registry.max_rows)
-        model_name, alias = model_of[role]
+        model_name, alias = _model_of(registry, role)
         texts = (
             version_description(
                 champion, len(candidate_runs), candidate_metrics, data_statistics,

@@ -23,6 +23,7 @@ from scipy.linalg import lapack
 
 from book_recommender.axes import NonNegativeAxis, PositiveAxis, Section
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_topk import DenseWeights
 from book_recommender.memory_plan import Footprint
 from book_recommender.models.base import (
     ItemWeightsModel,
@@ -32,7 +33,7 @@ from book_recommender.models.base import (
 )
 from book_recommender.models.families import Family, FamilyRow, with_and_without_side
 from book_recommender.models.items import distinct_pairs, side_incidence
-from book_recommender.topk import DenseWeights, ItemTable
+from book_recommender.topk import ItemTable
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_topk import SparseWeights, top_of_rows
 from book_recommender.memory_plan import Footprint
-from book_recommender.topk import ItemTable, SparseWeights, top_of_rows
+from book_recommender.topk import ItemTable
 
 # Weights one task computes at once (before its top-k), ~16 bytes each.
 _BLOCK_ENTRIES = 1_000_000

@@ -80,7 +80,7 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
         session.run(pipeline_names=["data_processing"])
 
     out = project_copy / "data/book-crossing"
-    rows = json.loads((out / "08_reporting/data_statistics.json").read_text())["rows"]
+    rows = json.loads((out / "05_model_input/data_statistics.json").read_text())["rows"]
     items, users, ratings = rows["items"], rows["users"], rows["ratings"]
     assert (items["read"], items["kept"]) == (7, 5)
     assert items["dropped"] == {"duplicate_item_id": 1, "missing_item_id": 1}

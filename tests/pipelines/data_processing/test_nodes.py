@@ -17,9 +17,9 @@ from pyspark.sql.types import (
 
 from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
 from book_recommender.params import ConfigurationError, parse
+from book_recommender.pipelines.data_processing.indexing import _index
 from book_recommender.pipelines.data_processing.nodes import (
     DataValidationError,
-    _index,
     compute_statistics,
     count_join_losses,
     index_items,

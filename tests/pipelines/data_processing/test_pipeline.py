@@ -55,7 +55,7 @@ def test_data_processing_statistics_match_pandas(spark, project_copy):
         session.run(pipeline_names=["data_processing"])
 
     stats = json.loads(
-        (project_copy / "data/08_reporting/data_statistics.json").read_text()
+        (project_copy / "data/05_model_input/data_statistics.json").read_text()
     )
     expected = _pandas_statistics(project_copy / "data/01_raw")
 

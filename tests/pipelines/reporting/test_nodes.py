@@ -19,8 +19,8 @@ from book_recommender.pipelines.reporting.nodes import (
     plot_top_authors,
     plot_user_ages,
     short_label,
-    summarize_raw_tables,
 )
+from book_recommender.pipelines.reporting.raw_summary import summarize_raw_tables
 from tests.conftest import data_processing_params
 
 ROOT = Path(__file__).resolve().parents[3]

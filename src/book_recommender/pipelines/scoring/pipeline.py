@@ -1,29 +1,26 @@
 """scoring: top-k books for every user from the registered recommender, as a
 Delta table."""
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Pipeline
+
+from book_recommender.pipelines.wiring import namespaced, node
 
 from .nodes import recommend_for_users, summarize_recommendations
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+    return namespaced(
+        "scoring",
         [
-            Node(
+            node(
                 recommend_for_users,
-                inputs={
-                    "champion": "champion_recommender",
-                    "scoring": "params:scoring",
-                },
-                outputs="user_recommendations",
-                name="recommend_for_users",
+                "user_recommendations",
+                champion="champion_recommender",
             ),
-            Node(
+            node(
                 summarize_recommendations,
-                inputs=["user_recommendations", "champion_recommender"],
-                outputs="scoring_metrics",
-                name="summarize_recommendations",
+                "scoring_metrics",
+                champion="champion_recommender",
             ),
         ],
-        tags="scoring",
     )
