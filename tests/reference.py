@@ -6,6 +6,9 @@ the project's tuning before Spark's own classes (``tuned_alone``)."""
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Callable
 
 from pyspark.ml.recommendation import ALSModel
@@ -13,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
 from book_recommender.metrics import RANK, RANKING_PARTS, SCORE, per_user_ranking
 from book_recommender.models import Family, Interactions
 from book_recommender.models.tuning import judge
@@ -126,3 +129,46 @@ def tuned_alone(
             estimator.fit(fit_part), validation, evaluation
         )
     return out
+
+
+def als_model_from_factors(
+    users: DataFrame, items: DataFrame, rank: int, path: str
+) -> ALSModel:
+    """A genuine ``ALSModel`` with the given factors, written at ``path`` in
+    Spark's own ALSModel layout and loaded back: the tests' way to rank given
+    factors through Spark's ``recommendForUserSubset`` (the project itself never
+    writes another class's layout).
+
+    ``users`` and ``items`` have (``id`` int, ``features`` array<float>) of length
+    ``rank``. The model reads USER_IDX / ITEM_IDX and drops pairs it has no
+    factors for, as the fitted ones do.
+    """
+    spark = users.sparkSession
+    metadata = {
+        "class": "org.apache.spark.ml.recommendation.ALSModel",
+        "timestamp": int(time.time() * 1000),
+        "sparkVersion": spark.version,
+        "uid": f"ALS_{uuid.uuid4().hex[:12]}",
+        "paramMap": {
+            "userCol": USER_IDX,
+            "itemCol": ITEM_IDX,
+            "coldStartStrategy": "drop",
+        },
+        "defaultParamMap": {
+            "blockSize": 4096,
+            "coldStartStrategy": "nan",
+            "itemCol": "item",
+            "predictionCol": PREDICTION,
+            "userCol": "user",
+        },
+        "rank": rank,
+    }
+    spark.createDataFrame([(json.dumps(metadata),)], "value string").coalesce(
+        1
+    ).write.mode("overwrite").text(path + "/metadata")
+    for name, factors in (("userFactors", users), ("itemFactors", items)):
+        factors.select(
+            F.col("id").cast("int").alias("id"),
+            F.col("features").cast("array<float>").alias("features"),
+        ).write.mode("overwrite").parquet(f"{path}/{name}")
+    return ALSModel.load(path)

@@ -1,14 +1,14 @@
-"""The damped bias model and biased ALS with its biases folded into the factors."""
+"""The damped bias model, and biased ALS: residual ALS plus the biases, served
+with the biases folded into its factors."""
 
 from __future__ import annotations
 
 import pytest
-from pyspark.ml.recommendation import ALS
 
 from book_recommender.columns import ITEM_IDX, PREDICTION, USER_IDX
-from book_recommender.models.als import fold_biases
+from book_recommender.models import Interactions
+from book_recommender.models.als import BiasedAls
 from book_recommender.models.bias import ITEM_BIAS, USER_BIAS, fit_biases
-from tests.reference import als_candidates
 
 SCHEMA = f"{USER_IDX} int, {ITEM_IDX} int, r float"
 
@@ -38,25 +38,37 @@ def test_damped_biases_by_hand(ratings):
     assert model.predict(unknown).first()[PREDICTION] == pytest.approx(mu + item[0])
 
 
-def test_folded_model_predicts_residual_plus_biases(ratings, tmp_path):
-    biases = fit_biases(ratings, "r", damping=1.0)
-    residuals = biases.residuals(ratings, "r", "res")
-    residual = ALS(
-        userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol="res", rank=2, maxIter=3,
-        nonnegative=False, seed=1,
-    ).fit(residuals)  # fmt: skip
-    folded = fold_biases(residual, biases, str(tmp_path / "biased"))
-    assert folded.rank == residual.rank + 2
-    expected = biases.predict(
-        residual.transform(ratings).withColumnRenamed(PREDICTION, "res_pred")
+def test_biased_als_predicts_residual_plus_biases_and_serves_them_folded(
+    spark, ratings
+):
+    """Biased ALS predicts the residual ALS's prediction plus ``mu + b_u +
+    b_i``; its served factors carry the biases, so their dot product is that
+    sum; it is logged as no Spark model (the residual alone is not it)."""
+    estimator = BiasedAls(rank=2, maxIter=3, seed=1, damping=1.0, numBlocks=1)
+    interactions = Interactions(
+        spark.createDataFrame([], f"{USER_IDX} int, {ITEM_IDX} int"), "r"
     )
-    got = folded.transform(ratings).withColumnRenamed(PREDICTION, "folded")
-    joined = expected.join(got, on=[USER_IDX, ITEM_IDX]).collect()
-    assert len(joined) == 6
-    for row in joined:
-        assert row["folded"] == pytest.approx(
-            row["res_pred"] + row[PREDICTION], abs=1e-4
-        )
-    # recommendForUserSubset works on the folded model like on any ALSModel.
-    recs = als_candidates(folded)(ratings.select(USER_IDX).distinct(), 2).collect()
-    assert len(recs) == 6
+    model = estimator.with_interactions(interactions).fit(ratings)
+    biases = fit_biases(ratings, "r", 1.0)
+    residual = model.als.transform(ratings).withColumnRenamed(PREDICTION, "res")
+    expected = {
+        (r[USER_IDX], r[ITEM_IDX]): r["res"] + r[PREDICTION]
+        for r in biases.predict(residual).collect()
+    }
+    got = {
+        (r[USER_IDX], r[ITEM_IDX]): r[PREDICTION]
+        for r in model.predict(ratings).collect()
+    }
+    assert got.keys() == expected.keys() and len(got) == 6  # noqa: PLR2004
+    for pair, value in expected.items():
+        assert got[pair] == pytest.approx(min(max(value, 4.0), 10.0), abs=1e-4)
+    users = {r["id"]: r["features"] for r in model.user_factors().collect()}
+    items = {r["id"]: r["features"] for r in model.item_factors().collect()}
+    assert model.rank == 4 and {len(v) for v in users.values()} == {4}  # noqa: PLR2004
+    for (u, i), value in expected.items():
+        dot = sum(a * b for a, b in zip(users[u], items[i], strict=True))
+        assert dot == pytest.approx(value, abs=1e-4)
+    assert model.spark_model is None
+    # An unknown user: no residual factors, no prediction.
+    unknown = spark.createDataFrame([(9, 0, 5.0)], SCHEMA)
+    assert model.predict(unknown).first()[PREDICTION] is None

@@ -11,11 +11,11 @@ from pyspark.sql import functions as F
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.metrics import RANK, SCORE
 from book_recommender.models import popularity_scores
-from book_recommender.models.als import AlsRecommenderModel, als_model_from_factors
+from book_recommender.models.als import AlsRecommenderModel
 from book_recommender.ranking import COLD_START, top_k_served
 from book_recommender.registry import collect_run_tables, export_bundle
 from book_recommender.topk import ItemTable, Workspace, rank_block
-from tests.reference import als_candidates, top_k_unseen
+from tests.reference import als_candidates, als_model_from_factors, top_k_unseen
 
 N_USERS, N_ITEMS, RANK_ = 40, 60, 5
 

@@ -897,9 +897,11 @@ def _check_candidate_runs(
             # Item-based: the weights live in the registered bundle, sized here.
             assert run.data.metrics["model_bytes"] > 0, run.info.run_name
             continue
-        if kind in ("popularity", "bias"):
+        if kind in ("popularity", "bias", "biased"):
             # No Spark model behind a baseline (its counts or biases are what
-            # a registered bundle would hold): nothing is logged as one.
+            # a registered bundle would hold), nor behind biased ALS (its
+            # residual ALSModel alone is not what it predicts): nothing is
+            # logged as one, so no unserved model offers to be registered.
             assert not client.list_artifacts(run.info.run_id), run.info.run_name
             continue
         info = get_model_info(f"runs:/{run.info.run_id}/model")

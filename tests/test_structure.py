@@ -264,3 +264,34 @@ def test_every_dataset_has_the_layer_of_its_folder():
                     after = order.index(_layer_of(catalog, written)[0])
                     assert before <= after, (node.name, read, written)
     assert layers == set(LAYERS)
+
+
+def test_every_stage_takes_keyword_params_and_no_private_spark_class_is_used():
+    """Each family's estimator and the evaluator take their Params by keyword
+    (``@keyword_only`` ``__init__`` and ``setParams``, as pyspark.ml's own);
+    nothing imports a private name from pyspark."""
+    from book_recommender.evaluation import ServedEvaluator  # noqa: PLC0415
+
+    stages = [ServedEvaluator]
+    for row in rows():
+        module = importlib.import_module(row.build.__module__)
+        stages += [
+            cls
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, Recommender) and "kind" in vars(cls)
+        ]
+    assert len(stages) >= 9  # noqa: PLR2004
+    for stage in stages:
+        for method in ("__init__", "setParams"):
+            function = vars(stage).get(method)
+            assert function is not None, (stage.__name__, method)
+            assert hasattr(function, "__wrapped__"), (stage.__name__, method)
+        with pytest.raises(TypeError, match="keyword"):
+            stage(1.0)
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "pyspark"
+            ):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, (path.relative_to(SRC), private)

@@ -28,6 +28,7 @@ import math
 import threading
 from typing import Any
 
+from pyspark import keyword_only
 from pyspark.ml.evaluation import Evaluator
 from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
@@ -62,15 +63,25 @@ class ServedEvaluator(Evaluator):
         TypeConverters.toFloat,
     )
 
-    def __init__(self, **params) -> None:
+    @keyword_only
+    def __init__(
+        self, *, metricName=None, k=None, ratingCol=None, relevanceThreshold=None
+    ) -> None:
         super().__init__()
         self._setDefault(metricName="ndcg_at_10", k=10, ratingCol="rating")
-        self._set(**params)
+        self.setParams(**self._input_kwargs)
         self.recorded: dict[str, list[dict[str, float]]] = {}
         self._lock = threading.Lock()
         self.catalog: Catalog | None = None
         self.pairs = False
         self.min_coverage: float | None = None
+
+    @keyword_only
+    def setParams(
+        self, *, metricName=None, k=None, ratingCol=None, relevanceThreshold=None
+    ):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
 
     def judge_beyond_accuracy(
         self, catalog: Catalog, pairs: bool, min_coverage: float | None = None

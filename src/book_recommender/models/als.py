@@ -2,20 +2,19 @@
 explicit ALS and biased ALS (rating).
 
 Biased ALS is the damped bias model ``mu + b_u + b_i`` (``bias``) and ALS on
-its residuals; the biases are folded into the factors, stored as an
-``ALSModel`` of rank ``r + 2``: the user vector gains ``[mu + b_u, 1]`` and the
-item vector ``[1, b_i]``, so ``u . v = residual + mu + b_u + b_i``, and MLflow's
-Spark flavour logs it like any ALS model.
+its residuals (``BiasedAlsModel``): it predicts ``residual + mu + b_u + b_i``
+and is served with the biases folded into its factors, rank ``r + 2``: the user
+vector gains ``[mu + b_u, 1]`` and the item vector ``[1, b_i]``, so ``u . v`` is
+that sum. It is no ``ALSModel``, so no candidate run logs it with MLflow's Spark
+flavour: what serves it is the registered pyfunc of its arrays.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from typing import Literal
 
 from pydantic import Field
+from pyspark import keyword_only
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasMaxIter, HasRegParam, HasSeed
 from pyspark.ml.recommendation import ALS, ALSModel
@@ -147,9 +146,40 @@ class ImplicitAls(Recommender, _AlsParams):
         TypeConverters.toInt,
     )
 
-    def __init__(self, **params) -> None:
-        super().__init__(**params)
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        rank=None,
+        regParam=None,
+        maxIter=None,
+        seed=None,
+        numBlocks=None,
+        nonnegative=None,
+        alpha=None,
+        implicitStrength=None,
+        minItemInteractions=None,
+    ) -> None:
+        super().__init__()
         self._setDefault(alpha=1.0, implicitStrength=1.0, minItemInteractions=1)
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        rank=None,
+        regParam=None,
+        maxIter=None,
+        seed=None,
+        numBlocks=None,
+        nonnegative=None,
+        alpha=None,
+        implicitStrength=None,
+        minItemInteractions=None,
+    ):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
 
     kind = "implicit"
     axes = ("rank", "regParam", "alpha")
@@ -192,6 +222,34 @@ class ExplicitAls(_RatingAls):
 
     kind = "explicit"
 
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        rank=None,
+        regParam=None,
+        maxIter=None,
+        seed=None,
+        numBlocks=None,
+        nonnegative=None,
+    ) -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        rank=None,
+        regParam=None,
+        maxIter=None,
+        seed=None,
+        numBlocks=None,
+        nonnegative=None,
+    ):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
+
     def _fit_data(self, data: TrainingData) -> AlsRatingModel:
         model = AlsRatingModel()
         model.als = self._als(
@@ -209,6 +267,34 @@ class BiasedAls(_RatingAls, HasDamping):
 
     kind = "biased"
 
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        rank=None,
+        regParam=None,
+        maxIter=None,
+        seed=None,
+        numBlocks=None,
+        damping=None,
+    ) -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        rank=None,
+        regParam=None,
+        maxIter=None,
+        seed=None,
+        numBlocks=None,
+        damping=None,
+    ):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
+
     def _fit_data(self, data: TrainingData) -> AlsRatingModel:
         biases = fit_biases(
             data.ratings, data.rating_col, self.getOrDefault(self.damping)
@@ -216,89 +302,70 @@ class BiasedAls(_RatingAls, HasDamping):
         residual = self._als(data, ratingCol=RESIDUAL, nonnegative=False).fit(
             biases.residuals(data.ratings, data.rating_col, RESIDUAL)
         )
-        model = AlsRatingModel()
-        model.als = fold_biases(residual, biases, _workdir(data))
-        model.clip = rating_range(data)
+        model = BiasedAlsModel()
+        model.als, model.biases, model.clip = residual, biases, rating_range(data)
         return model
 
 
-def _workdir(data: TrainingData) -> str:
-    spark = data.ratings.sparkSession
-    folder = spark.sparkContext.getCheckpointDir() or spark.conf.get(
-        "spark.local.dir", "/tmp"
-    )
-    return f"{folder}/candidates/{uuid.uuid4().hex}"
+class BiasedAlsModel(AlsRatingModel):
+    """Biased ALS fitted: the residual ``ALSModel`` (``als``) and the
+    ``Biases``; see the module docstring."""
 
+    biases: Biases
 
-def als_model_from_factors(
-    users: DataFrame, items: DataFrame, rank: int, path: str
-) -> ALSModel:
-    """A genuine ``ALSModel`` with the given factors, written at ``path`` in
-    Spark's own ALSModel layout and loaded back.
+    @property
+    def rank(self) -> int:
+        return int(self.als.rank) + 2
 
-    ``users`` and ``items`` have (``id`` int, ``features`` array<float>) of length
-    ``rank``. The model reads USER_IDX / ITEM_IDX and drops pairs it has no
-    factors for, as the fitted ones do.
-    """
-    spark = users.sparkSession
-    metadata = {
-        "class": "org.apache.spark.ml.recommendation.ALSModel",
-        "timestamp": int(time.time() * 1000),
-        "sparkVersion": spark.version,
-        "uid": f"ALS_{uuid.uuid4().hex[:12]}",
-        "paramMap": {
-            "userCol": USER_IDX,
-            "itemCol": ITEM_IDX,
-            "coldStartStrategy": "drop",
-        },
-        "defaultParamMap": {
-            "blockSize": 4096,
-            "coldStartStrategy": "nan",
-            "itemCol": "item",
-            "predictionCol": PREDICTION,
-            "userCol": "user",
-        },
-        "rank": rank,
-    }
-    spark.createDataFrame([(json.dumps(metadata),)], "value string").coalesce(
-        1
-    ).write.mode("overwrite").text(path + "/metadata")
-    for name, factors in (("userFactors", users), ("itemFactors", items)):
-        factors.select(
-            F.col("id").cast("int").alias("id"),
-            F.col("features").cast("array<float>").alias("features"),
-        ).write.mode("overwrite").parquet(f"{path}/{name}")
-    return ALSModel.load(path)
+    @property
+    def spark_model(self) -> None:
+        """None: the residual ``ALSModel`` alone is not what it predicts."""
+        return None
 
+    def user_factors(self) -> DataFrame:
+        """The residual factors and ``[mu + b_u, 1]`` (a missing bias: 0)."""
+        bias = F.lit(self.biases.mean) + F.coalesce(USER_BIAS, F.lit(0.0))
+        return self._folded(
+            self.als.userFactors, self.biases.user_bias, USER_IDX, bias, F.lit(1.0)
+        )
 
-def fold_biases(als: ALSModel, biases: Biases, path: str) -> ALSModel:
-    """An ALSModel (rank + 2) predicting ``als + mu + b_u + b_i``, saved at ``path``.
+    def item_factors(self) -> DataFrame:
+        """The residual factors and ``[1, b_i]`` (a missing bias: 0)."""
+        bias = F.coalesce(ITEM_BIAS, F.lit(0.0))
+        return self._folded(
+            self.als.itemFactors, self.biases.item_bias, ITEM_IDX, F.lit(1.0), bias
+        )
 
-    Users and items the residual model has factors for keep them; a missing bias
-    counts as 0.
-    """
-    one = F.lit(1.0).cast("float")
-    users = als.userFactors.join(
-        biases.user_bias.withColumnRenamed(USER_IDX, "id"), on="id", how="left"
-    ).select(
-        "id",
-        F.concat(
-            "features",
-            F.array(
-                (F.lit(biases.mean) + F.coalesce(USER_BIAS, F.lit(0.0))).cast("float"),
-                one,
-            ),
-        ).alias("features"),
-    )
-    items = als.itemFactors.join(
-        biases.item_bias.withColumnRenamed(ITEM_IDX, "id"), on="id", how="left"
-    ).select(
-        "id",
-        F.concat(
-            "features", F.array(one, F.coalesce(ITEM_BIAS, F.lit(0.0)).cast("float"))
-        ).alias("features"),
-    )
-    return als_model_from_factors(users, items, als.rank + 2, path)
+    @staticmethod
+    def _folded(
+        factors: DataFrame, biases: DataFrame, key: str, first, second
+    ) -> DataFrame:
+        return factors.join(
+            biases.withColumnRenamed(key, "id"), on="id", how="left"
+        ).select(
+            "id",
+            F.concat(
+                "features", F.array(first.cast("float"), second.cast("float"))
+            ).alias("features"),
+        )
+
+    def predict(self, pairs: DataFrame) -> DataFrame:
+        """The residual ALS's prediction (NaN where it has no factors) plus
+        ``mu + b_u + b_i``, clipped."""
+        residual = self.als.copy({self.als.coldStartStrategy: "nan"}).transform(pairs)
+        predicted = (
+            residual.join(self.biases.user_bias, on=USER_IDX, how="left")
+            .join(self.biases.item_bias, on=ITEM_IDX, how="left")
+            .withColumn(
+                PREDICTION,
+                F.col(PREDICTION)
+                + F.lit(self.biases.mean)
+                + F.coalesce(USER_BIAS, F.lit(0.0))
+                + F.coalesce(ITEM_BIAS, F.lit(0.0)),
+            )
+            .drop(USER_BIAS, ITEM_BIAS)
+        )
+        return self._clipped(predicted)
 
 
 class RankingSection(Section):

@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from pyspark.ml import Estimator, Model
-from pyspark.ml.base import _FitMultipleIterator
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -151,10 +150,6 @@ class Recommender(Estimator, _ServingParams):
     axes: ClassVar[tuple[str, ...]] = ()
     interactions: Interactions | None = None
 
-    def __init__(self, **params) -> None:
-        super().__init__()
-        self._set(**params)
-
     def with_interactions(self, interactions: Interactions) -> Recommender:
         self.interactions = interactions
         return self
@@ -264,7 +259,28 @@ class SharedFitRecommender(Recommender):
 
             return estimator._finish(fit, dataset)
 
-        return _FitMultipleIterator(fit_one, len(paramMaps))
+        return _Fits(fit_one, len(paramMaps))
+
+
+class _Fits:
+    """What ``Estimator.fitMultiple`` returns: a thread-safe iterator of
+    (index, model), each model fitted when its index is drawn, so the
+    tuning's ``parallelism`` threads fit different points at once."""
+
+    def __init__(self, fit_one: Callable[[int], RecommenderModel], n: int) -> None:
+        self._fit_one, self._n, self._next = fit_one, n, 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _Fits:
+        return self
+
+    def __next__(self) -> tuple[int, RecommenderModel]:
+        with self._lock:
+            index = self._next
+            if index >= self._n:
+                raise StopIteration
+            self._next += 1
+        return index, self._fit_one(index)
 
 
 class RecommenderModel(Model, _ServingParams):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyspark import keyword_only
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -103,6 +104,16 @@ class BiasBaseline(Recommender, HasDamping):
     kind = "bias"
     role = "rating"
     baseline = True
+
+    @keyword_only
+    def __init__(self, *, damping=None) -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, damping=None):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
 
     def candidate_name(self) -> str:
         return "bias_baseline"

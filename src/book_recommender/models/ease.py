@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import Field
+from pyspark import keyword_only
 from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -186,9 +187,16 @@ class Ease(SharedFitRecommender):
     beta = param("beta", "weight of the side information", TypeConverters.toFloat)
     maxItems = param("maxItems", "most read books it covers", TypeConverters.toInt)
 
-    def __init__(self, **params) -> None:
-        super().__init__(**params)
+    @keyword_only
+    def __init__(self, *, l2=None, beta=None, maxItems=None) -> None:
+        super().__init__()
         self._setDefault(l2=250.0, beta=0.0, maxItems=5000)
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, l2=None, beta=None, maxItems=None):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
 
     kind = "ease"
     axes = ("l2", "beta")

@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BeforeValidator, Field
+from pyspark import keyword_only
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
 from pyspark.sql import DataFrame
@@ -162,8 +163,19 @@ class ItemKnn(SharedFitRecommender, HasSeed):
     bm25K1 = param("bm25K1", "BM25 K1", TypeConverters.toFloat)
     bm25B = param("bm25B", "BM25 B", TypeConverters.toFloat)
 
-    def __init__(self, **params) -> None:
-        super().__init__(**params)
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        similarity=None,
+        neighbours=None,
+        sideWeight=None,
+        maxUserItems=None,
+        bm25K1=None,
+        bm25B=None,
+        seed=None,
+    ) -> None:
+        super().__init__()
         self._setDefault(
             similarity="bm25",
             neighbours=50,
@@ -173,6 +185,22 @@ class ItemKnn(SharedFitRecommender, HasSeed):
             bm25B=0.75,
             seed=42,
         )
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        similarity=None,
+        neighbours=None,
+        sideWeight=None,
+        maxUserItems=None,
+        bm25K1=None,
+        bm25B=None,
+        seed=None,
+    ):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
 
     kind = "knn"
     axes = ("similarity", "neighbours", "sideWeight")

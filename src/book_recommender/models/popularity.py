@@ -3,6 +3,7 @@ interactions they have not seen."""
 
 from __future__ import annotations
 
+from pyspark import keyword_only
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -17,6 +18,15 @@ class Popularity(Recommender):
 
     kind = "popularity"
     baseline = True
+
+    @keyword_only
+    def __init__(self) -> None:
+        super().__init__()
+
+    @keyword_only
+    def setParams(self):
+        """It has no Params of its own (serving's ``k`` aside)."""
+        return self
 
     def _fit_data(self, data: TrainingData) -> PopularityModel:
         return PopularityModel()

@@ -33,6 +33,7 @@ import logging
 import numpy as np
 import pandas as pd
 from pydantic import Field
+from pyspark import keyword_only
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasSeed
 from pyspark.sql import DataFrame
@@ -204,8 +205,19 @@ class Rp3Beta(SharedFitRecommender, HasSeed):
         TypeConverters.toInt,
     )
 
-    def __init__(self, **params) -> None:
-        super().__init__(**params)
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        alpha=None,
+        beta=None,
+        neighbours=None,
+        sideWeight=None,
+        maxUserItems=None,
+        minItemReaders=None,
+        seed=None,
+    ) -> None:
+        super().__init__()
         self._setDefault(
             alpha=1.0,
             beta=0.0,
@@ -215,6 +227,22 @@ class Rp3Beta(SharedFitRecommender, HasSeed):
             minItemReaders=2,
             seed=42,
         )
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        alpha=None,
+        beta=None,
+        neighbours=None,
+        sideWeight=None,
+        maxUserItems=None,
+        minItemReaders=None,
+        seed=None,
+    ):
+        """Sets the given Params, by keyword."""
+        return self._set(**self._input_kwargs)
 
     kind = "rp3"
     axes = ("alpha", "beta", "neighbours", "sideWeight")
