@@ -17,8 +17,9 @@ from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 from mlflow.tracking import MlflowClient
 
-from book_recommender import hooks as project_hooks
-from book_recommender.hooks import TIMINGS_ENV, MlflowRunHooks, NodeTimingHooks
+from book_recommender.hooks import mlflow_run as project_hooks
+from book_recommender.hooks.mlflow_run import MlflowRunHooks
+from book_recommender.hooks.timings import TIMINGS_ENV, NodeTimingHooks
 
 
 def _double(x):

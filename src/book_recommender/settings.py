@@ -19,15 +19,14 @@ for _message in (
 
 from omegaconf.resolvers import oc  # noqa: E402
 
-from book_recommender.hooks import (  # noqa: E402
-    AliasHooks,
-    MlflowRunHooks,
-    NodeTimingHooks,
+from book_recommender.hooks.checks import (  # noqa: E402
     ParameterCheckHooks,
     RunLockHooks,
-    RunSummaryHooks,
-    SparkHooks,
 )
+from book_recommender.hooks.mlflow_run import AliasHooks, MlflowRunHooks  # noqa: E402
+from book_recommender.hooks.spark import SparkHooks  # noqa: E402
+from book_recommender.hooks.summary import RunSummaryHooks  # noqa: E402
+from book_recommender.hooks.timings import NodeTimingHooks  # noqa: E402
 
 # The SparkSession is created once, by SparkHooks, before any dataset needs it.
 # Pluggy calls the hooks last registered first: settings are checked before Spark
