@@ -52,7 +52,7 @@ from book_recommender.models import (
     TrainingData,
     TuningResult,
 )
-from book_recommender.models.als import AlsRecommenderModel
+from book_recommender.models.als import AlsRatingModel
 from book_recommender.models.families import grid, named
 from book_recommender.models.records import to_json
 from book_recommender.models.selection import best
@@ -194,7 +194,7 @@ def evaluate_model(
 
 def recommenders_als(data: TrainingData) -> RecommenderModel:
     """Recommenders' own ALS settings, served and judged as the project's."""
-    model = AlsRecommenderModel.of(
+    model = AlsRatingModel.of(
         ALS(
             userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=RATING, rank=10,
             maxIter=15, regParam=0.05, nonnegative=False,
