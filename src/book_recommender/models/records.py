@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 Hyperparameter = float | int | str
-# A JSON document read by key for display, not a record of this module (the
-# data statistics of data_processing, what registration returns): its values
-# are narrowed where they are read. Not recursive: Kedro resolves a node's
-# type hints to type its parameters, and skips a node whose hints it cannot.
+# A JSON document read by key where it is shown or logged, not a record of
+# this module (the data statistics of data_processing, what registration
+# returns). Not recursive: Kedro resolves a node's type hints to type its
+# parameters, and silently skips a node whose hints it cannot resolve.
 JsonDocument = dict[str, object]
 
 
