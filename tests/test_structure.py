@@ -31,19 +31,23 @@ from book_recommender.pipelines.data_science import nodes as data_science_nodes
 SRC = Path(__file__).resolve().parents[1] / "src" / "book_recommender"
 
 
+def _estimators(module) -> list[type[Recommender]]:
+    """The family estimators ``module`` holds (its own or imported)."""
+    return [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, Recommender) and "kind" in vars(cls)
+    ]
+
+
 def _family_modules() -> dict[str, set[str]]:
     """Each family module's file -> the kinds of the estimators it defines."""
     kinds: dict[str, set[str]] = {}
     for row in rows():
         module = importlib.import_module(row.build.__module__)
-        found = {
-            cls.kind
-            for _, cls in inspect.getmembers(module, inspect.isclass)
-            if issubclass(cls, Recommender)
-            and cls.__module__ == module.__name__
-            and "kind" in vars(cls)
+        kinds[str(Path(module.__file__).resolve())] = {
+            cls.kind for cls in _estimators(module) if cls.__module__ == module.__name__
         }
-        kinds[str(Path(module.__file__).resolve())] = found
     return kinds
 
 
@@ -274,12 +278,7 @@ def test_every_stage_takes_keyword_params_and_no_private_spark_class_is_used():
 
     stages = [ServedEvaluator]
     for row in rows():
-        module = importlib.import_module(row.build.__module__)
-        stages += [
-            cls
-            for _, cls in inspect.getmembers(module, inspect.isclass)
-            if issubclass(cls, Recommender) and "kind" in vars(cls)
-        ]
+        stages += _estimators(importlib.import_module(row.build.__module__))
     assert len(stages) >= 9  # noqa: PLR2004
     for stage in stages:
         for method in ("__init__", "setParams"):

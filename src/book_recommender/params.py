@@ -233,9 +233,7 @@ def check_parameters(parameters: dict[str, Any], env: str | None = None) -> None
     }
     if "als" in parsed and "item_based" in parsed:
         switches = {
-            key: on
-            for row in rows()
-            for key, on in row.switches(parsed["als"], parsed["item_based"]).items()
+            key: on for row in rows() for key, on in row.switches(parsed).items()
         }
         if not any(switches.values()):
             raise ConfigurationError(

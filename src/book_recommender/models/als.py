@@ -439,7 +439,7 @@ FAMILIES = FamilyRow(
     group="als",
     section=AlsParams,
     build=als_families,
-    switches=lambda als, _: {
+    group_switches=lambda als: {
         "als.ranking.enabled": als.ranking.enabled,
         "als.rating.enabled": als.rating.enabled,
     },

@@ -248,9 +248,7 @@ class EaseSection(Section):
 
 
 def ease_families(ease: EaseSection, item_based) -> list[Family]:
-    """EASE without and with the side information, if enabled."""
-    if not ease.enabled:
-        return []
+    """EASE without and with the side information."""
     estimator = Ease(maxItems=ease.max_items)
     return with_and_without_side(estimator, "beta", l2=ease.l2, beta=ease.beta)
 
@@ -260,6 +258,5 @@ FAMILIES = FamilyRow(
     key="ease",
     section=EaseSection,
     build=ease_families,
-    switches=lambda _, item_based: {"item_based.ease.enabled": item_based.ease.enabled},
-    side_axes=lambda item_based: {"ease.beta": item_based.ease.beta},
+    side_axis="beta",
 )

@@ -94,28 +94,46 @@ class FamilyRow:
     """One family module's entry in the table.
 
     ``section`` is its typed settings: under ``item_based.<key>`` when ``key``
-    is set (``build`` then gets the section and the whole ``item_based``),
-    else the group ``group`` of its own (``build`` gets that group), or none
-    (a baseline always on). ``order`` places its families among the others
-    (baselines first within a role, whatever their order)."""
+    is set (its ``enabled`` switches it; ``build`` gets the section and the
+    whole ``item_based``; ``side_axis`` names its side-information axis, if
+    any), else the group ``group`` of its own (``build`` gets that group, and
+    ``group_switches`` says which of its switches are on), or none (a baseline
+    always on). ``order`` places its families among the others (baselines
+    first within a role, whatever their order)."""
 
     order: int
     build: Callable[..., list[Family]]
     key: str | None = None
+    side_axis: str | None = None
     group: str | None = None
     section: type[Section] | None = None
-    # "<where>.enabled" -> on: at least one family of the table must be on.
-    switches: Callable[[Any, Any], dict[str, bool]] = field(default=_none)
-    # "<key>.<axis>" -> values: side-information axes (item_based only).
-    side_axes: Callable[[Any], dict[str, list[float]]] = field(default=_none)
+    group_switches: Callable[[Any], dict[str, bool]] = field(default=_none)
 
     def families(self, groups: dict[str, Any]) -> list[Family]:
         if self.key is not None:
             item_based = groups["item_based"]
-            return self.build(getattr(item_based, self.key), item_based)
+            section = getattr(item_based, self.key)
+            return self.build(section, item_based) if section.enabled else []
         if self.group is not None:
             return self.build(groups[self.group])
         return self.build()
+
+    def switches(self, groups: dict[str, Any]) -> dict[str, bool]:
+        """``"<where>.enabled"`` -> on, for each of its switches: at least one
+        family of the table must be on."""
+        if self.key is not None:
+            section = getattr(groups["item_based"], self.key)
+            return {f"item_based.{self.key}.enabled": section.enabled}
+        if self.group is not None:
+            return self.group_switches(groups[self.group])
+        return {}
+
+    def side_axes(self, item_based: Any) -> dict[str, list[float]]:
+        """``"<key>.<axis>"`` -> values of its side-information axis, if any."""
+        if self.key is None or self.side_axis is None:
+            return {}
+        section = getattr(item_based, self.key)
+        return {f"{self.key}.{self.side_axis}": getattr(section, self.side_axis)}
 
 
 @cache

@@ -261,9 +261,7 @@ class KnnSection(Section):
 
 
 def knn_families(knn: KnnSection, item_based) -> list[Family]:
-    """Item-kNN without and with the side information, if enabled."""
-    if not knn.enabled:
-        return []
+    """Item-kNN without and with the side information."""
     estimator = ItemKnn(
         maxUserItems=knn.max_user_items,
         bm25K1=knn.bm25_k1,
@@ -284,6 +282,5 @@ FAMILIES = FamilyRow(
     key="knn",
     section=KnnSection,
     build=knn_families,
-    switches=lambda _, item_based: {"item_based.knn.enabled": item_based.knn.enabled},
-    side_axes=lambda item_based: {"knn.side_weight": item_based.knn.side_weight},
+    side_axis="side_weight",
 )

@@ -307,9 +307,7 @@ class Rp3Section(Section):
 
 
 def rp3_families(rp3: Rp3Section, item_based) -> list[Family]:
-    """RP3beta without and with the side information, if enabled."""
-    if not rp3.enabled:
-        return []
+    """RP3beta without and with the side information."""
     estimator = Rp3Beta(
         maxUserItems=rp3.max_user_items,
         minItemReaders=rp3.min_item_readers,
@@ -330,6 +328,5 @@ FAMILIES = FamilyRow(
     key="rp3",
     section=Rp3Section,
     build=rp3_families,
-    switches=lambda _, item_based: {"item_based.rp3.enabled": item_based.rp3.enabled},
-    side_axes=lambda item_based: {"rp3.side_weight": item_based.rp3.side_weight},
+    side_axis="side_weight",
 )
