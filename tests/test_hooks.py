@@ -3,6 +3,7 @@ MlflowRunHooks: an interrupted run ends KILLED, whatever it was doing."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -80,16 +81,16 @@ def interruptible_run(tmp_path, monkeypatch):
     def collect(function, *args, **kwargs):
         if getattr(function, "__module__", None) != project_hooks.__name__:
             return register(function, *args, **kwargs)  # MLflow's, SQLAlchemy's
-        at_exit.append(function)
+        at_exit.append(functools.partial(function, *args, **kwargs))
         return function
 
     monkeypatch.setattr(project_hooks.atexit, "register", collect)
     # Its own experiment: earlier tests leave another one active in this process.
     experiment = MlflowClient().create_experiment("interrupted")
     parent = mlflow.start_run(experiment_id=experiment, run_name="data_science")
-    nested = mlflow.start_run(experiment_id=experiment, nested=True)
-    hooks = MlflowRunHooks()
+    hooks = MlflowRunHooks()  # kedro-mlflow's hook has started the parent run
     hooks.before_pipeline_run(run_params={"pipeline_names": [], "env": "test"})
+    nested = mlflow.start_run(experiment_id=experiment, nested=True)
     try:
         yield database, at_exit, parent.info.run_id, nested.info.run_id
     finally:
@@ -110,15 +111,12 @@ def test_an_interrupt_ends_the_runs_killed_at_once(interruptible_run):
         time.sleep(5)  # the handler runs before this ends
     assert mlflow.active_run() is None
     assert _statuses(parent, nested) == ["KILLED", "KILLED"]
-    assert at_exit == []
+    assert len(at_exit) == 1  # checks again at exit
 
 
-def test_an_interrupt_inside_a_tracking_store_write_ends_the_runs_killed_at_exit(
-    interruptible_run,
-):
-    """The interrupted code holds SQLite's write lock: ending the runs in the
-    handler would wait for it and fail (CI saw a run left RUNNING)."""
-    database, at_exit, parent, nested = interruptible_run
+def _interrupt_inside_a_tracking_store_write(database, nested):
+    """SIGINT while the main thread waits for SQLite's write lock (held by
+    another connection) in set_tag: the interrupted code holds the lock."""
     locked, writing = threading.Event(), threading.Event()
 
     def hold_the_lock_then_interrupt():
@@ -138,8 +136,50 @@ def test_an_interrupt_inside_a_tracking_store_write_ends_the_runs_killed_at_exit
     with pytest.raises(KeyboardInterrupt):
         MlflowClient().set_tag(nested, "written", "while interrupted")
     thread.join()
+
+
+def test_an_interrupt_inside_a_tracking_store_write_ends_the_runs_killed_at_exit(
+    interruptible_run,
+):
+    """Ending the runs in the handler would wait for the lock and fail (CI saw
+    a run left RUNNING)."""
+    database, at_exit, parent, nested = interruptible_run
+    _interrupt_inside_a_tracking_store_write(database, nested)
     assert _statuses(parent, nested) == ["RUNNING", "RUNNING"]
     assert len(at_exit) == 1
     at_exit[0]()
     assert mlflow.active_run() is None
     assert _statuses(parent, nested) == ["KILLED", "KILLED"]
+
+
+def test_runs_ended_failed_after_an_interrupt_are_marked_killed_at_exit(
+    interruptible_run,
+):
+    """When the interruption surfaces as an ordinary exception, kedro-mlflow's
+    on_pipeline_error ends the active runs FAILED (CI saw it after SIGTERM)."""
+    database, at_exit, parent, nested = interruptible_run
+    _interrupt_inside_a_tracking_store_write(database, nested)
+    while mlflow.active_run() is not None:  # as kedro-mlflow's hook does
+        mlflow.end_run("FAILED")
+    assert _statuses(parent, nested) == ["FAILED", "FAILED"]
+    at_exit[0]()
+    assert _statuses(parent, nested) == ["KILLED", "KILLED"]
+
+
+def test_an_interrupt_leaves_earlier_nested_runs_as_they_ended(interruptible_run):
+    _, at_exit, parent, nested = interruptible_run
+    finished = MlflowClient().create_run(
+        mlflow.get_run(parent).info.experiment_id,
+        tags={"mlflow.parentRunId": parent},
+    )
+    MlflowClient().set_terminated(finished.info.run_id, "FINISHED")
+    time.sleep(0.01)  # the signal comes later, by the millisecond clock
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    at_exit[0]()
+    assert _statuses(parent, nested, finished.info.run_id) == [
+        "KILLED",
+        "KILLED",
+        "FINISHED",
+    ]

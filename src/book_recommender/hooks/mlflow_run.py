@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 import mlflow
@@ -74,6 +75,33 @@ def _end_runs_killed() -> None:
         mlflow.end_run("KILLED")
 
 
+def _mark_killed(run_id: str, since_ms: int) -> None:
+    """At exit: the run a signal stopped, and its nested runs still going when
+    it came, end KILLED whatever the unwinding made of them. kedro-mlflow ends
+    the runs FAILED when the interruption surfaces as an ordinary exception (an
+    interrupted Spark or tracking-store call can raise one), and MLflow's own
+    exit handler would end the active ones FINISHED."""
+    try:
+        _end_runs_killed()
+        client = MlflowClient()
+        parent = client.get_run(run_id)
+        nested = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+        )
+        for run in [*nested, parent]:
+            info = run.info
+            stopped = info.status == "RUNNING" or (info.end_time or 0) >= since_ms
+            if stopped and info.status != "KILLED":
+                client.set_terminated(info.run_id, "KILLED")
+    except Exception:  # at exit, with nobody left to catch it
+        logger.exception(
+            "Could not mark the MLflow run %s KILLED: the next run of the "
+            "project marks it if it is still RUNNING.",
+            run_id,
+        )
+
+
 def _in_tracking_store(frame: Any) -> bool:
     """Whether the interrupted code is inside MLflow's tracking store, where it
     may hold the SQLite database's write lock until its stack unwinds."""
@@ -114,6 +142,8 @@ class MlflowRunHooks:
 
     def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
+        self._run_id: str | None = None
+        self._signalled = False
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict) -> None:
@@ -126,6 +156,7 @@ class MlflowRunHooks:
             mlflow.set_tag(
                 "mlflow.runName", f"{' + '.join(names)}, env {env_name(run_params)}"
             )
+        self._run_id, self._signalled = run.info.run_id, False
         mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
         _tidy_run_param_tags(run, run_params)
         experiment = mlflow.get_experiment(run.info.experiment_id)
@@ -141,14 +172,19 @@ class MlflowRunHooks:
             "%s: marking the MLflow run KILLED and stopping.",
             signal.Signals(signum).name,
         )
-        if _in_tracking_store(frame):
-            # Ending the runs now would wait for the lock the interrupted code
-            # holds (SQLite's 20 s busy timeout), fail, and leave them RUNNING.
-            # End them at exit instead, once that code has unwound: before
-            # MLflow's own exit handler, registered earlier, ends them FINISHED.
-            atexit.register(_end_runs_killed)
-        else:
-            _end_runs_killed()
+        if self._run_id is not None and not self._signalled:
+            self._signalled = True
+            # Registered after MLflow's own exit handler, this runs before it.
+            atexit.register(_mark_killed, self._run_id, int(time.time() * 1000))
+        # Ending the runs now, in case the process is killed outright before it
+        # exits. Not inside a tracking-store write: ending them would wait for
+        # the lock the interrupted code holds (SQLite's 20 s busy timeout) and
+        # fail; the exit handler ends them once that code has unwound.
+        if not _in_tracking_store(frame):
+            try:
+                _end_runs_killed()
+            except Exception:  # noqa: BLE001 (the exit handler tries again)
+                logger.warning("The MLflow runs are marked KILLED at exit.")
         previous = self._previous.get(signal.SIGINT)
         if callable(previous):  # PySpark's: cancels the running Spark jobs
             previous(signum, frame)
