@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from pyspark.ml.tuning import TrainValidationSplit
+from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, SERVED, USER_IDX
@@ -14,7 +14,13 @@ from book_recommender.models import Interactions, TuningResult
 from book_recommender.models.bias import fit_biases
 from book_recommender.models.families import families, named
 from book_recommender.models.selection import to_test
-from book_recommender.models.tuning import evaluator, fit, judge, tune_family
+from book_recommender.models.tuning import (
+    evaluator,
+    fit,
+    judge,
+    tune_family,
+    validate,
+)
 from book_recommender.params import parse
 from tests.reference import tuned_alone
 from tests.test_params import BASE
@@ -232,7 +238,6 @@ def test_each_family_fits_and_is_judged_as_served(
     )
     transformed = model.transform(target)
     assert transformed.count() == target.count()  # a frame in, the same rows out
-    assert transformed.schema[SERVED].metadata == {"candidate": spec.name}
     lists = {r[USER_IDX]: r[SERVED] for r in transformed.collect()}
     seen = {r[ITEM_IDX] for r in ratings.filter(F.col(USER_IDX) == 3).collect()}
     assert len(lists[3]) == 5 and not set(lists[3]) & seen  # seen books left out
@@ -341,18 +346,38 @@ def test_spark_tuning_makes_the_former_paths_choice(noisy, interactions, label):
     assert best.data.ratings is noisy  # refitted on all of them
 
 
-def test_the_evaluator_keeps_every_metric_of_each_point(ratings, interactions):
+@pytest.mark.parametrize(
+    ("method", "spark_class", "metrics_of"),
+    [
+        ("TrainValidationSplit", TrainValidationSplit, "validationMetrics"),
+        ("CrossValidator", CrossValidator, "avgMetrics"),
+    ],
+)
+def test_tuning_judges_each_point_on_the_split_sparks_class_carves(
+    noisy, interactions, method, spark_class, metrics_of
+):
+    """Spark's class as the oracle: its one number per grid point, on the
+    split it draws with the same seed, is the tuning's metric of that point;
+    the tuning keeps every other metric beside it."""
     family = next(f for f in families(ALS, ITEM_BASED) if f.label == "ease")
     judge_ = evaluator(EVALUATION, "r")
     family.estimator.with_interactions(interactions).serving(5, 1 << 20)
-    tuned = TrainValidationSplit(
+    tuning = _tuning(method=method, train_ratio=0.75, num_folds=2, seed=3)
+    settings = (
+        {"trainRatio": 0.75} if method == "TrainValidationSplit" else {"numFolds": 2}
+    )
+    tuned = spark_class(
         estimator=family.estimator,
         estimatorParamMaps=family.grid,
         evaluator=judge_,
-        trainRatio=0.75,
         seed=3,
-    ).fit(ratings)
-    recorded = [judge_.mean_recorded(c.name)["ndcg_at_5"] for c in family.candidates()]
-    assert recorded == pytest.approx(tuned.validationMetrics, abs=1e-12)
+        **settings,
+    ).fit(noisy)
+    validated = validate(family, noisy, judge_, tuning)
+    assert len(family.grid) > 1
+    ndcg = [metrics["ndcg_at_5"] for metrics in validated]
+    assert ndcg == pytest.approx(getattr(tuned, metrics_of), abs=1e-12)
+    assert len(set(ndcg)) > 1  # the points differ
+    assert {"recall_at_5", "served_books"} <= set(validated[0])
     assert judge_.isLargerBetter()
     assert not evaluator(EVALUATION, "r", rating=True).isLargerBetter()  # rmse

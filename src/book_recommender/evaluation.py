@@ -17,15 +17,14 @@ a rating model, its predicted rating) and returns one metric, so Spark's
   factors for (``metrics.regression_metrics``; RMSE and MAE as Spark's
   ``RegressionEvaluator`` computes them).
 
-Spark's tuning keeps one number per grid point; every metric of each
-evaluation is computed in the same pass, so the evaluator keeps them all,
-by the candidate whose lists it judged (``recorded``).
+Every metric of an evaluation is computed in the same pass (``metrics``);
+Spark's tuning classes take one number (``evaluate``), the project's tuning
+(``models.tuning``) keeps them all.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 from pyspark import keyword_only
@@ -70,8 +69,6 @@ class ServedEvaluator(Evaluator):
         super().__init__()
         self._setDefault(metricName="ndcg_at_10", k=10, ratingCol="rating")
         self.setParams(**self._input_kwargs)
-        self.recorded: dict[str, list[dict[str, float]]] = {}
-        self._lock = threading.Lock()
         self.catalog: Catalog | None = None
         self.pairs = False
         self.min_coverage: float | None = None
@@ -89,7 +86,7 @@ class ServedEvaluator(Evaluator):
         """Add the ``beyond_accuracy`` measures of the lists, from ``catalog``
         (the training interactions); with ``pairs``, the within-list ones too.
         With ``min_coverage``, lists covering less of the catalog score the
-        worst value for Spark's tuning (their recorded metrics stay as they
+        worst value for tuning (``score``; their metrics stay as they
         are): a family's best is one that meets it, if any does."""
         self.catalog, self.pairs, self.min_coverage = catalog, pairs, min_coverage
         return self
@@ -98,21 +95,18 @@ class ServedEvaluator(Evaluator):
         return self.getOrDefault(self.metricName) not in LOWER_IS_BETTER
 
     def _evaluate(self, dataset: DataFrame) -> float:
-        metrics = self.metrics(dataset)
-        candidate = dataset.schema[SERVED].metadata.get("candidate", "")
-        with self._lock:
-            self.recorded.setdefault(candidate, []).append(metrics)
+        return self.score(self.metrics(dataset))
+
+    def score(self, metrics: dict[str, float]) -> float:
+        """The number tuning compares of ``metrics`` (what ``metrics``
+        returned): the chosen metric, or the worst value when the lists cover
+        less of the catalog than ``min_coverage``."""
         if (
             self.min_coverage is not None
             and metrics["catalog_coverage"] < self.min_coverage
         ):
             return -math.inf if self.isLargerBetter() else math.inf
         return metrics[self.getOrDefault(self.metricName)]
-
-    def mean_recorded(self, candidate: str) -> dict[str, float]:
-        """A candidate's metrics averaged over its evaluations (the folds)."""
-        folds = self.recorded[candidate]
-        return {m: sum(f[m] for f in folds) / len(folds) for m in folds[0]}
 
     def _relevant(self, dataset: DataFrame) -> DataFrame:
         if not self.isDefined(self.relevanceThreshold):

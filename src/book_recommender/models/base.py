@@ -363,13 +363,6 @@ class RecommenderModel(Model, _ServingParams):
             ),
             F.max(COLD_START).alias(COLD_START),
         )
-        # The column names its model, so an evaluator can tell whose lists
-        # it judges (Spark's tuning hands it the frame only).
-        lists = lists.select(
-            USER_IDX,
-            F.col(SERVED).alias(SERVED, metadata={"candidate": self.name}),
-            COLD_START,
-        )
         out = dataset.join(lists, on=USER_IDX, how="left")
         return self.predict(out) if self.predicts_ratings else out
 

@@ -1,10 +1,14 @@
-"""Tuning every family of the table (``families``) with Spark's own classes,
-and judging a fitted candidate; used by the data_science nodes.
+"""Tuning every family of the table (``families``) and judging a fitted
+candidate; used by the data_science nodes.
 
-Each family's grid (``ParamGridBuilder`` from the YAML) is tuned by
-``TrainValidationSplit`` or ``CrossValidator`` on the training ratings with the
-``ServedEvaluator`` (the ranking metric, or for the rating families the rating
-metric), which refits the family's best on all of them.
+Each family's grid (``ParamGridBuilder`` from the YAML) is tuned on the
+training ratings as Spark's ``TrainValidationSplit`` or ``CrossValidator``
+tunes it: the same seeded split, the family's ``fitMultiple`` over the grid,
+``parallelism`` points at once, the ``ServedEvaluator``'s metric (the ranking
+metric, or for the rating families the rating metric) choosing the best,
+refitted on all the ratings. Spark's classes keep one number per point;
+this keeps every metric the evaluator computes in the same pass, so the
+evaluator holds nothing of any candidate.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from book_recommender import memory_plan
 from book_recommender.beyond_accuracy import Catalog
@@ -64,17 +68,58 @@ def evaluator(
     )
 
 
-def _tuner(family: Family, scorer: ServedEvaluator, tuning: TuningParams):
-    common = {
-        "estimator": family.estimator,
-        "estimatorParamMaps": family.grid,
-        "evaluator": scorer,
-        "parallelism": tuning.parallelism,
-        "seed": tuning.seed,
-    }
+def splits(
+    ratings: DataFrame, tuning: TuningParams
+) -> list[tuple[DataFrame, DataFrame]]:
+    """The (train, validation) pairs Spark's ``TrainValidationSplit`` or
+    ``CrossValidator`` (``tuning.method``) carves from ``ratings`` with
+    ``tuning.seed``: a uniform draw per row, cut at ``train_ratio`` or into
+    ``num_folds`` equal ranges (the validation part of each)."""
+    draw = "_tuning_draw"
+    drawn = ratings.select("*", F.rand(tuning.seed).alias(draw))
     if tuning.method == "TrainValidationSplit":
-        return TrainValidationSplit(trainRatio=tuning.train_ratio, **common)
-    return CrossValidator(numFolds=tuning.num_folds, **common)
+        ranges = [(tuning.train_ratio, 1.0)]
+    else:
+        width = 1.0 / tuning.num_folds
+        ranges = [(i * width, (i + 1) * width) for i in range(tuning.num_folds)]
+    pairs = []
+    for low, high in ranges:
+        held = (F.col(draw) >= low) & (F.col(draw) < high)
+        pairs.append((drawn.filter(~held).drop(draw), drawn.filter(held).drop(draw)))
+    return pairs
+
+
+def validate(
+    family: Family,
+    ratings: DataFrame,
+    scorer: ServedEvaluator,
+    tuning: TuningParams,
+) -> list[dict[str, float]]:
+    """Every metric of each grid point of ``family`` (in grid order),
+    averaged over the ``splits`` of ``ratings``."""
+    per_split = []
+    for train, validation in splits(ratings, tuning):
+        train.cache()
+        validation.cache()
+        fits = family.estimator.fitMultiple(train, family.grid)
+
+        def judge_next(_: int) -> tuple[int, dict[str, float]]:
+            index, model = next(fits)
+            return index, scorer.metrics(model.transform(validation))
+
+        try:
+            judged = in_parallel(judge_next, list(family.grid), tuning.parallelism)
+        finally:
+            train.unpersist()
+            validation.unpersist()
+        per_split.append(dict(judged))
+    return [
+        {
+            name: sum(split[point][name] for split in per_split) / len(per_split)
+            for name in per_split[0][point]
+        }
+        for point in range(len(family.grid))
+    ]
 
 
 def tune_family(
@@ -85,7 +130,7 @@ def tune_family(
     tuning: TuningParams,
     catalog: Catalog | None = None,
 ) -> tuple[list[TuningResult], RecommenderModel]:
-    """The family tuned by Spark's class on ``ratings``: each grid point's
+    """The family tuned on ``ratings`` (module docstring): each grid point's
     validation metrics (averaged over the folds; with the training
     ``catalog``, the measures of ``beyond_accuracy`` too) and the best
     point refitted on all of ``ratings``."""
@@ -98,18 +143,22 @@ def tune_family(
     family.estimator.with_interactions(interactions).serving(
         evaluation.k, evaluation.tile_cells
     )
-    tuned = _tuner(family, scorer, tuning).fit(ratings)
-    best = tuned.bestModel
+    validated = validate(family, ratings, scorer, tuning)
+    scores = [scorer.score(metrics) for metrics in validated]
+    pick = max if scorer.isLargerBetter() else min
+    best_point = pick(range(len(scores)), key=scores.__getitem__)  # the first
+    best = family.estimator.fit(ratings, family.grid[best_point])
     ended = time.time()
     results = []
-    for candidate in family.candidates():
-        metrics = scorer.mean_recorded(candidate.name)
+    for point, (candidate, metrics) in enumerate(
+        zip(family.candidates(), validated, strict=True)
+    ):
         _log_validation(candidate, metrics, evaluation, tuning.method)
         results.append(
             TuningResult(
                 candidate=candidate,
                 validation=metrics,
-                best_of_family=candidate.name == best.name,
+                best_of_family=point == best_point,
                 started=started,
                 ended=ended,
             )

@@ -1,5 +1,5 @@
 """Nodes of the data_science pipeline: tune every family on validation data
-carved from train (Spark's own tuning classes), pick two champions among the
+carved from train (as Spark's tuning classes carve it), pick two champions among the
 families there (one to recommend, one to predict ratings), judge them and the
 baselines on test, track everything in MLflow and register both champions."""
 
@@ -70,8 +70,8 @@ def tune_candidates(
     tuning: TuningParams,
     evaluation: EvaluationParams,
 ) -> tuple[list[TuningResult], list[RecommenderModel]]:
-    """Every family tuned by ``tuning.method`` (Spark's TrainValidationSplit or
-    CrossValidator) on the training ratings: every candidate's validation
+    """Every family tuned on the training ratings, split as ``tuning.method``
+    (Spark's TrainValidationSplit or CrossValidator) splits them: every candidate's validation
     metrics (with every measure of ``beyond_accuracy``, against the whole
     training split), and each family's best refitted on all of them."""
     side = side_information(indexed_items, item_based.side_information)
