@@ -193,6 +193,8 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
 
     # Runs and the registered model are on the MLflow server, not in a local file.
     assert not (project / "mlflow.db").exists()
+    said = result.stdout + result.stderr
+    assert f"kedro viz run | {cluster['mlflow']} |" in said, said[-2000:]
     client = MlflowClient(
         tracking_uri=cluster["mlflow"], registry_uri=cluster["mlflow"]
     )
@@ -213,7 +215,7 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
     # logged model, which carries its own champion's metrics only; nested runs
     # last at least the fit they logged.
     rating = client.get_model_version_by_alias(RATING_MODEL, "champion")
-    own = {MODEL: "champion.", RATING_MODEL: "rating_champion."}
+    own = {MODEL: "test.", RATING_MODEL: "rating_champion.test."}
     for name, version in ((MODEL, champion), (RATING_MODEL, rating)):
         assert client.get_registered_model(name).description
         logged = client.get_logged_model(version.source.removeprefix("models:/"))

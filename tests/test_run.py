@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -56,9 +57,9 @@ MODEL = f"{EXPERIMENT}-recommender"
 RATING_MODEL = f"{EXPERIMENT}-rating"
 RANKING_METRICS = {
     "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10", "cold_user_share",
-    "warm.ndcg_at_10", "warm.precision_at_10", "validation_ndcg_at_10",
+    "warm.ndcg_at_10", "warm.precision_at_10",
 }  # fmt: skip
-RATING_METRICS = {"rmse", "mae", "r2", "explained_variance", "validation_rmse"}
+RATING_METRICS = {"rmse", "mae", "r2", "explained_variance"}
 
 
 def _run(project, pipeline=None, params=None, nodes=None):
@@ -292,10 +293,15 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
         "reporting/recommendation_sample.md",
     } <= logged
     sample = (reporting / "recommendation_sample.md").read_text()
-    assert (
-        sample.startswith("| user | rated highly | recommended |")
-        and sample.count("\n") == 5
-    )
+    params = _parameters(project)["reporting"]
+    sections = sample.split("\n## ")[1:]
+    assert sample.startswith("# Recommendations") and "<br>" not in sample
+    assert len(sections) == params["sample_users"]
+    for section in sections:
+        recommended = section.split("Recommended:")[1].strip().splitlines()
+        assert [line.split(".")[0] for line in recommended] == [
+            str(rank) for rank in range(1, params["sample_books"] + 1)
+        ], section
 
     # The chart's bars are the candidates' validation metrics as logged in MLflow.
     candidates = from_json(
@@ -314,9 +320,9 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
         (fig.axes[1], "rmse", "bias_baseline"),
     ):
         logged = sorted(
-            r.data.metrics[f"validation_{metric}"]
+            r.data.metrics[f"validation.{metric}"]
             for r in subruns
-            if f"validation_{metric}" in r.data.metrics
+            if f"validation.{metric}" in r.data.metrics
         )
         drawn = sorted(p.get_width() for p in ax.patches)
         assert drawn == pytest.approx(logged, abs=1e-6), metric
@@ -324,7 +330,7 @@ def test_reporting_files_are_mlflow_artifacts_and_match_the_metrics(trained):
             line for line in ax.lines if line.get_label().startswith(baseline[:4])
         ).get_xdata()[0]
         baseline_run = next(r for r in subruns if r.info.run_name == baseline)
-        assert line == pytest.approx(baseline_run.data.metrics[f"validation_{metric}"])
+        assert line == pytest.approx(baseline_run.data.metrics[f"validation.{metric}"])
 
 
 def _served_measures_by_pandas(project: Path, side_column: str | None) -> dict:
@@ -866,11 +872,12 @@ def _check_candidate_runs(
     for run in subruns:
         role = run.data.params["role"]
         expected = RANKING_METRICS | (RATING_METRICS if role == "rating" else set())
-        on_test = {m for m in expected if not m.startswith("validation_")}
-        assert {f"validation_{m}" for m in on_test} <= set(run.data.metrics)
-        assert run.data.metrics["validation_served_books"] >= 1, run.info.run_name
+        assert {f"validation.{m}" for m in expected} <= set(run.data.metrics)
+        assert run.data.metrics["validation.served_books"] >= 1, run.info.run_name
         measures = {*LIST_MEASURES, "diversity"}
-        assert {f"validation_{m}" for m in measures} <= set(run.data.metrics)
+        assert {f"validation.{m}" for m in measures} <= set(run.data.metrics)
+        # The same key as the parent run's for the same measure on test.
+        on_test = {f"test.{m}" for m in expected}
         assert {"kind", "role"} <= set(run.data.params)
         assert run.data.tags["family"].startswith(run.data.params["kind"])
         was_refitted = run.info.run_name in refitted
@@ -881,8 +888,11 @@ def _check_candidate_runs(
         # Every measure beyond accuracy on test, for every candidate judged
         # there (on validation for all of them, above).
         for share in ("catalog_coverage", "trained_coverage", "reach_2plus"):
-            assert 0 < run.data.metrics[share] <= 1, (run.info.run_name, share)
-        assert set(LIST_MEASURES) | {"diversity"} <= set(run.data.metrics)
+            assert 0 < run.data.metrics[f"test.{share}"] <= 1, (
+                run.info.run_name,
+                share,
+            )
+        assert {f"test.{m}" for m in measures} <= set(run.data.metrics)
         # Popularity's fit is nothing but its model (the counts are the
         # fallback every model shares): 0 s, rounded.
         assert run.data.metrics["fit_seconds"] >= 0, run.info.run_name
@@ -989,9 +999,136 @@ def test_the_champion_weighs_the_author_and_beats_the_best_model_without_it(trai
         for m in json.loads((reports / "candidate_metrics.json").read_text())
     }
     assert tested[chosen["name"]] > tested[without["name"]]
-    assert metrics["champion.without_side_information.ndcg_at_10"] == pytest.approx(
-        tested[without["name"]]
-    )
+    assert metrics[
+        "champion.without_side_information.test.ndcg_at_10"
+    ] == pytest.approx(tested[without["name"]])
+
+
+class _MlflowServer:
+    """`mlflow server` on the project's tracking database, and its REST API."""
+
+    def __init__(self, project: Path) -> None:
+        self.base = f"http://127.0.0.1:{_free_port()}"
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                str(Path(sys.executable).with_name("mlflow")),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{project / 'mlflow.db'}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                self.base.rsplit(":", 1)[1],
+                "--workers",
+                "1",
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=2):
+                    return
+            except OSError:
+                assert self.process.poll() is None, self.process.stderr.read()[-3000:]
+                assert time.monotonic() < deadline, "the MLflow server did not start"
+                time.sleep(0.5)
+
+    def call(self, path: str, body: dict | None = None, **query: str) -> dict:
+        url = f"{self.base}/api/2.0/mlflow/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310
+            url, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.load(response)
+
+    def artifact(self, run_id: str, path: str) -> bytes:
+        query = urllib.parse.urlencode({"run_uuid": run_id, "path": path})
+        url = f"{self.base}/get-artifact?{query}"
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+            return response.read()
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def _by_key(entries: list[dict]) -> dict[str, object]:
+    return {entry["key"]: entry["value"] for entry in entries}
+
+
+@pytest.mark.e2e
+def test_the_mlflow_pages_show_the_champions_at_a_glance(trained):
+    """What the MLflow UI reads, through its REST API, of the first run."""
+    project, client = trained
+    parent_id = _parents_and_children(client)[0][0].info.run_id
+    champions = json.loads((project / "data/06_models/champions.json").read_text())
+    names = {role: c["candidate"]["name"] for role, c in champions.items()}
+    server = _MlflowServer(project)
+    try:
+        experiment = server.call("experiments/get-by-name", experiment_name=EXPERIMENT)[
+            "experiment"
+        ]
+        runs = server.call(
+            "runs/search",
+            {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000},
+        )["runs"]
+        parent = next(r for r in runs if r["info"]["run_id"] == parent_id)
+        children = [
+            r
+            for r in runs
+            if _by_key(r["data"].get("tags", [])).get("mlflow.parentRunId") == parent_id
+        ]
+        # The run's description names both champions and what they beat.
+        note = _by_key(parent["data"]["tags"])["mlflow.note.content"]
+        for role, champion in champions.items():
+            assert names[role] in note and champion["baseline"] in note, note
+        # The champions' nested runs say so; no other does.
+        tagged = {
+            r["info"]["run_name"]: _by_key(r["data"]["tags"]).get("champion")
+            for r in children
+        }
+        assert {n: t for n, t in tagged.items() if t} == {
+            names["recommender"]: "recommender",
+            names["rating"]: "rating",
+        }
+        # One key for test NDCG@10, in the run and the champion's nested run.
+        own = next(r for r in children if r["info"]["run_name"] == names["recommender"])
+        parent_metrics = _by_key(parent["data"]["metrics"])
+        own_metrics = _by_key(own["data"]["metrics"])
+        assert parent_metrics["test.ndcg_at_10"] == pytest.approx(
+            own_metrics["test.ndcg_at_10"]
+        )
+        rating = next(r for r in children if r["info"]["run_name"] == names["rating"])
+        assert _by_key(parent["data"]["metrics"])["test.rmse"] == pytest.approx(
+            _by_key(rating["data"]["metrics"])["test.rmse"]
+        )
+        # The candidate table: one row per nested run, the champions marked.
+        files = server.call("artifacts/list", run_id=parent_id)["files"]
+        assert "candidates.json" in {f["path"] for f in files}
+        table = json.loads(server.artifact(parent_id, "candidates.json"))
+        rows = pd.DataFrame(table["data"], columns=table["columns"])
+        assert sorted(rows["candidate"]) == sorted(tagged)
+        assert dict(zip(rows["candidate"], rows["champion"], strict=True)) == {
+            n: t or "" for n, t in tagged.items()
+        }
+        assert rows["validation.ndcg_at_10"].notna().all()
+        # Each nested run spans its own work, not its family's whole tuning.
+        spans = [(r["info"]["start_time"], r["info"]["end_time"]) for r in children]
+        assert len(set(spans)) == len(spans), spans
+        # The rating champion's nested run offers no model to register: what is
+        # served is the parent's rating_predictor.
+        assert not server.call("artifacts/list", run_id=rating["info"]["run_id"]).get(
+            "files"
+        )
+        assert "mlflow.log-model.history" not in _by_key(rating["data"]["tags"])
+    finally:
+        server.stop()
 
 
 @pytest.mark.e2e
@@ -1014,7 +1151,7 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     assert kinds == {"popularity", "implicit", "knn", "rp3", "ease", "bias", "biased"}
 
     metrics = parent.data.metrics
-    assert {"data.users", "data.sparsity", "bias_baseline.rmse"} <= set(metrics)
+    assert {"data.users", "data.sparsity", "bias_baseline.test.rmse"} <= set(metrics)
     # Kedro's run parameters as tags, without object reprs or a second "run id".
     assert parent.data.tags["runner"] == "SequentialRunner"
     assert "run_id" not in parent.data.tags and "kedro.session_id" in parent.data.tags
@@ -1024,13 +1161,14 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
     assert champion.run_id == parent.info.run_id
     assert champion.tags["role"] == "recommender"
     assert champion.tags["kind"] == parent.data.tags["champion.kind"]
-    assert metrics["champion.ndcg_at_10"] >= 3 * metrics["popularity.ndcg_at_10"]
+    assert metrics["test.ndcg_at_10"] >= 3 * metrics["popularity.test.ndcg_at_10"]
     assert champion.tags["beats_baseline.ndcg_at_10"] == "true"
     assert parent.data.tags["champion.beats_baseline.ndcg_at_10"] == "true"
     # The rating champion: no worse than the bias baseline on test RMSE.
     rating = client.get_model_version_by_alias(RATING_MODEL, "champion")
     assert rating.tags["role"] == "rating" and rating.tags["prediction_clip"] == "1,10"
-    assert metrics["rating_champion.rmse"] <= metrics["bias_baseline.rmse"]
+    assert metrics["rating_champion.test.rmse"] <= metrics["bias_baseline.test.rmse"]
+    assert metrics["test.rmse"] == metrics["rating_champion.test.rmse"]
     assert parent.data.tags["rating_champion.kind"] in {"biased", "bias"}
     # Scoring served the alias `champion`.
     table = _read_delta(

@@ -375,9 +375,12 @@ def test_tuning_judges_each_point_on_the_split_sparks_class_carves(
     ).fit(noisy)
     validated = validate(family, noisy, judge_, tuning)
     assert len(family.grid) > 1
-    ndcg = [metrics["ndcg_at_5"] for metrics in validated]
+    ndcg = [point.metrics["ndcg_at_5"] for point in validated]
     assert ndcg == pytest.approx(getattr(tuned, metrics_of), abs=1e-12)
     assert len(set(ndcg)) > 1  # the points differ
-    assert {"recall_at_5", "served_books"} <= set(validated[0])
+    assert {"recall_at_5", "served_books"} <= set(validated[0].metrics)
+    # Each point's span is its own fit and evaluation, within the tuning.
+    assert all(point.started < point.ended for point in validated)
+    assert len({(point.started, point.ended) for point in validated}) == len(validated)
     assert judge_.isLargerBetter()
     assert not evaluator(EVALUATION, "r", rating=True).isLargerBetter()  # rmse

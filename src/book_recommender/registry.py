@@ -216,3 +216,33 @@ def model_description(role: str, columns: dict[str, Any], k: int) -> str:
         "Alias 'champion' is the one scoring serves." if role == "recommender" else ""
     )
     return f"The {role} champions. {what_it_serves(role, columns, k)} {served}".strip()
+
+
+def run_description(
+    champions: dict[str, Champion], registered: dict[str, dict[str, Any]]
+) -> str:
+    """The parent run's description (Markdown, the UI's Overview): each
+    champion against its baseline on test, where it was registered, and
+    where to look next."""
+    lines = [
+        "**Champions of this run** (each picked on validation, judged on test):",
+        "",
+    ]
+    for role, champion in champions.items():
+        metric = champion.metric
+        verdict = "beats" if champion.beats_baseline[metric] else "does NOT beat"
+        entry = registered[role]
+        lines.append(
+            f"- {role}: `{champion.name}` ({champion.kind}), test {metric} "
+            f"{champion.test_metrics[metric]:.4f}; it {verdict} {champion.baseline} "
+            f"({champion.baseline_test_metrics[metric]:.4f}). Registered as "
+            f"`{entry['model_name']}` version {entry['version']}."
+        )
+    lines += [
+        "",
+        "Every candidate is a nested run (the champions' carry the tag "
+        "`champion`); `candidates.json` (Artifacts) is "
+        "the table of them all, with the `test.*` metrics of this run's. "
+        "Figures: Artifacts > reporting, after the reporting pipeline.",
+    ]
+    return "\n".join(lines)

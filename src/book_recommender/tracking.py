@@ -3,10 +3,11 @@ candidate, the champions logged as served models and registered.
 
 The nodes decide (which candidates, which champion, its tags and description);
 this module is the only one that opens runs, logs models and writes the
-registry. A nested run spans what it measured: a refitted candidate's refit
-and test, any other candidate's tuning (its shared-fit group), so the UI's
-durations are the fits'. Each champion's logged model carries its own test
-metrics only, and each role has its own registered model.
+registry. A nested run lasts what it measured: a refitted candidate's refit
+and test (ending when its test did), any other candidate's own fits and
+evaluations in tuning (a fit shared by grid points counts for each), so the
+UI's durations are the fits'. Each champion's logged model carries its own
+test metrics only, and each role has its own registered model.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_MODEL_VERSIONS,
     MLFLOW_PARENT_RUN_ID,
     MLFLOW_RUN_NAME,
+    MLFLOW_RUN_NOTE,
 )
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
@@ -47,6 +49,7 @@ from book_recommender.registry import (
     collect_run_tables,
     export_bundle,
     model_description,
+    run_description,
     version_description,
 )
 from book_recommender.serving import (
@@ -67,10 +70,18 @@ logger = logging.getLogger(__name__)
 # MLflow's inference of them.
 SPARK_REQUIREMENTS = ["pyspark==4.2.0"]
 # Logged models of the parent run (the recommender and the rating champion),
-# each at its own step, and the prefix of each champion's tags and metrics there.
+# each at its own step, and the prefix of each champion's tags there.
 MODEL_ARTIFACTS = {"recommender": "recommender", "rating": "rating_predictor"}
 MODEL_STEP = {"recommender": 1, "rating": 2}
-RUN_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
+TAG_PREFIX = {"recommender": "champion", "rating": "rating_champion"}
+# A measure on test is ``test.<metric>`` in a candidate's run and in the parent
+# run, for the recommender champion (one column compares them in the runs
+# table); the rating champion's are ``rating_champion.test.<metric>``, and its
+# rating measures (RMSE, ...) ``test.<metric>`` too. Validation: ``validation.``.
+TEST, VALIDATION = "test", "validation"
+METRIC_PREFIX = {"recommender": TEST, "rating": f"rating_champion.{TEST}"}
+# The candidate table of the parent run (``mlflow.log_table``).
+CANDIDATE_TABLE = "candidates.json"
 
 
 def _ms(seconds: float) -> int:
@@ -152,7 +163,25 @@ def log_candidate_runs(runs: list[CandidateRun], train: DataFrame) -> dict[str, 
             raise
         client.set_terminated(run_id, "FINISHED", end_time=_ms(run.ended))
         ids[run.name] = run_id
+    mlflow.log_table(_candidate_table(runs, ids), artifact_file=CANDIDATE_TABLE)
     return ids
+
+
+def _candidate_table(runs: list[CandidateRun], ids: dict[str, str]) -> pd.DataFrame:
+    """One row per candidate: what it is, its run, every metric it logged."""
+    return pd.DataFrame(
+        [
+            {
+                "candidate": run.name,
+                "kind": run.params["kind"],
+                "role": run.params["role"],
+                "champion": run.tags.get("champion", ""),
+                "run_id": ids[run.name],
+                **dict(sorted(run.metrics.items())),
+            }
+            for run in runs
+        ]
+    )
 
 
 def tag_parent_run(tags: dict[str, str]) -> None:
@@ -286,7 +315,7 @@ def register_champion(
     parent = _parent()
     logged = _log_served_model(bundle, role)
     mlflow.log_metrics(
-        {f"{RUN_PREFIX[role]}.{m}": v for m, v in metrics.items()},
+        {f"{METRIC_PREFIX[role]}.{m}": v for m, v in metrics.items()},
         step=MODEL_STEP[role],
         model_id=logged.model_id,
         run_id=parent.info.run_id,
@@ -315,7 +344,7 @@ def _version_tags(
         },
     }
     tag_parent_run(
-        {f"{RUN_PREFIX[role]}.{key}": v for key, v in tags.items() if key != "role"}
+        {f"{TAG_PREFIX[role]}.{key}": v for key, v in tags.items() if key != "role"}
     )
     if fitted.clip is not None:
         tags["prediction_clip"] = f"{fitted.clip[0]:g},{fitted.clip[1]:g}"
@@ -393,6 +422,7 @@ def register_champions(
             **tags,
         }
     _stage_aliases(registered)
+    tag_parent_run({MLFLOW_RUN_NOTE: run_description(champions, registered)})
     recommender = registered["recommender"]
     return {
         "model_name": recommender["model_name"],
@@ -408,7 +438,7 @@ def parent_run_metrics(
     champions: dict[str, Champion],
 ) -> dict[str, dict[str, float]]:
     """The parent run's metrics: data statistics, the baselines and both
-    champions on test (``champion.*``: the recommender, ``rating_champion.*``)."""
+    champions on test (``METRIC_PREFIX``)."""
     model_input = data_statistics["model_input"]
     split = data_statistics["split"]
     values = {
@@ -430,7 +460,10 @@ def parent_run_metrics(
     for candidate in candidate_metrics:
         if candidate.candidate.baseline:
             values.update(
-                {f"{candidate.name}.{m}": v for m, v in candidate.metrics.items()}
+                {
+                    f"{candidate.name}.{TEST}.{m}": v
+                    for m, v in candidate.metrics.items()
+                }
             )
     share = data_statistics.get("side_information", {}).get(
         "test_share_sharing_a_value"
@@ -439,12 +472,20 @@ def parent_run_metrics(
         values["data.side_information_share"] = float(share)
     for role, champion in champions.items():
         values.update(
-            {f"{RUN_PREFIX[role]}.{m}": v for m, v in champion.test_metrics.items()}
+            {f"{METRIC_PREFIX[role]}.{m}": v for m, v in champion.test_metrics.items()}
         )
         reference = champion.without_side_information
         if reference is not None:
-            prefix = f"{RUN_PREFIX[role]}.without_side_information"
+            prefix = f"{TAG_PREFIX[role]}.without_side_information.{TEST}"
             values.update(
                 {f"{prefix}.{m}": v for m, v in reference.test_metrics.items()}
             )
+    if "rating" in champions:  # the measures only the rating champion has
+        values.update(
+            {
+                f"{TEST}.{m}": v
+                for m, v in champions["rating"].test_metrics.items()
+                if f"{TEST}.{m}" not in values
+            }
+        )
     return {key: {"value": value, "step": 0} for key, value in values.items()}

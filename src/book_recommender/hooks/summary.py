@@ -69,10 +69,13 @@ def run_summary(
             )
     if table is not None:
         lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")
-    lines += [
-        "  look further: kedro viz run | "
-        f"mlflow ui --backend-store-uri {tracking_uri} | {reports}",
-    ]
+    # A tracking server is opened in the browser; a local store with `mlflow ui`.
+    ui = (
+        tracking_uri
+        if tracking_uri.startswith(("http://", "https://"))
+        else f"mlflow ui --backend-store-uri {tracking_uri}"
+    )
+    lines += [f"  look further: kedro viz run | {ui} | {reports}"]
     return "\n".join(lines)
 
 

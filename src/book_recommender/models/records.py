@@ -63,8 +63,8 @@ class _OfCandidate:
 
 @dataclass(frozen=True)
 class TuningResult(_OfCandidate):
-    """A candidate's validation metrics (mean over the folds) and when its
-    family's tuning ran."""
+    """A candidate's validation metrics (mean over the folds) and the span of
+    its own fits and evaluations in the tuning."""
 
     candidate: Candidate
     validation: dict[str, float]

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -89,23 +89,38 @@ def splits(
     return pairs
 
 
+class Validated(NamedTuple):
+    """A grid point's validation metrics (averaged over the splits) and the
+    span of its own fits and evaluations (epoch seconds: the first start, the
+    last end)."""
+
+    metrics: dict[str, float]
+    started: float
+    ended: float
+
+
 def validate(
     family: Family,
     ratings: DataFrame,
     scorer: ServedEvaluator,
     tuning: TuningParams,
-) -> list[dict[str, float]]:
-    """Every metric of each grid point of ``family`` (in grid order),
-    averaged over the ``splits`` of ``ratings``."""
+) -> list[Validated]:
+    """Every metric of each grid point of ``family`` (in grid order) over the
+    ``splits`` of ``ratings``, and when the point was fitted and judged."""
     per_split = []
     for train, validation in splits(ratings, tuning):
         train.cache()
         validation.cache()
         fits = family.estimator.fitMultiple(train, family.grid)
 
-        def judge_next(_: int) -> tuple[int, dict[str, float]]:
-            index, model = next(fits)
-            return index, scorer.metrics(model.transform(validation))
+        def judge_next(_: int) -> tuple[int, tuple[dict[str, float], float, float]]:
+            started = time.time()
+            index, model = next(fits)  # fitted as it is drawn
+            return index, (
+                scorer.metrics(model.transform(validation)),
+                started,
+                time.time(),
+            )
 
         try:
             judged = in_parallel(judge_next, list(family.grid), tuning.parallelism)
@@ -113,13 +128,16 @@ def validate(
             train.unpersist()
             validation.unpersist()
         per_split.append(dict(judged))
-    return [
-        {
-            name: sum(split[point][name] for split in per_split) / len(per_split)
-            for name in per_split[0][point]
+    points = []
+    for point in range(len(family.grid)):
+        runs = [split[point] for split in per_split]
+        metrics = {
+            name: sum(m[name] for m, _, _ in runs) / len(runs) for name in runs[0][0]
         }
-        for point in range(len(family.grid))
-    ]
+        points.append(
+            Validated(metrics, min(s for _, s, _ in runs), max(e for _, _, e in runs))
+        )
+    return points
 
 
 def tune_family(
@@ -134,7 +152,6 @@ def tune_family(
     validation metrics (averaged over the folds; with the training
     ``catalog``, the measures of ``beyond_accuracy`` too) and the best
     point refitted on all of ``ratings``."""
-    started = time.time()
     scorer = evaluator(evaluation, interactions.rating_col, family.rating)
     if catalog is not None:
         scorer.judge_beyond_accuracy(
@@ -144,23 +161,22 @@ def tune_family(
         evaluation.k, evaluation.tile_cells
     )
     validated = validate(family, ratings, scorer, tuning)
-    scores = [scorer.score(metrics) for metrics in validated]
+    scores = [scorer.score(point.metrics) for point in validated]
     pick = max if scorer.isLargerBetter() else min
     best_point = pick(range(len(scores)), key=scores.__getitem__)  # the first
     best = family.estimator.fit(ratings, family.grid[best_point])
-    ended = time.time()
     results = []
-    for point, (candidate, metrics) in enumerate(
+    for index, (candidate, point) in enumerate(
         zip(family.candidates(), validated, strict=True)
     ):
-        _log_validation(candidate, metrics, evaluation, tuning.method)
+        _log_validation(candidate, point.metrics, evaluation, tuning.method)
         results.append(
             TuningResult(
                 candidate=candidate,
-                validation=metrics,
-                best_of_family=point == best_point,
-                started=started,
-                ended=ended,
+                validation=point.metrics,
+                best_of_family=index == best_point,
+                started=point.started,
+                ended=point.ended,
             )
         )
     return results, best

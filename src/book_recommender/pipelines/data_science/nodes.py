@@ -40,7 +40,7 @@ from book_recommender.params import (
     RegistryParams,
     TuningParams,
 )
-from book_recommender.tracking import CandidateRun, log_candidate_runs
+from book_recommender.tracking import TEST, VALIDATION, CandidateRun, log_candidate_runs
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,6 @@ def evaluate_on_test(
     names = to_test(tuning_results, evaluation)
     chosen = [m for m in tuned_models if m.name in names]
     test_ratings = test_ratings.cache()
-    tuned = {r.name: r for r in tuning_results}
     catalog = (
         Catalog.of(
             indexed_items,
@@ -146,8 +145,10 @@ def evaluate_on_test(
             candidate=model.candidate,
             metrics=metrics,
             seconds=seconds,
-            # Its MLflow run spans its refit (its family's tuning) and its test.
-            started=tuned[model.name].started,
+            # Its MLflow run lasts its refit and its test: it ends when the
+            # test did, and starts its refit's length before the test started
+            # (the refit ran earlier, at the end of its family's tuning).
+            started=started_at - model.fit_seconds,
             ended=started_at + time.perf_counter() - started,
         )
 
@@ -187,16 +188,19 @@ def log_candidates(
     candidate_models: list[RecommenderModel],
     candidate_metrics: list[TestResult],
     tuning_results: list[TuningResult],
+    champions: dict[str, Champion],
     train_ratings: DataFrame,
     als: AlsParams,
     item_based: ItemBasedParams,
 ) -> dict[str, str]:
     """One nested MLflow run per candidate: its estimator's ``Param``s (those
-    tuning varies and those the YAML fixes) and validation metrics
-    (``validation_*``); for those judged on test (champions and baselines) also
-    their test metrics, the seconds they took and, for a Spark model, the model
-    with a signature (an item-based model's weights are in the registered
-    champion's bundle). Returns run ids by candidate name."""
+    tuning varies and those the YAML fixes), validation metrics
+    (``validation.*``) and, on a champion's, the tag ``champion`` (its role);
+    for those judged on test (champions and baselines) also their test metrics
+    (``test.*``, the keys of the parent run's), the seconds they took and, for
+    a Spark model, the model with a signature (an item-based model's weights
+    are in the registered champion's bundle). The parent run gets the table
+    of them all. Returns run ids by candidate name."""
     tested = {
         model.name: (model, metrics)
         for model, metrics in zip(candidate_models, candidate_metrics, strict=True)
@@ -206,18 +210,22 @@ def log_candidates(
         for family in families(als, item_based)
         for point in family.points()
     }
+    role_of = {champion.name: role for role, champion in champions.items()}
     runs = []
     for result in tuning_results:
         candidate = result.candidate
-        metrics = {f"validation_{m}": v for m, v in result.validation.items()}
+        metrics = {f"{VALIDATION}.{m}": v for m, v in result.validation.items()}
         span, model = result, None
         if candidate.name in tested:
             fitted, span = tested[candidate.name]
-            metrics |= span.metrics
+            metrics |= {f"{TEST}.{m}": v for m, v in span.metrics.items()}
             metrics |= {f"{step}_seconds": v for step, v in span.seconds.items()}
             model = fitted.spark_model
             if fitted.nbytes is not None:
                 metrics["model_bytes"] = fitted.nbytes
+        champion = (
+            {"champion": role_of[candidate.name]} if candidate.name in role_of else {}
+        )
         runs.append(
             CandidateRun(
                 name=candidate.name,
@@ -228,6 +236,7 @@ def log_candidates(
                     "role": candidate.role,
                     "family": candidate.family,
                     "refitted": str(candidate.name in tested).lower(),
+                    **champion,
                 },
                 started=span.started,
                 ended=span.ended,

@@ -347,15 +347,16 @@ def plot_predicted_vs_actual(
     return fig
 
 
-def _sample_row(
+def _sample_section(
     uid: int,
     liked: pd.DataFrame,
     recs: pd.DataFrame,
     book: Callable[[pd.Series], str],
     columns: dict[str, str],
     n_books: int,
-) -> str:
-    """One user's row: their top rated books beside their recommended ones."""
+) -> list[str]:
+    """One user's section: their top rated books, then their recommended ones
+    (plain Markdown lists: MLflow's preview shows HTML tags in tables as text)."""
     rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
     top_rated = (
         liked[liked[USER_IDX] == uid]
@@ -364,13 +365,18 @@ def _sample_row(
     )
     recommended = recs[recs[USER_IDX] == uid].sort_values("rank").head(n_books)
     user_id = recommended[user].iloc[0] if len(recommended) else uid
-    rated_text = "<br>".join(
-        f"{book(row)}: {row[rating]:g}" for _, row in top_rated.iterrows()
-    )
-    rec_text = "<br>".join(
-        f"{row['rank']}. {book(row)}" for _, row in recommended.iterrows()
-    )
-    return f"| {user_id} | {rated_text} | {rec_text} |"
+    return [
+        f"## {user} {user_id}",
+        "",
+        "Rated highly:",
+        "",
+        *(f"- {book(row)}: {row[rating]:g}" for _, row in top_rated.iterrows()),
+        "",
+        "Recommended:",
+        "",
+        *(f"{row['rank']}. {book(row)}" for _, row in recommended.iterrows()),
+        "",
+    ]
 
 
 def sample_recommendations(
@@ -380,8 +386,8 @@ def sample_recommendations(
     columns: dict[str, str],
     reporting: ReportingParams,
 ) -> str:
-    """A Markdown table: for a few active users, books they rated highly next to
-    the books recommended to them, each with its author when the data has one
+    """Markdown: for a few active users, books they rated highly and then the
+    books recommended to them, each with its author when the data has one
     (``columns.item_author``): a reader can see the model come back to authors."""
     n_users, n_books = reporting.sample_users, reporting.sample_books
     rating, title, user = columns["rating"], columns["item_info"], columns["user_id"]
@@ -419,7 +425,7 @@ def sample_recommendations(
     def book(row: pd.Series) -> str:
         return f"{row[title]} ({row[author]})" if author else str(row[title])
 
-    lines = ["| user | rated highly | recommended |", "| --- | --- | --- |"]
+    lines = ["# Recommendations for the most active readers", ""]
     for uid in users:
-        lines.append(_sample_row(uid, liked, recs, book, columns, n_books))
-    return "\n".join(lines) + "\n"
+        lines += _sample_section(uid, liked, recs, book, columns, n_books)
+    return "\n".join(lines)
