@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY ?= 1
 
-.PHONY: demo test jupyter install install-test install-notebook install-bench bench-quality bench-scale bench-serving
+.PHONY: demo test jupyter install install-test install-notebook install-bench bench-quality bench-scale bench-serving install-docs screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,11 @@ bench-scale: install-bench
 # After a training run (make demo): load time and latency of the served champion.
 bench-serving: install-bench
 	$(BIN)/python benchmarks/serving.py
+
+# After a run (make demo): docs/images/mlflow_runs.png and kedro_viz.png, taken
+# in headless Chromium (Debian: apt-get install chromium) driven by Playwright.
+install-docs: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+
+screenshots: install-docs
+	$(BIN)/python docs/screenshots.py

@@ -52,6 +52,23 @@ def test_viz_build_lists_every_node_of_every_pipeline(tmp_path):
     layered = {
         n["name"]: n.get("layer") for n in everything["nodes"] if n["type"] == "data"
     }
+    assert not [name for name, layer in layered.items() if not layer]
+    # A file's layer is its folder's: what kedro-viz shows of each file (its
+    # node's panel) under 08_reporting is in the reporting layer, and so on.
+    folders = {
+        "01_raw": "raw", "05_model_input": "model_input", "06_models": "models",
+        "07_model_output": "model_output", "08_reporting": "reporting",
+    }  # fmt: skip
+    shown = 0
+    for node in everything["nodes"]:
+        if node["type"] != "data":
+            continue
+        path = json.loads((api / "nodes" / node["id"]).read_text()).get("filepath")
+        folder = next((f for f in folders if path and f"/{f}/" in path), None)
+        if folder:
+            assert node["layer"] == folders[folder], (node["name"], path)
+            shown += 1
+    assert shown >= 20  # the demo's files
     assert layered["raw_ratings"] == "raw" and layered["champions"] == "models"
     assert layered["validated_ratings"] == "intermediate"  # from a factory
     assert layered["model_comparison_plot"] == "reporting"  # from the factory
