@@ -1032,8 +1032,12 @@ class _MlflowServer:
                 with urllib.request.urlopen(f"{self.base}/health", timeout=2):
                     return
             except OSError:
-                assert self.process.poll() is None, self.process.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "the MLflow server did not start"
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(
+                        "the MLflow server did not start: "
+                        + self.process.stderr.read().decode()[-3000:]
+                    ) from None
                 time.sleep(0.5)
 
     def call(self, path: str, body: dict | None = None, **query: str) -> dict:
@@ -1054,7 +1058,8 @@ class _MlflowServer:
             return response.read()
 
     def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=30)
 
 
