@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from kedro.framework.context import KedroContext
@@ -28,6 +29,16 @@ def _beyond(mine: dict[str, float], theirs: dict[str, float], baseline: str) -> 
         f"({theirs['popularity_percentile']:.2f}; what readers read next: "
         f"{mine['read_popularity_percentile']:.2f})"
     )
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` with any ``user:password@`` replaced by ``***@``: the summary
+    is printed and kept in logs."""
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def run_summary(
@@ -70,10 +81,11 @@ def run_summary(
     if table is not None:
         lines.append(f"  recommendations: {rows:,} rows in the Delta table {table}")
     # A tracking server is opened in the browser; a local store with `mlflow ui`.
+    shown = without_credentials(tracking_uri)
     ui = (
-        tracking_uri
-        if tracking_uri.startswith(("http://", "https://"))
-        else f"mlflow ui --backend-store-uri {tracking_uri}"
+        shown
+        if shown.startswith(("http://", "https://"))
+        else f"mlflow ui --backend-store-uri {shown}"
     )
     lines += [f"  look further: kedro viz run | {ui} | {reports}"]
     return "\n".join(lines)
