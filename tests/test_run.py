@@ -544,6 +544,31 @@ def test_the_registered_champion_answers_raw_ids_in_a_fresh_process(spark, train
     assert logged.name == "recommender" and logged.source_run_id == champion.run_id
 
 
+def _stop(server: subprocess.Popen) -> None:
+    """Stops a server started in its own process group, if still running."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def _wait_until_answering(
+    server: subprocess.Popen, url: str, what: str, timeout: float
+) -> None:
+    """Returns once ``url`` answers. If ``server`` exits first or ``timeout``
+    seconds pass, stops it and fails with the end of its stderr."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310
+                return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                _stop(server)
+                said = server.stderr.read().decode()[-3000:]
+                raise AssertionError(f"{what} did not start: {said}") from None
+            time.sleep(0.5)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -581,15 +606,7 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-3000:]
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.5)
+        _wait_until_answering(server, f"{base}/ping", "the served model", 180)
         known = client.get_model_version_by_alias(MODEL, "champion")
         request = {
             "dataframe_split": {
@@ -645,8 +662,7 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
             assert "Traceback" not in raw and "stack_trace" not in raw, raw
             assert ".py" not in raw and str(Path.home()) not in raw, raw
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        _stop(server)
 
 
 def _a_known_user(project: Path) -> str:
@@ -1026,19 +1042,7 @@ class _MlflowServer:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.base}/health", timeout=2):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise AssertionError(
-                        "the MLflow server did not start: "
-                        + self.process.stderr.read().decode()[-3000:]
-                    ) from None
-                time.sleep(0.5)
+        _wait_until_answering(self.process, f"{self.base}/health", "mlflow server", 120)
 
     def call(self, path: str, body: dict | None = None, **query: str) -> dict:
         url = f"{self.base}/api/2.0/mlflow/{path}"
@@ -1058,9 +1062,7 @@ class _MlflowServer:
             return response.read()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=30)
+        _stop(self.process)
 
 
 def _by_key(entries: list[dict]) -> dict[str, object]:

@@ -179,7 +179,6 @@ def version_description(
         for key, value in champion.candidate.hyperparameters.items()
     )
     what = what_it_serves(champion.role, columns, k)
-    verdict = "beats" if champion.beats_baseline[metric] else "does NOT beat"
     without = champion.without_side_information
     side = (
         f" The best candidate without side information, {without.name}: "
@@ -191,7 +190,7 @@ def version_description(
         f"{champion.role.capitalize()} champion {champion.name} "
         f"({champion.kind}{', ' + params if params else ''}), picked on "
         f"{champion.selected_by} among {n_candidates} candidates. "
-        f"On test it {verdict} {champion.baseline}: {metric} {mine:.4f} vs "
+        f"On test it {champion.verdict} {champion.baseline}: {metric} {mine:.4f} vs "
         f"{theirs:.4f}.{side} Data: {data['users']:,} users x {data['items']:,} items, "
         f"{data['interactions']:,} interactions. {what}"
     )
@@ -230,11 +229,10 @@ def run_description(
     ]
     for role, champion in champions.items():
         metric = champion.metric
-        verdict = "beats" if champion.beats_baseline[metric] else "does NOT beat"
         entry = registered[role]
         lines.append(
             f"- {role}: `{champion.name}` ({champion.kind}), test {metric} "
-            f"{champion.test_metrics[metric]:.4f}; it {verdict} {champion.baseline} "
+            f"{champion.test_metrics[metric]:.4f}; it {champion.verdict} {champion.baseline} "
             f"({champion.baseline_test_metrics[metric]:.4f}). Registered as "
             f"`{entry['model_name']}` version {entry['version']}."
         )

@@ -58,7 +58,6 @@ def run_summary(
         metric = champion.metric
         mine = champion.test_metrics[metric]
         theirs = champion.baseline_test_metrics[metric]
-        verdict = "beats" if champion.beats_baseline[metric] else "does NOT beat"
         coverage = champion.test_metrics.get("catalog_coverage")
         reach = (
             f"; its test lists cover {coverage:.1%} of the catalog"
@@ -67,7 +66,7 @@ def run_summary(
         )
         lines.append(
             f"  {role} champion: {champion.name}, test {metric} {mine:.4f}, "
-            f"{verdict} {champion.baseline} ({theirs:.4f}){reach}"
+            f"{champion.verdict} {champion.baseline} ({theirs:.4f}){reach}"
         )
         if role == "recommender" and "novelty" in champion.test_metrics:
             lines.append(

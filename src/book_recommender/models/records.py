@@ -127,6 +127,11 @@ class Champion:
         """The metric it was picked on (and is judged on)."""
         return self.selected_by.removeprefix("validation_")
 
+    @property
+    def verdict(self) -> str:
+        """Whether it beats its baseline on test on its metric, in words."""
+        return "beats" if self.beats_baseline[self.metric] else "does NOT beat"
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Champion:
         reference = data.get("without_side_information")

@@ -90,13 +90,25 @@ def splits(
 
 
 class Validated(NamedTuple):
-    """A grid point's validation metrics (averaged over the splits) and the
-    span of its own fits and evaluations (epoch seconds: the first start, the
-    last end)."""
+    """A grid point's validation metrics and the span of its own fits and
+    evaluations (epoch seconds): on one split, or over all of them (``mean``)."""
 
     metrics: dict[str, float]
     started: float
     ended: float
+
+    @staticmethod
+    def mean(splits: list[Validated]) -> Validated:
+        """The metrics averaged over the splits, from the first start to the
+        last end."""
+        return Validated(
+            {
+                name: sum(split.metrics[name] for split in splits) / len(splits)
+                for name in splits[0].metrics
+            },
+            min(split.started for split in splits),
+            max(split.ended for split in splits),
+        )
 
 
 def validate(
@@ -113,14 +125,11 @@ def validate(
         validation.cache()
         fits = family.estimator.fitMultiple(train, family.grid)
 
-        def judge_next(_: int) -> tuple[int, tuple[dict[str, float], float, float]]:
+        def judge_next(_: int) -> tuple[int, Validated]:
             started = time.time()
             index, model = next(fits)  # fitted as it is drawn
-            return index, (
-                scorer.metrics(model.transform(validation)),
-                started,
-                time.time(),
-            )
+            metrics = scorer.metrics(model.transform(validation))
+            return index, Validated(metrics, started, time.time())
 
         try:
             judged = in_parallel(judge_next, list(family.grid), tuning.parallelism)
@@ -128,16 +137,10 @@ def validate(
             train.unpersist()
             validation.unpersist()
         per_split.append(dict(judged))
-    points = []
-    for point in range(len(family.grid)):
-        runs = [split[point] for split in per_split]
-        metrics = {
-            name: sum(m[name] for m, _, _ in runs) / len(runs) for name in runs[0][0]
-        }
-        points.append(
-            Validated(metrics, min(s for _, s, _ in runs), max(e for _, _, e in runs))
-        )
-    return points
+    return [
+        Validated.mean([split[point] for split in per_split])
+        for point in range(len(family.grid))
+    ]
 
 
 def tune_family(
