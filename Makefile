@@ -44,7 +44,8 @@ bench-quality: install-bench
 bench-scale: install-bench
 	$(BIN)/python benchmarks/scale.py --sizes $(SIZES)
 
-# After a training run (make demo): load time and latency of the served champion.
+# After a training run (make demo): load time and latency of the served champion,
+# by id and by a 20-book history, beside a no-op model served the same way.
 bench-serving: install-bench
 	$(BIN)/python benchmarks/serving.py
 

@@ -37,12 +37,14 @@ from pyspark.sql import functions as F
 
 from book_recommender.beyond_accuracy import LIST_MEASURES
 from book_recommender.columns import ITEM_IDX, USER_IDX
+from book_recommender.item_topk import DenseWeights
 from book_recommender.models import Interactions
 from book_recommender.models.families import families
 from book_recommender.models.records import from_json
 from book_recommender.params import ConfigurationError, parse
 from book_recommender.pipelines.reporting.nodes import plot_model_comparison
 from book_recommender.run_lock import ProjectCopiedError, RunLockedError
+from book_recommender.serving import Bundle
 from tests.conftest import (
     PROJECT_ROOT,
     assert_refused_before_any_node,
@@ -225,6 +227,7 @@ def test_scoring_writes_k_unseen_books_per_user_to_delta(spark, trained):
     assert len(mine) == k and (mine["Book-Title"] == mine["Book-Title_csv"]).all()
     champion = MlflowClient().get_model_version_by_alias(MODEL, "champion")
     assert recs["model_version"].unique().tolist() == [int(champion.version)]
+    _check_because(recs, books, champion)
 
     # The table is readable without Spark, by the deltalake package.
     assert len(DeltaTable(str(table)).to_pandas()) == len(recs)
@@ -235,6 +238,43 @@ def test_scoring_writes_k_unseen_books_per_user_to_delta(spark, trained):
     previous = _read_delta(spark, table, version=0)
     assert previous.count() == len(recs)
     assert previous.exceptAll(_read_delta(spark, table, version=1)).count() == 0
+
+
+def _check_because(recs: pd.DataFrame, books: pd.DataFrame, champion) -> None:
+    """Each pick names the rated book it is due to: for the demo's champion
+    (EASE), the seen book with the largest weight towards it, recomputed with
+    numpy for a handful of users; the fallback's picks name none."""
+    folder = mlflow.artifacts.download_artifacts(champion.source)
+    bundle = Bundle.load(Path(folder) / "artifacts" / "bundle")
+    assert isinstance(bundle.weights, DenseWeights)
+    row_of = {p: r for r, p in enumerate(bundle.weights.subset)}
+    isbns = bundle.items["ISBN"].to_numpy()
+    title = dict(zip(books["ISBN"], books["Book-Title"], strict=True))
+    assert (
+        recs.loc[recs["cold_start"], ["because_ISBN", "because_Book-Title"]]
+        .isna()
+        .all(None)
+    )
+    personal = recs[~recs["cold_start"] & recs["score"].notna()]
+    users = sorted(set(personal["User-ID"]))[
+        :: max(1, len(set(personal["User-ID"])) // 5)
+    ]
+    for user in users[:5]:
+        row = bundle.users.index[bundle.users["user"] == user][0]
+        seen = np.sort(
+            bundle.seen_items[bundle.seen_indptr[row] : bundle.seen_indptr[row + 1]]
+        )
+        seen = [h for h in seen if h in row_of]
+        mine = personal[personal["User-ID"] == user].sort_values("rank")
+        position = {isbn: p for p, isbn in enumerate(isbns)}
+        for pick, because, because_title in mine[
+            ["ISBN", "because_ISBN", "because_Book-Title"]
+        ].itertuples(index=False):
+            terms = [
+                bundle.weights.matrix[row_of[h], row_of[position[pick]]] for h in seen
+            ]
+            assert because == isbns[seen[int(np.argmax(terms))]], (user, pick)
+            assert because_title == title[because]
 
 
 @pytest.mark.e2e
@@ -472,9 +512,10 @@ print(model.predict(ids).to_json(orient="records"))
 """
 
 
-def _delta_lists(recs: pd.DataFrame, user: str) -> tuple[list, list]:
+def _delta_lists(recs: pd.DataFrame, user: str) -> tuple[list, list, list]:
     mine = recs[recs["User-ID"] == user].sort_values("rank")
-    return mine["ISBN"].tolist(), mine["Book-Title"].tolist()
+    because = [None if pd.isna(b) else b for b in mine["because_ISBN"]]
+    return mine["ISBN"].tolist(), mine["Book-Title"].tolist(), because
 
 
 @pytest.mark.e2e
@@ -523,9 +564,10 @@ def test_the_registered_champion_answers_raw_ids_in_a_fresh_process(spark, train
     for answer in answers:
         if answer["User-ID"] == "no-such-user":
             continue
-        isbns, titles = _delta_lists(recs, answer["User-ID"])
+        isbns, titles, because = _delta_lists(recs, answer["User-ID"])
         assert answer["ISBN"] == isbns, answer["User-ID"]
         assert answer["Book-Title"] == titles
+        assert answer["because_ISBN"] == because
         assert answer["rank"] == list(range(1, len(isbns) + 1))
         assert answer["cold_start"] == (answer["User-ID"] in cold)
     unknown = answers[len(personal)]
@@ -608,10 +650,15 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
         base = f"http://127.0.0.1:{port}"
         _wait_until_answering(server, f"{base}/ping", "the served model", 180)
         known = client.get_model_version_by_alias(MODEL, "champion")
+        history = _a_history(project)
         request = {
             "dataframe_split": {
-                "columns": ["User-ID", "k"],
-                "data": [["no-such-user", 3], [_a_known_user(project), 5]],
+                "columns": ["User-ID", "k", "history"],
+                "data": [
+                    ["no-such-user", 3, None],
+                    [_a_known_user(project), 5, None],
+                    ["a-new-reader", 4, [*history, "not-a-book"]],
+                ],
             }
         }
         reply = urllib.request.urlopen(
@@ -626,12 +673,20 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
         assert [p["User-ID"] for p in predictions] == [
             "no-such-user",
             _a_known_user(project),
+            "a-new-reader",
         ]
         assert predictions[0]["cold_start"] is True and len(predictions[0]["ISBN"]) == 3
         assert (
             predictions[1]["cold_start"] is False and len(predictions[1]["ISBN"]) == 5
         )
         assert predictions[1]["rank"] == [1, 2, 3, 4, 5]
+        # A reader the model never saw, answered from the books they sent.
+        sent = predictions[2]
+        assert sent["cold_start"] is False and len(sent["ISBN"]) == 4  # noqa: PLR2004
+        assert sent["ISBN"][:3] != predictions[0]["ISBN"] and sent["score"][0] > 0
+        assert not set(sent["ISBN"]) & set(history)
+        assert set(sent["because_ISBN"]) <= set(history)
+        assert sent["unknown_in_history"] == 1
         assert known.tags["role"] == "recommender"
         # What the model would have to guess at is a 400 naming row and value.
         for data, problem in [
@@ -644,8 +699,12 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
             ([["no-such-user", 1e30]], "row(s) [0] hold [1e+30]"),
             ([["no-such-user", 10**9]], "from 1 to 100 (registry.max_k)"),
             ([[["8", "9"], 3]], "holds a list or an object in row(s) [0]"),
+            ([["a", 3, "0451524934"]], "'history' in row 0 holds ['0451524934']"),
+            ([["a", 3, None], ["b", 3, [history[0], 7]]], "row 1 holds [7]"),
+            ([["a", 3, ["0451524934"] * 10_001]], "row 0 holds 10,001 books"),
         ]:
-            bad = {"dataframe_split": {"columns": ["User-ID", "k"], "data": data}}
+            columns = ["User-ID", "k", "history"][: len(data[0])]
+            bad = {"dataframe_split": {"columns": columns, "data": data}}
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(
                     urllib.request.Request(
@@ -663,6 +722,14 @@ def test_mlflow_models_serve_answers_a_dataframe_split_request(trained):
             assert ".py" not in raw and str(Path.home()) not in raw, raw
     finally:
         _stop(server)
+
+
+def _a_history(project: Path) -> list[str]:
+    """The ISBNs of the first user with five or more ratings, as a new
+    reader's history."""
+    ratings = pd.read_parquet(project / "data/05_model_input/ratings.parquet")
+    counts = ratings.groupby("User-ID")["ISBN"].agg(list)
+    return next(books for books in counts if len(books) >= 5)[:20]  # noqa: PLR2004
 
 
 def _a_known_user(project: Path) -> str:

@@ -157,6 +157,7 @@ def export_bundle(
             "k": int(k),
             "clip": list(model.clip) if model.clip else None,
             "rank": rank,
+            "fold_in": model.fold_in,
         },
     )
 
@@ -201,7 +202,10 @@ def what_it_serves(role: str, columns: dict[str, Any], k: int) -> str:
     if role == "recommender":
         return (
             f"Top-{k} unseen books for a raw '{columns['user_id']}' (column 'k' "
-            "optional); unknown users get the most popular books, flagged cold_start."
+            "optional), or for the ISBNs of a row's 'history' (a list; 'ratings' "
+            "optional), which then counts instead of the id; each book names the "
+            "history book it is 'because' of. Unknown users and histories without "
+            "a known book get the most popular books, flagged cold_start."
         )
     return (
         f"Ratings of raw ('{columns['user_id']}', '{columns['item_id']}') pairs, "

@@ -6,10 +6,14 @@ user has seen, the titles and the popular-books fallback (a ``Bundle``, a folder
 of Parquet and ``.npy`` files logged as the model's artifact).
 
 - ``Recommender`` (alias ``champion``): a ``User-ID`` column (and optionally
-  ``k``) in, one row per input row out: the top-k unseen ISBNs, titles, ranks
-  and scores. Unknown users and users without factors get the popular books,
-  flagged ``cold_start``. Batch scoring (``scoring`` pipeline) ranks every user
-  with the same ``Bundle.top_k``, so the Delta table and the served answers agree.
+  ``k``, and a reader's ``history`` of ISBNs with its ``ratings``) in, one row
+  per input row out: the top-k unseen ISBNs, titles, ranks, scores and, per
+  book, the book of the history it is recommended ``because`` of. Unknown users
+  and users without factors get the popular books, flagged ``cold_start``. A
+  row with a ``history`` is answered from that history, not from what the
+  model saw of the id (``Histories``). Batch scoring (``scoring`` pipeline)
+  ranks every user with the same ``Bundle.top_k``, so the Delta table and the
+  served answers agree.
 - ``RatingPredictor`` (alias ``rating``): (``User-ID``, ``ISBN``) pairs in, the
   predicted rating clipped to the rating range out, and ``known`` false (with no
   prediction) where the model has no factors for the user or the book.
@@ -23,24 +27,40 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from book_recommender.item_topk import DenseWeights, SparseWeights, Weights, rank_users
+from book_recommender import served_requests
+from book_recommender.item_topk import (
+    DenseWeights,
+    SparseWeights,
+    Weights,
+    rank_users,
+)
+from book_recommender.reader_history import HistoryScorer
+from book_recommender.served_requests import (  # noqa: F401 (the model's interface)
+    BECAUSE,
+    COLD_START,
+    HISTORY,
+    K_COLUMN,
+    KNOWN,
+    MAX_HISTORY,
+    PREDICTION,
+    RANK,
+    RATINGS,
+    SCORE,
+    UNKNOWN_IN_HISTORY,
+    Histories,
+    RequestError,
+    because_columns,
+)
 from book_recommender.topk import BLOCK_USERS, TILE_CELLS, ItemTable, Workspace
 
-K_COLUMN = "k"
-RANK = "rank"
-SCORE = "score"
-COLD_START = "cold_start"
-KNOWN = "known"
-PREDICTION = "prediction"
 _ARRAYS = ("user_factors", "item_factors", "seen_indptr", "seen_items")
 # An item-based model's weights, by kind: the arrays each is saved as.
 _WEIGHTS = {
@@ -134,10 +154,24 @@ class Bundle:
     # ----------------------------------------------------------------------------
     # Look-ups
 
+    @cached_property
+    def user_index(self) -> pd.Index:
+        """The users' raw ids (a position is a ``users`` row)."""
+        return pd.Index(self.users["user"])
+
+    @cached_property
+    def item_index(self) -> pd.Index:
+        """The items' raw ids (a position is a table position)."""
+        return pd.Index(self.items[self.columns["item_id"]])
+
+    @cached_property
+    def history(self) -> HistoryScorer:
+        """Fold-in and the reason for each pick (``reader_history``)."""
+        return HistoryScorer(self.table, self.weights, self.meta.get("fold_in"))
+
     def user_rows(self, raw_ids: pd.Series) -> np.ndarray:
         """Row of each raw user id in ``users``; -1 for ids the model never saw."""
-        index = pd.Index(self.users["user"])
-        return index.get_indexer(raw_ids.astype(str).str.strip())
+        return self.user_index.get_indexer(raw_ids.astype(str).str.strip())
 
     def factor_rows(self, rows: np.ndarray) -> np.ndarray:
         """Row of ``user_factors`` of each ``users`` row; -1 for unknown users
@@ -147,49 +181,54 @@ class Bundle:
 
     def item_positions(self, raw_ids: pd.Series) -> np.ndarray:
         """Position of each raw item id in the table; -1 for unknown ids."""
-        return pd.Index(self.items[self.columns["item_id"]]).get_indexer(
-            raw_ids.astype(str).str.strip()
-        )
+        return self.item_index.get_indexer(raw_ids.astype(str).str.strip())
 
     # ----------------------------------------------------------------------------
     # Ranking
 
-    def top_k(
+    def top_k(self, *args: Any, **kwargs: Any) -> Iterator[pd.DataFrame]:
+        """``ranked``'s blocks (same arguments) as frames."""
+        for block in self.ranked(*args, **kwargs):
+            yield pd.DataFrame(block)
+
+    def ranked(
         self,
         rows: np.ndarray,
         k: int,
         tile_cells: int = TILE_CELLS,
         exclude_seen: bool = True,
-    ) -> Iterator[pd.DataFrame]:
+        histories: Histories | None = None,
+    ) -> Iterator[dict[str, np.ndarray]]:
         """Top ``k`` unseen items of each request, in blocks of bounded memory
         (``tile_cells`` scores at once, see ``topk``).
 
-        ``rows`` are ``users`` rows (-1: unknown user, ranked by the fallback with
-        nothing seen). Yields long frames: ``request`` (index into ``rows``),
-        ``rank`` from 1, ``position`` in the table, ``score`` (clipped to the
-        rating range for rating models, after ranking), ``cold_start``. Seen
-        items are left out unless ``exclude_seen`` is false (an item-based model
-        still scores from them).
+        ``rows`` are ``users`` rows (-1: unknown user, ranked by the fallback
+        with nothing seen). A request of ``histories`` is ranked from the books
+        it sent instead (item-based: scored from them; factor model: factors
+        folded in from them, ``HistoryScorer.fold_in``). Yields the columns of
+        long frames: ``request`` (index into ``rows``), ``rank`` from 1,
+        ``position`` in the table, ``score`` (clipped to the rating range for
+        rating models, after ranking), ``cold_start``, ``because`` (the seen
+        book the pick is due to, ``HistoryScorer.because_of``; -1: none, as for
+        the fallback's). Seen items are left out unless ``exclude_seen`` is
+        false (an item-based model still scores from them).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1; found {k}.")
         rows = np.asarray(rows, dtype=np.int64)
-        block = BLOCK_USERS
+        n = len(rows)
+        factor, fold, folded = self._reader_factors(rows, histories)
         workspace = Workspace.create(tile_cells)
         clip = self.meta["clip"]  # a rating model's scores are ratings
-        for start in range(0, len(rows), block):
-            requests = np.arange(start, min(start + block, len(rows)))
-            user = rows[requests]
-            factor = self.factor_rows(user)
-            # Users with factors first: their scores are one contiguous product.
-            order = np.argsort(factor < 0, kind="stable")
-            requests, user, factor = requests[order], user[order], factor[order]
-            n_warm = int((factor >= 0).sum())
-            seen_rows, seen_cols = self._seen(user)
+        for start in range(0, n, BLOCK_USERS):
+            requests, warm = self._warm_first(
+                np.arange(start, min(start + BLOCK_USERS, n)), factor, fold, folded
+            )
+            seen_rows, seen_cols = self._block_seen(rows, requests, histories)
             found, cols, rank, scores, cold = rank_users(
                 self.table,
                 self.weights,
-                self.user_factors[factor[:n_warm]],
+                warm,
                 len(requests),
                 seen_rows,
                 seen_cols,
@@ -197,17 +236,74 @@ class Bundle:
                 workspace,
                 exclude_seen,
             )
+            because = np.full(len(found), -1, np.int64)
+            modelled = ~cold & np.isfinite(scores)
+            because[modelled] = self.history.because_of(
+                found[modelled], cols[modelled], seen_rows, seen_cols
+            )
             if clip:
                 scores = np.clip(scores, clip[0], clip[1])
-            yield pd.DataFrame(
-                {
-                    "request": requests[found],
-                    RANK: (rank + 1).astype(np.int32),
-                    "position": cols,
-                    SCORE: scores,
-                    COLD_START: cold,
-                }
-            )
+            yield {
+                "request": requests[found],
+                RANK: (rank + 1).astype(np.int32),
+                "position": cols,
+                SCORE: scores,
+                COLD_START: cold,
+                BECAUSE: because,
+            }
+
+    def _reader_factors(
+        self, rows: np.ndarray, histories: Histories | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per request, its row of ``user_factors`` and its row of the factors
+        folded in from its history (-1: none), and those folded factors. A
+        request with a history has no row of ``user_factors``."""
+        factor = self.factor_rows(rows)
+        fold = np.full(len(rows), -1, np.int64)
+        folded = np.zeros((0, self.table.factors.shape[1]), np.float32)
+        if histories is not None:
+            factor[histories.uses] = -1  # the history counts, not the id
+            if self.weights is None:
+                folded, fold = self.history.fold_in(histories)
+        return factor, fold, folded
+
+    def _warm_first(
+        self,
+        requests: np.ndarray,
+        factor: np.ndarray,
+        fold: np.ndarray,
+        folded: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``requests`` reordered with those with factors first (their scores
+        are one contiguous product), and their factors."""
+        model_row, fold = factor[requests], fold[requests]
+        order = np.argsort((model_row < 0) & (fold < 0), kind="stable")
+        requests, model_row, fold = requests[order], model_row[order], fold[order]
+        n_warm = int(((model_row >= 0) | (fold >= 0)).sum())
+        warm = np.empty((n_warm, self.table.factors.shape[1]), np.float32)
+        mine = model_row[:n_warm] >= 0
+        warm[mine] = self.user_factors[model_row[:n_warm][mine]]
+        warm[~mine] = folded[fold[:n_warm][~mine]]
+        return requests, warm
+
+    def _block_seen(
+        self, rows: np.ndarray, requests: np.ndarray, histories: Histories | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(block row, table position) of what each of ``requests`` has seen:
+        the books the model saw of the user, or those of its history."""
+        user = rows[requests]
+        if histories is None:
+            return self._seen(user)
+        user = np.where(histories.uses[requests], -1, user)
+        seen_rows, seen_cols = self._seen(user)
+        local = np.full(len(rows), -1, np.int64)
+        local[requests] = np.arange(len(requests))
+        sent = local[histories.rows] >= 0
+        history_rows = local[histories.rows[sent]]
+        return (
+            np.concatenate([seen_rows, history_rows]),
+            np.concatenate([seen_cols, histories.positions[sent]]),
+        )
 
     def _seen(self, user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(request row, table position) of every item the known users saw."""
@@ -220,102 +316,6 @@ class Bundle:
         return np.repeat(known, lengths), self.seen_items[offsets]
 
 
-class RequestError(MlflowException, ValueError):
-    """A request the model refuses rather than guess at (a null id, a ``k``
-    that is no whole number): ``mlflow models serve`` answers it with HTTP 400
-    and this message, not a stack trace."""
-
-    def __init__(self, message: str):
-        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
-
-
-def _rows(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask).tolist()
-    return f"{rows[:10]}{' ...' if len(rows) > 10 else ''}"
-
-
-def _k_values(model_input: pd.DataFrame, default: int, most: int | None) -> np.ndarray:
-    """Each row's ``k``: a whole number from 1 to ``most`` (an int, or a float
-    such as 5.0); a null ``k`` is the model's default. Anything else (2.5, "5",
-    true, 0, 10**9) is refused, naming the rows: a request is never silently
-    rounded, parsed or cut."""
-    if K_COLUMN not in model_input:
-        return np.full(len(model_input), default, dtype=np.int64)
-    values = model_input[K_COLUMN].to_numpy(dtype=object)
-    k = np.full(len(values), default, dtype=np.int64)
-    bad = np.zeros(len(values), dtype=bool)
-    top = np.iinfo(np.int64).max if most is None else most
-    for row, value in enumerate(values):
-        if value is None or (
-            isinstance(value, float | np.floating) and np.isnan(value)
-        ):
-            continue
-        whole = isinstance(value, int | np.integer) or (
-            isinstance(value, float | np.floating) and float(value).is_integer()
-        )
-        if isinstance(value, bool | np.bool_) or not whole or not 1 <= value <= top:
-            bad[row] = True
-        else:
-            k[row] = int(value)
-    if bad.any():
-        found = [values[i] for i in np.flatnonzero(bad)[:5]]
-        bound = ">= 1" if most is None else f"from 1 to {most} (registry.max_k)"
-        raise RequestError(
-            f"Column '{K_COLUMN}' must hold whole numbers {bound} (or null for the "
-            f"default {default}); row(s) {_rows(bad)} hold {_short(found)}."
-        )
-    return k
-
-
-def _short(values: list[Any], width: int = 80) -> str:
-    """``values`` as the request sent them, cut to ``width`` characters (a
-    refusal never echoes a whole body back)."""
-    text = repr(values)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _ids(model_input: pd.DataFrame, column: str) -> pd.Series:
-    """The raw ids of ``column`` as strings; a null, blank or non-scalar id (a
-    list, an object) is refused, naming the rows (it would otherwise be served
-    as the user "None" or "['8']")."""
-    ids = model_input[column]
-    nested = ids.map(
-        lambda v: isinstance(v, list | tuple | dict | set | np.ndarray)
-    ).to_numpy(dtype=bool)
-    if nested.any():
-        found = [ids.iloc[i] for i in np.flatnonzero(nested)[:3]]
-        raise RequestError(
-            f"Column '{column}' holds a list or an object in row(s) "
-            f"{_rows(nested)} ({_short(found)}): send one id per row."
-        )
-    text = ids.astype(str)
-    blank = ids.isna().to_numpy() | (text.str.strip() == "").to_numpy()
-    if blank.any():
-        raise RequestError(
-            f"Column '{column}' has a null or empty id in row(s) {_rows(blank)}: "
-            "send an id for every row (an unknown id gets the popular books)."
-        )
-    return text
-
-
-def _within_rows(model_input: pd.DataFrame, most: int | None) -> None:
-    """Refuse a request of more than ``most`` rows (``registry.max_rows``)."""
-    if most is not None and len(model_input) > most:
-        raise RequestError(
-            f"{len(model_input)} rows in one request; this model answers at most "
-            f"{most} (registry.max_rows): send them in smaller requests."
-        )
-
-
-def _require(model_input: pd.DataFrame, names: list[str]) -> None:
-    missing = [name for name in names if name not in model_input]
-    if missing:
-        raise RequestError(
-            f"The model input needs the column(s) {missing}; found "
-            f"{list(model_input.columns)}."
-        )
-
-
 class _BundleModel(mlflow.pyfunc.PythonModel):
     """A pyfunc model that answers from the ``Bundle`` logged as its artifact."""
 
@@ -324,55 +324,72 @@ class _BundleModel(mlflow.pyfunc.PythonModel):
 
 
 class Recommender(_BundleModel):
-    """Top-k unseen books for raw user ids; popular books for unknown users."""
+    """Top-k unseen books for raw user ids, or for the history a request sends;
+    popular books for unknown users and histories without a known book."""
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         bundle = self.bundle
         user = bundle.columns["user_id"]
-        _require(model_input, [user])
-        _within_rows(model_input, bundle.meta.get("max_rows"))
-        ids = _ids(model_input, user)
-        k = _k_values(model_input, int(bundle.meta["k"]), bundle.meta.get("max_k"))
-        rows = bundle.user_rows(ids)
-        output = pd.DataFrame({user: ids.to_numpy()})
-        if not len(output):
-            return output.assign(
-                **{c: [] for c in [*bundle.meta["item_columns"], RANK, SCORE]},
-                **{COLD_START: np.zeros(0, dtype=bool)},
+        served_requests.require(model_input, [user])
+        served_requests.within_rows(model_input, bundle.meta.get("max_rows"))
+        ids = served_requests.ids(model_input, user)
+        k = served_requests.k_values(
+            model_input, int(bundle.meta["k"]), bundle.meta.get("max_k")
+        )
+        histories = served_requests.histories(model_input, bundle.item_index)
+        described = bundle.meta["item_columns"]
+        because = because_columns(bundle.meta)
+        n = len(ids)
+        if not n:
+            lists = [*described, RANK, SCORE, *because.values()]
+            return pd.DataFrame(
+                {
+                    user: [],
+                    **{c: [] for c in lists},
+                    COLD_START: [],
+                    UNKNOWN_IN_HISTORY: [],
+                }
             )
-        ranked = pd.concat(list(bundle.top_k(rows, int(k.max()))))
-        ranked = ranked[ranked[RANK] <= k[ranked["request"].to_numpy()]]
-        items = bundle.items.iloc[ranked["position"].to_numpy()]
-        answer = pd.DataFrame(
-            {
-                "request": ranked["request"].to_numpy(),
-                RANK: ranked[RANK].to_numpy(),
-                SCORE: ranked[SCORE].astype(float).to_numpy(),
-                **{
-                    name: items[name].to_numpy() for name in bundle.meta["item_columns"]
-                },
-            }
-        ).sort_values(["request", RANK])
-        grouped = answer.groupby("request")
-        for name in [*bundle.meta["item_columns"], RANK, SCORE]:
-            lists = grouped[name].agg(list)
-            output[name] = [lists.get(i, []) for i in range(len(output))]
+        rows = bundle.user_index.get_indexer([i.strip() for i in ids])
+        blocks = list(bundle.ranked(rows, int(k.max()), histories=histories))
+        ranked = {c: np.concatenate([b[c] for b in blocks]) for c in blocks[0]}
+        request = ranked["request"]
+        order = np.lexsort((ranked[RANK], request))
+        order = order[ranked[RANK][order] <= k[request[order]]]
+        ranked = {c: values[order] for c, values in ranked.items()}
+        request = ranked["request"]
+        cuts = np.searchsorted(request, np.arange(n + 1))
+        positions = ranked["position"]
+        cold_pick = ranked[COLD_START]
         # A fallback's score is a popularity count, not the model's: none (null).
-        if bundle.weights is None:
-            cold = bundle.factor_rows(rows) < 0
-        else:  # cold: nothing the model scored, only the fallback
-            cold = np.ones(len(output), dtype=bool)
-            cold[ranked.loc[~ranked[COLD_START], "request"].to_numpy()] = False
-        output[SCORE] = [
-            [None] * len(scores)
-            if is_cold
-            else [None if np.isnan(s) else s for s in scores]
-            for scores, is_cold in zip(output[SCORE], cold, strict=True)
-        ]
+        scores = np.where(cold_pick, np.nan, ranked[SCORE].astype(np.float64))
+        reason = ranked[BECAUSE]
+        output = {user: ids}
+        for name in described:
+            output[name] = _split(bundle.items[name].to_numpy()[positions], cuts)
+        output[RANK] = _split(ranked[RANK].astype(np.int64), cuts)
+        output[SCORE] = _split(
+            np.where(np.isnan(scores), None, scores.astype(object)), cuts
+        )
+        for name, column in because.items():
+            values = bundle.items[name].to_numpy(dtype=object)[np.clip(reason, 0, None)]
+            output[column] = _split(np.where(reason >= 0, values, None), cuts)
+        # Cold: nothing the model scored, only the fallback.
+        cold = np.ones(n, dtype=bool)
+        cold[request[~cold_pick]] = False
         output[COLD_START] = cold
-        return output
+        output[UNKNOWN_IN_HISTORY] = (
+            histories.unknown if histories is not None else np.zeros(n, np.int64)
+        )
+        return pd.DataFrame(output)
+
+
+def _split(values: np.ndarray, cuts: np.ndarray) -> list[list[Any]]:
+    """``values`` (sorted by request) as one list per request."""
+    listed = values.tolist()
+    return [listed[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 class RatingPredictor(_BundleModel):
@@ -383,11 +400,14 @@ class RatingPredictor(_BundleModel):
     ) -> pd.DataFrame:
         bundle = self.bundle
         user, item = bundle.columns["user_id"], bundle.columns["item_id"]
-        _require(model_input, [user, item])
-        _within_rows(model_input, bundle.meta.get("max_rows"))
-        users, items = _ids(model_input, user), _ids(model_input, item)
-        factor = bundle.factor_rows(bundle.user_rows(users))
-        positions = bundle.item_positions(items)
+        served_requests.require(model_input, [user, item])
+        served_requests.within_rows(model_input, bundle.meta.get("max_rows"))
+        users, items = (
+            served_requests.ids(model_input, user),
+            served_requests.ids(model_input, item),
+        )
+        factor = bundle.factor_rows(bundle.user_rows(pd.Series(users)))
+        positions = bundle.item_positions(pd.Series(items))
         known = (factor >= 0) & (positions >= 0)
         known[known] = bundle.table.unknown[positions[known]] == 0
         prediction = np.full(len(model_input), np.nan)
@@ -401,8 +421,8 @@ class RatingPredictor(_BundleModel):
             prediction = np.clip(prediction, clip[0], clip[1])
         return pd.DataFrame(
             {
-                user: users.to_numpy(),
-                item: items.to_numpy(),
+                user: users,
+                item: items,
                 PREDICTION: prediction,
                 KNOWN: known,
             }

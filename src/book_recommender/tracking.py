@@ -25,10 +25,9 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.models import ModelSignature, infer_signature
+from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 from mlflow.utils.mlflow_tags import (
     MLFLOW_MODEL_VERSIONS,
     MLFLOW_PARENT_RUN_ID,
@@ -39,7 +38,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
 import book_recommender
-from book_recommender import aliases
+from book_recommender import aliases, served_requests
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models import RecommenderModel
 from book_recommender.models.records import Champion, TestResult
@@ -53,12 +52,7 @@ from book_recommender.registry import (
     version_description,
 )
 from book_recommender.serving import (
-    COLD_START,
-    K_COLUMN,
-    KNOWN,
     PREDICTION,
-    RANK,
-    SCORE,
     Bundle,
     RatingPredictor,
     Recommender,
@@ -190,56 +184,6 @@ def tag_parent_run(tags: dict[str, str]) -> None:
     mlflow.set_tags(tags)
 
 
-def _signature(bundle: Bundle, role: str) -> ModelSignature:
-    user, item = bundle.columns["user_id"], bundle.columns["item_id"]
-    if role == "rating":
-        return ModelSignature(
-            inputs=Schema([ColSpec("string", user), ColSpec("string", item)]),
-            outputs=Schema(
-                [
-                    ColSpec("string", user),
-                    ColSpec("string", item),
-                    ColSpec("double", PREDICTION),
-                    ColSpec("boolean", KNOWN),
-                ]
-            ),
-        )
-    return ModelSignature(
-        inputs=Schema(
-            # k as sent (any type): the model refuses 2.5 or "5" itself, where a
-            # "long" column would have them rounded or parsed before it sees them.
-            [ColSpec("string", user), ColSpec(AnyType(), K_COLUMN, required=False)]
-        ),
-        outputs=Schema(
-            [
-                ColSpec("string", user),
-                *[ColSpec(Array("string"), c) for c in bundle.meta["item_columns"]],
-                ColSpec(Array("long"), RANK),
-                ColSpec(Array("double"), SCORE),
-                ColSpec("boolean", COLD_START),
-            ]
-        ),
-    )
-
-
-def _input_example(bundle: Bundle, role: str) -> pd.DataFrame:
-    """Two users the model knows (one with factors, if any) and, for the
-    recommender, an id it has never seen."""
-    user = bundle.columns["user_id"]
-    users = bundle.users.sort_values("factor_row", ascending=False).head(2)
-    if role == "rating":
-        seen = bundle.seen_items[bundle.seen_indptr[users.index.to_numpy()]]
-        return pd.DataFrame(
-            {
-                user: users["user"].to_numpy(),
-                bundle.columns["item_id"]: bundle.items[bundle.columns["item_id"]]
-                .iloc[seen]
-                .to_numpy(),
-            }
-        )
-    return pd.DataFrame({user: [*users["user"], "no-such-user"]})
-
-
 def _log_served_model(bundle: Bundle, role: str) -> ModelInfo:
     """Logs ``bundle`` as a pyfunc model to the active run, at the role's own
     step: metrics the run logs at step 0 (the run's summary) are then not
@@ -253,8 +197,8 @@ def _log_served_model(bundle: Bundle, role: str) -> ModelInfo:
             python_model=python_model,
             artifacts={"bundle": str(bundle.save(Path(folder) / "bundle"))},
             code_paths=[str(package)],
-            signature=_signature(bundle, role),
-            input_example=_input_example(bundle, role),
+            signature=served_requests.signature(bundle, role),
+            input_example=served_requests.input_example(bundle, role),
             pip_requirements=SERVING_REQUIREMENTS,
         )
 

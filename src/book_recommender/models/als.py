@@ -11,7 +11,7 @@ flavour: what serves it is the registered pyfunc of its arrays.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pyspark import keyword_only
@@ -94,13 +94,22 @@ class AlsRecommenderModel(RecommenderModel):
     """A fitted ALS family: its factors are the model."""
 
     als: ALSModel
+    _fold_in: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, als: ALSModel) -> AlsRecommenderModel:
-        """A model holding the fitted ``als``."""
+    def of(
+        cls, als: ALSModel, fold_in: dict[str, Any] | None = None
+    ) -> AlsRecommenderModel:
+        """A model holding the fitted ``als`` (``fold_in``: how a reader's
+        factors are solved from a history, ``RecommenderModel.fold_in``)."""
         model = cls()
         model.als = als
+        model._fold_in = fold_in
         return model
+
+    @property
+    def fold_in(self) -> dict[str, Any] | None:
+        return self._fold_in
 
     @property
     def rank(self) -> int:
@@ -206,15 +215,23 @@ class ImplicitAls(Recommender, _AlsParams):
                 .select(ITEM_IDX)
             )
             interactions = interactions.join(supported, on=ITEM_IDX, how="left_semi")
-        return AlsRecommenderModel.of(
-            self._als(
-                data,
-                ratingCol=STRENGTH,
-                implicitPrefs=True,
-                alpha=self.getOrDefault(self.alpha),
-                nonnegative=self.getOrDefault(self.nonnegative),
-            ).fit(interactions)
+        als = self._als(
+            data,
+            ratingCol=STRENGTH,
+            implicitPrefs=True,
+            alpha=self.getOrDefault(self.alpha),
+            nonnegative=self.getOrDefault(self.nonnegative),
         )
+        # What the served model needs to solve a reader's factors from a
+        # history as the fit's last half-step solved its users'.
+        fold_in = {
+            "kind": "implicit_als",
+            "reg": als.getRegParam(),
+            "alpha": als.getAlpha(),
+            "nonnegative": als.getNonnegative(),
+            "implicit_strength": strength,
+        }
+        return AlsRecommenderModel.of(als.fit(interactions), fold_in)
 
 
 class ExplicitAls(_RatingAls):

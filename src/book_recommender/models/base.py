@@ -309,6 +309,13 @@ class RecommenderModel(Model, _ServingParams):
         """(``id``, ``features``) per item; None for an item-based model."""
         return None
 
+    @property
+    def fold_in(self) -> dict[str, Any] | None:
+        """How a factor model's served copy solves a reader's factors from a
+        history the request sends (``serving.Bundle.fold_in``); None: it
+        cannot."""
+        return None
+
     def item_weights(self) -> Any:
         """An item-based model's item-item weights (``ItemWeightsModel``);
         None else."""

@@ -3,6 +3,8 @@ interactions they have not seen."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark import keyword_only
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -38,6 +40,11 @@ class PopularityModel(RecommenderModel):
     same ranking as the fallback."""
 
     rank = 1
+
+    @property
+    def fold_in(self) -> dict[str, Any]:
+        """Every reader with a history is ``[1]``."""
+        return {"kind": "fixed", "factors": [1.0]}
 
     def user_factors(self) -> DataFrame:
         return (

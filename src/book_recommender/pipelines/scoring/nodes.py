@@ -14,7 +14,14 @@ from pyspark.sql import functions as F
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.datasets import RegisteredRecommender
 from book_recommender.params import ScoringParams
-from book_recommender.serving import COLD_START, RANK, SCORE, Bundle
+from book_recommender.serving import (
+    BECAUSE,
+    COLD_START,
+    RANK,
+    SCORE,
+    Bundle,
+    because_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +37,8 @@ def _ranked_rows(
         requested = bundle.users.iloc[rows[ranked["request"].to_numpy()]]
         items = bundle.items.iloc[ranked["position"].to_numpy()]
         cold = ranked[COLD_START].to_numpy()
+        reason = ranked[BECAUSE].to_numpy()
+        because = bundle.items.iloc[np.clip(reason, 0, None)]
         yield pd.DataFrame(
             {
                 user: requested["user"].to_numpy(),
@@ -40,6 +49,11 @@ def _ranked_rows(
                 # A fallback's score is a popularity count, not the model's: none.
                 SCORE: np.where(cold, np.nan, ranked[SCORE].to_numpy(np.float32)),
                 COLD_START: cold,
+                # The seen book each pick is due to (null for the fallback's).
+                **{
+                    column: np.where(reason >= 0, because[c].to_numpy(), None)
+                    for c, column in because_columns(bundle.meta).items()
+                },
             }
         )
 
@@ -53,7 +67,9 @@ def recommend_for_users(
     in Spark tasks over blocks of users. Books the user already rated are left
     out (unless ``exclude_rated`` is false, as in the tutorial). Users without
     factors get the most popular books they have not rated, flagged
-    ``cold_start``.
+    ``cold_start``. ``because_<item id>`` and ``because_<title>`` name the
+    rated book each pick is due to (``Bundle.because_of``; null for the
+    fallback's picks).
     """
     k, tile_cells, exclude_rated = scoring.k, scoring.tile_cells, scoring.exclude_rated
     bundle = champion.bundle
@@ -84,6 +100,7 @@ def recommend_for_users(
             f"{ITEM_IDX} int",
             f"{SCORE} float",
             f"{COLD_START} boolean",
+            *[f"`{c}` string" for c in because_columns(bundle.meta).values()],
         ]
     )
 
