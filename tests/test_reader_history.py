@@ -7,14 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, USER_IDX
 from book_recommender.models.als import ImplicitAls
 from book_recommender.models.base import Interactions
 from book_recommender.models.ease import EaseModel, fit_ease
 from book_recommender.models.knn import ItemKnnModel, fit_item_knn
-from book_recommender.registry import export_bundle
+from book_recommender.registry import RunTables, export_bundle
 from book_recommender.serving import (
     MAX_HISTORY,
     Bundle,
@@ -43,20 +42,26 @@ def pairs() -> pd.DataFrame:
     return frame.assign(r=ratings)
 
 
-def _bundle(spark, pairs: pd.DataFrame, model) -> Bundle:
-    frame = spark.createDataFrame(pairs[[USER_IDX, ITEM_IDX]])
-    users = (
-        frame.select(USER_IDX)
-        .distinct()
-        .withColumn("User-ID", F.concat(F.lit("u"), F.col(USER_IDX).cast("string")))
+def _bundle(pairs: pd.DataFrame, model) -> Bundle:
+    """The served bundle of ``model``, the run's tables built from ``pairs``
+    in pandas (what ``collect_run_tables`` collects from Spark)."""
+    items = np.unique(pairs[ITEM_IDX])
+    counts = pairs.groupby(ITEM_IDX).size()
+    tables = RunTables(
+        popularity=(counts.index.to_numpy(), counts.to_numpy(np.float32)),
+        items=pd.DataFrame(
+            {
+                "ISBN": [f"{i:010d}" for i in items],
+                "Book-Title": [f"Title {i}" for i in items],
+            },
+            index=pd.Index(items, name=ITEM_IDX),
+        ),
+        users=pd.DataFrame({"user_idx": np.unique(pairs[USER_IDX])}).assign(
+            user=lambda u: "u" + u["user_idx"].astype(str)
+        ),
+        seen=pairs[[USER_IDX, ITEM_IDX]],
     )
-    items = (
-        frame.select(ITEM_IDX)
-        .distinct()
-        .withColumn("ISBN", F.format_string("%010d", F.col(ITEM_IDX)))
-        .withColumn("Book-Title", F.concat(F.lit("Title "), F.col(ITEM_IDX)))
-    )
-    return export_bundle(model, frame, users, items, COLUMNS, K)
+    return export_bundle(model, None, None, None, COLUMNS, K, tables=tables)
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +70,17 @@ def bundles(spark, pairs) -> dict[str, Bundle]:
     explicit = spark.createDataFrame(pairs[pairs["r"] > 0])
     implicit = spark.createDataFrame(pairs.loc[pairs["r"] == 0, [USER_IDX, ITEM_IDX]])
     als = (
-        ImplicitAls(rank=4, regParam=0.05, maxIter=6, alpha=2.0, seed=1)
+        ImplicitAls(rank=4, regParam=0.05, maxIter=4, alpha=2.0, seed=1)
         .with_interactions(Interactions(implicit, "r"))
         .fit(explicit)
     )
     return {
-        "ease": _bundle(spark, pairs, EaseModel.of(fit_ease(frame, 10.0, 20))),
+        "ease": _bundle(pairs, EaseModel.of(fit_ease(frame, 10.0, 20))),
         "knn": _bundle(
-            spark,
             pairs,
             ItemKnnModel.of(fit_item_knn(frame, "cosine", 8, 1000, 1.2, 0.75, seed=1)),
         ),
-        "als": _bundle(spark, pairs, als),
+        "als": _bundle(pairs, als),
     }
 
 
