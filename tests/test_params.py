@@ -138,3 +138,18 @@ def test_a_side_weight_without_side_columns_is_refused(key):
     assert "item_based.side_information is empty" in str(error.value)
     item_based[family][axis] = [0.0]
     parse("item_based", item_based)  # no weight, no side columns: fine
+
+
+def test_settings_that_would_run_until_the_machine_gives_out_are_refused_at_start_up():
+    """An ALS rank of 512 or an evaluation k of 100,000 is refused before any
+    data is read, naming the key and the bound."""
+    settings = copy.deepcopy(BASE)
+    settings["als"]["ranking"]["rank"] = [512]
+    with pytest.raises(ConfigurationError) as error:
+        check_parameters(settings)
+    assert "als.ranking.rank" in str(error.value) and "256" in str(error.value)
+    settings = copy.deepcopy(BASE)
+    settings["evaluation"]["k"] = 100_000
+    with pytest.raises(ConfigurationError) as error:
+        check_parameters(settings)
+    assert "evaluation.k" in str(error.value) and "1000" in str(error.value)

@@ -41,8 +41,13 @@ class TuningParams(_Strict):
     parallelism: int = Field(ge=1)  # candidates fitted and evaluated at once
 
 
+# The most books per list a run evaluates or scores: checked at start-up; that
+# k is at most the books the model input holds is checked after data_processing.
+MAX_K = 1000
+
+
 class EvaluationParams(_Strict):
-    k: int = Field(ge=1)
+    k: int = Field(ge=1, le=MAX_K)
     relevance_threshold: float | None
     # The recommender champion's metric at k, and the rating champion's metric.
     ranking_metric: Literal["ndcg", "precision", "recall", "map"]
@@ -66,7 +71,7 @@ class RegistryParams(_Strict):
 
 
 class ScoringParams(_Strict):
-    k: int = Field(ge=1)  # books per user
+    k: int = Field(ge=1, le=MAX_K)  # books per user
     exclude_rated: bool
     tile_cells: int = Field(ge=1)  # scores a top-k task holds at once (4 bytes each)
     # Which version scores is the catalog's (champion_recommender); these two
@@ -84,6 +89,14 @@ class MinimumDataParams(_Strict):
     interactions: int = Field(ge=1)
     train_rows: int = Field(ge=1)
     test_rows: int = Field(ge=1)
+
+
+class QualityParams(_Strict):
+    """How much damage to the raw data a run tolerates (``assess_data_quality``)."""
+
+    max_lost_share: float = Field(ge=0, le=1)
+    max_undecodable_share: float = Field(ge=0, le=1)
+    max_merged_share: float = Field(ge=0, le=1)
 
 
 class DataFiles(_Strict):
@@ -133,6 +146,7 @@ class DataProcessingParams(_Strict):
     ratings: RatingRules
     users: UserRules
     minimum: MinimumDataParams
+    quality: QualityParams
     preparation: Preparation
     download: Download
 

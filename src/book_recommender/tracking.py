@@ -401,6 +401,14 @@ def parent_run_metrics(
     for table, report in data_statistics["rows"].items():
         for reason, count in report["dropped"].items():
             values[f"data.dropped.{table}.{reason}"] = float(count)
+    for table, counts in data_statistics.get("data_quality", {}).items():
+        values.update(
+            {
+                f"data_quality.{table}.{what}": float(count)
+                for what, count in counts.items()
+                if isinstance(count, int | float)
+            }
+        )
     for candidate in candidate_metrics:
         if candidate.candidate.baseline:
             values.update(

@@ -70,8 +70,13 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
 
     # The bookcrossing environment; its download URL is never asked (files present).
     # Five books: fewer than the default k of 10 would fail the minimum-data check.
+    # One damaged row in seven is far above the real files' share: the quality
+    # bounds are raised for these few rows (test_quality.py checks the bounds).
     params = {
-        "data_processing": {"download": {"remote_url": "http://127.0.0.1:9/"}},
+        "data_processing": {
+            "download": {"remote_url": "http://127.0.0.1:9/"},
+            "quality": {"max_undecodable_share": 0.2, "max_merged_share": 0.2},
+        },
         "evaluation": {"k": 3},
     }
     with KedroSession.create(
@@ -80,7 +85,13 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
         session.run(pipeline_names=["data_processing"])
 
     out = project_copy / "data/book-crossing"
-    rows = json.loads((out / "05_model_input/data_statistics.json").read_text())["rows"]
+    statistics = json.loads((out / "05_model_input/data_statistics.json").read_text())
+    rows = statistics["rows"]
+    quality = statistics["data_quality"]
+    assert quality["items"]["undecodable_bytes"] == 1
+    assert quality["users"]["line_breaks_in_a_field"] == 1
+    # The bad rating, the unknown ISBN and the unknown user.
+    assert quality["ratings"]["lost"] == 3  # noqa: PLR2004
     items, users, ratings = rows["items"], rows["users"], rows["ratings"]
     assert (items["read"], items["kept"]) == (7, 5)
     assert items["dropped"] == {"duplicate_item_id": 1, "missing_item_id": 1}

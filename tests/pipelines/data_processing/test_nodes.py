@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
 from pyspark.ml.feature import StringIndexer
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -32,7 +35,8 @@ from book_recommender.pipelines.data_processing.nodes import (
     validate_ratings,
     validate_users,
 )
-from tests.conftest import data_processing_params
+from book_recommender.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT, data_processing_params
 from tests.test_params import BASE
 
 COLUMNS = {
@@ -186,7 +190,8 @@ def test_a_semicolon_file_and_a_case_slip_get_a_hint(spark, tmp_path):
     with pytest.raises(DataValidationError) as error:
         validate_ratings(raw, COLUMNS, TYPED)
     assert "likely separated by ';'" in str(error.value)
-    assert "sep: ';'" in str(error.value)
+    assert "`kedro run --env bookcrossing_dump`" in str(error.value)
+    assert "data.csv.sep: ';'" in str(error.value)
 
     slip = spark.createDataFrame(
         [("1", "x", "5")], _strings("user-id", "ISBN", "Book-Rating")
@@ -388,9 +393,11 @@ def test_statistics_on_a_tiny_model_input(spark):
         "ratings_with_unknown_item": 0,
     }
     side = {"columns": [], "test_share_sharing_a_value": None, "per_column": {}}
+    quality = {"ratings": {"read": 1, "lost": 0}}
     stats = compute_statistics(
-        report, report, report, joins, side, model_input, train, test, COLUMNS, TYPED
-    )
+        report, report, report, joins, side, quality, model_input, train, test,
+        COLUMNS, TYPED,
+    )  # fmt: skip
     mi = stats["model_input"]
     assert mi["interactions"] == 5
     assert mi["implicit_interactions"] == 1 and mi["explicit_interactions"] == 4
@@ -403,6 +410,7 @@ def test_statistics_on_a_tiny_model_input(spark):
     assert stats["split"]["train_share_per_value"] == {"5": 1.0, "8": 0.5}
     assert stats["joins"] == joins
     assert stats["side_information"] == side
+    assert stats["data_quality"] == quality
 
 
 def test_side_information_share_counts_test_books_sharing_an_author(spark):
@@ -458,3 +466,62 @@ def test_side_information_share_counts_test_books_sharing_an_author(spark):
     assert both["test_share_sharing_a_value"] == 1.0
     none = measure_side_information(model_input, test, items, side([]))
     assert none["test_share_sharing_a_value"] is None
+
+
+def _dump_catalog(tmp_path: Path) -> DataCatalog:
+    """The raw datasets as the bookcrossing_dump environment configures them,
+    only their files moved to ``tmp_path``."""
+    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"), default_run_env="bookcrossing_dump", **args
+    )
+    entries = {
+        name: loader["catalog"][name] | {"filepath": str(tmp_path / name)}
+        for name in ("raw_books", "raw_ratings", "raw_users")
+    }
+    return DataCatalog.from_config(entries)
+
+
+def test_the_original_dump_is_read_by_its_environment_alone(spark, tmp_path):
+    """The original Book-Crossing dump: ';'-separated, Latin-1, quotes inside
+    fields escaped with a backslash. `--env bookcrossing_dump` reads it as
+    written: accents and quotes intact, no replacement character, no line
+    swallowed by a quote."""
+    books = (
+        '"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher"\n'
+        '"0195153448";"Classical Mythology";"Mark P. O. Morford";"2002";"Oxford"\n'
+        '"3442353866";"Der Fluch der Kaiserin";"Ludwig Gaña";"2001";"Goldmann"\n'
+        '"0440234743";"The \\"Testament\\": A Novel";"John Grisham";"1999";"Dell"\n'
+        '"2070423204";"L\'Étranger";"Albert Camus";"1999";"Gallimard"\n'
+    )
+    ratings = (
+        '"User-ID";"ISBN";"Book-Rating"\n'
+        '"276725";"0195153448";"0"\n"276726";"0440234743";"5"\n'
+        '"276727";"2070423204";"9"\n"276727";"3442353866";"7"\n'
+    )
+    users = (
+        '"User-ID";"Location";"Age"\n"276725";"tyler, texas, usa";"NULL"\n'
+        '"276726";"münchen, bayern, germany";"34"\n"276727";"zürich, switzerland";NULL\n'
+    )
+    for name, text in [
+        ("raw_books", books),
+        ("raw_ratings", ratings),
+        ("raw_users", users),
+    ]:
+        (tmp_path / name).write_bytes(text.encode("latin-1"))
+    catalog = _dump_catalog(tmp_path)
+    params = parse("data_processing", PARAMS)
+    items, report = validate_items(catalog.load("raw_books"), COLUMNS, params)
+    titles = dict(items.select("ISBN", "Book-Title").collect())
+    assert titles["0440234743"] == 'The "Testament": A Novel'
+    assert titles["2070423204"] == "L'Étranger"
+    authors = dict(items.select("ISBN", "Book-Author").collect())
+    assert authors["3442353866"] == "Ludwig Gaña"
+    assert len(titles) == 4  # noqa: PLR2004
+    assert report["rows_with"]["undecodable_bytes"] == 0
+    assert report["rows_with"]["line_breaks_in_a_field"] == 0
+    rated, _ = validate_ratings(catalog.load("raw_ratings"), COLUMNS, params)
+    assert rated.count() == 4  # noqa: PLR2004
+    people, _ = validate_users(catalog.load("raw_users"), COLUMNS, params)
+    places = {r["User-ID"]: r["Location"] for r in people.collect()}
+    assert places["276726"] == "münchen, bayern, germany"

@@ -5,6 +5,7 @@ model is fitted."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -155,10 +156,13 @@ def check_model_input(
     prepared_ratings: DataFrame,
     train_split: DataFrame,
     test_split: DataFrame,
+    data_quality: dict[str, Any],
     params: DataProcessingParams,
     evaluation: EvaluationParams,
 ) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame, DataFrame]:
-    """The model inputs, passed on only if there is enough to train and test on.
+    """The model inputs, passed on only if the raw data's damage is within
+    bounds (``data_quality``: ``assess_data_quality`` has passed) and there is
+    enough to train and test on.
 
     Requires ``minimum.interactions`` interactions, ``minimum.train_rows`` and
     ``minimum.test_rows`` explicit ratings in train and test, and at least

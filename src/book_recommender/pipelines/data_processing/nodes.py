@@ -7,6 +7,7 @@ data set fits; the columns the pipeline adds are in ``book_recommender.columns``
 - ``fetching``: the raw files, fetched when missing, described for the records;
 - ``reading``: the raw tables validated, each dropped row counted by reason;
 - ``indexing``: indices, the merged model input and its train/test split;
+- ``quality``: the damage to the raw files, warned about and bounded;
 - ``statistics``: what the data is, and what the side information could tell.
 """
 
@@ -19,6 +20,7 @@ from book_recommender.pipelines.data_processing.indexing import (
     prepare_model_input,
     split_ratings,
 )
+from book_recommender.pipelines.data_processing.quality import assess_data_quality
 from book_recommender.pipelines.data_processing.reading import (
     DataValidationError,
     repair_shifted_items,
@@ -34,6 +36,7 @@ from book_recommender.pipelines.data_processing.statistics import (
 
 __all__ = [
     "DataValidationError",
+    "assess_data_quality",
     "check_model_input",
     "compute_statistics",
     "count_join_losses",

@@ -5,6 +5,7 @@ from kedro.pipeline import Pipeline
 from book_recommender.pipelines.wiring import namespaced, node
 
 from .nodes import (
+    assess_data_quality,
     check_model_input,
     compute_statistics,
     count_join_losses,
@@ -51,6 +52,15 @@ def create_pipeline(**kwargs) -> Pipeline:
                 merge_ratings, "merged_ratings", ratings="validated_ratings", **_INDICES
             ),
             node(count_join_losses, "join_report", **_INDICES),
+            node(
+                assess_data_quality,
+                "data_quality_report",
+                ratings_report="ratings_validation_report",
+                users_report="users_validation_report",
+                items_report="items_validation_report",
+                joins_report="join_report",
+                **_SETTINGS,
+            ),
             node(prepare_model_input, "prepared_ratings", **_SETTINGS),
             node(
                 split_ratings,
@@ -69,6 +79,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "train_ratings",
                     "test_ratings",
                 ],
+                data_quality="data_quality_report",
                 **_SETTINGS,
             ),
             node(measure_side_information, "side_information_report"),
@@ -80,6 +91,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 items_report="items_validation_report",
                 joins_report="join_report",
                 side_report="side_information_report",
+                quality_report="data_quality_report",
                 **_SETTINGS,
             ),
         ],

@@ -81,11 +81,18 @@ def _header_hint(found: list[str], missing: list[tuple[str, str]]) -> str:
     if len(found) == 1:
         for separator, said in _SEPARATORS.items():
             if separator in found[0]:
+                dump = (
+                    " The original Book-Crossing dump (BX-*.csv) is read by "
+                    "`kedro run --env bookcrossing_dump` (';', backslash escapes, "
+                    "Latin-1)."
+                    if separator == ";"
+                    else ""
+                )
                 return (
                     f" The header is one column holding {said}: the file is likely "
-                    f"separated by {said}, not commas. Convert it to commas, or read "
-                    f"it with load_args sep: '{separator}' in the catalog "
-                    "(conf/<env>/catalog.yml, the raw_* datasets)."
+                    f"separated by {said}, not commas.{dump} Otherwise set "
+                    f"data.csv.sep: '{separator}' (and data.csv.escape, "
+                    "data.csv.encoding) in conf/<env>/globals.yml."
                 )
     plain = {_plain(name): name for name in found}
     near = [(name, plain[_plain(name)]) for _, name in missing if _plain(name) in plain]

@@ -4,9 +4,10 @@ split, and how often readers return to a side value (the author)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from book_recommender.columns import ITEM_IDX, ROW_ID, USER_IDX
@@ -45,7 +46,43 @@ def count_join_losses(
         )
         .first()
     )
-    return {key: int(row[key]) for key in row.asDict()}
+    losses = {key: int(row[key]) for key in row.asDict()}
+    # Ids are compared as text. Of the unjoined ratings, those the id's case
+    # (an ISBN's "x" for "X") or leading zeros ("002" for "2") keep out.
+    near = {
+        "ratings_with_unknown_item_known_in_another_case": (
+            "ratings_with_unknown_item", item, indexed_items, F.upper
+        ),
+        "ratings_with_unknown_user_known_without_leading_zeros": (
+            "ratings_with_unknown_user", user, indexed_users, _without_leading_zeros
+        ),
+    }  # fmt: skip
+    for name, (unjoined, key, known, normalise) in near.items():
+        losses[name] = (
+            _near_misses(validated_ratings, key, known, normalise)
+            if losses[unjoined]
+            else 0
+        )
+    return losses
+
+
+def _without_leading_zeros(column: Column) -> Column:
+    return F.regexp_replace(column, "^0+(?=.)", "")
+
+
+def _near_misses(
+    ratings: DataFrame,
+    key: str,
+    known: DataFrame,
+    normalise: Callable[[Column], Column],
+) -> int:
+    """Ratings whose ``key`` is not in ``known`` but would be once both sides
+    are normalised."""
+    missing = ratings.select(key).join(known.select(key), key, "left_anti")
+    forms = known.select(normalise(F.col(key)).alias("_form")).distinct()
+    return missing.join(
+        forms, normalise(F.col(key)) == F.col("_form"), "left_semi"
+    ).count()
 
 
 def measure_side_information(
@@ -164,6 +201,7 @@ def compute_statistics(
     items_report: dict[str, Any],
     joins_report: dict[str, int],
     side_report: dict[str, Any],
+    quality_report: dict[str, Any],
     model_input_ratings: DataFrame,
     train_ratings: DataFrame,
     test_ratings: DataFrame,
@@ -208,6 +246,7 @@ def compute_statistics(
             "items": items_report,
         },
         "joins": joins_report,
+        "data_quality": quality_report,
         "side_information": side_report,
         "sample": {
             "is_sample": params.preparation.is_sample,
