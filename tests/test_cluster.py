@@ -175,6 +175,10 @@ def test_cluster_env_runs_on_a_spark_cluster_and_an_mlflow_server(cluster, tmp_p
         "--params",
         "als.ranking.rank=8,als.ranking.reg_param=1,als.ranking.alpha=5,"
         "als.rating.rank=4,als.rating.reg_param=1,item_based.knn.enabled=true,"
+        # Few ALS iterations and one RP3beta family (with the author): every
+        # kind still fits and is judged on the cluster, in less time.
+        "als.ranking.num_epochs=3,als.rating.num_epochs=3,"
+        "item_based.rp3.side_weight=30,"
         "item_based.knn.similarity=bm25,"
         "item_based.knn.neighbours=50,item_based.ease.l2=250,"
         # The author term only (the plain families are the 0 of these grids).

@@ -376,6 +376,16 @@ def register_champions(
     }
 
 
+def _data_quality_metrics(data_statistics: dict[str, Any]) -> dict[str, float]:
+    """``data_quality.<file>.<count>``: the raw files' damage (counts, shares)."""
+    return {
+        f"data_quality.{table}.{what}": float(count)
+        for table, counts in data_statistics.get("data_quality", {}).items()
+        for what, count in counts.items()
+        if isinstance(count, int | float)
+    }
+
+
 def parent_run_metrics(
     data_statistics: dict[str, Any],
     candidate_metrics: list[TestResult],
@@ -401,14 +411,7 @@ def parent_run_metrics(
     for table, report in data_statistics["rows"].items():
         for reason, count in report["dropped"].items():
             values[f"data.dropped.{table}.{reason}"] = float(count)
-    for table, counts in data_statistics.get("data_quality", {}).items():
-        values.update(
-            {
-                f"data_quality.{table}.{what}": float(count)
-                for what, count in counts.items()
-                if isinstance(count, int | float)
-            }
-        )
+    values.update(_data_quality_metrics(data_statistics))
     for candidate in candidate_metrics:
         if candidate.candidate.baseline:
             values.update(

@@ -293,6 +293,10 @@ def test_count_join_losses(prepared):
         "ratings_validated": 7,
         "ratings_with_unknown_user": 1,
         "ratings_with_unknown_item": 1,
+        # Neither unknown id differs from a known one by case or leading zeros
+        # (test_quality.py has those that do).
+        "ratings_with_unknown_item_known_in_another_case": 0,
+        "ratings_with_unknown_user_known_without_leading_zeros": 0,
     }
 
 
