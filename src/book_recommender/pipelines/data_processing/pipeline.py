@@ -23,6 +23,13 @@ from .nodes import (
 
 _INDICES = {"indexed_users": "user_index", "indexed_items": "item_index"}
 _SETTINGS = {"params": "params:data_processing"}
+# What validation and the joins counted: read by the quality check and the statistics.
+_REPORTS = {
+    "ratings_report": "ratings_validation_report",
+    "users_report": "users_validation_report",
+    "items_report": "items_validation_report",
+    "joins_report": "join_report",
+}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -52,15 +59,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 merge_ratings, "merged_ratings", ratings="validated_ratings", **_INDICES
             ),
             node(count_join_losses, "join_report", **_INDICES),
-            node(
-                assess_data_quality,
-                "data_quality_report",
-                ratings_report="ratings_validation_report",
-                users_report="users_validation_report",
-                items_report="items_validation_report",
-                joins_report="join_report",
-                **_SETTINGS,
-            ),
+            node(assess_data_quality, "data_quality_report", **_REPORTS, **_SETTINGS),
             node(prepare_model_input, "prepared_ratings", **_SETTINGS),
             node(
                 split_ratings,
@@ -86,10 +85,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 compute_statistics,
                 "data_statistics",
-                ratings_report="ratings_validation_report",
-                users_report="users_validation_report",
-                items_report="items_validation_report",
-                joins_report="join_report",
+                **_REPORTS,
                 side_report="side_information_report",
                 quality_report="data_quality_report",
                 **_SETTINGS,

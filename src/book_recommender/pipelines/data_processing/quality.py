@@ -62,6 +62,32 @@ def _file_quality(
     return block, failures
 
 
+def _unjoined(
+    joins_report: dict[str, int], params: DataProcessingParams
+) -> dict[str, int]:
+    """Valid ratings whose user or book the other files lack, each said with
+    how many differ from a known id only by case or leading zeros."""
+    ratings = source_path(params, "ratings_file")
+    counts = {}
+    for table, what, near, differing in [
+        ("users", "user", "user_known_without_leading_zeros",
+         "without leading zeros ('002' for '2')"),
+        ("items", "book", "item_known_in_another_case",
+         "in another case (an ISBN's 'x' for 'X')"),
+    ]:  # fmt: skip
+        count = joins_report[f"ratings_with_unknown_{table[:-1]}"]
+        matching = joins_report.get(f"ratings_with_unknown_{near}", 0)
+        counts[f"unknown_{table[:-1]}"], counts[f"unknown_{near}"] = count, matching
+        if count:
+            logger.warning(
+                "%s: %s valid ratings name a %s that %s does not hold: dropped. "
+                "Ids are compared as text: %s of them would match %s.",
+                ratings, count, what, source_path(params, _FILES[table]),
+                matching, differing,
+            )  # fmt: skip
+    return counts
+
+
 def assess_data_quality(
     ratings_report: dict[str, Any],
     users_report: dict[str, Any],
@@ -80,52 +106,25 @@ def assess_data_quality(
     for table, report in reports.items():
         quality[table], failed = _file_quality(table, report, params)
         failures += failed
-    ratings = source_path(params, "ratings_file")
-    unjoined = {
-        "users": joins_report["ratings_with_unknown_user"],
-        "items": joins_report["ratings_with_unknown_item"],
-    }
-    near = {
-        "users": (
-            joins_report.get(
-                "ratings_with_unknown_user_known_without_leading_zeros", 0
-            ),
-            "without leading zeros ('002' for '2')",
-        ),
-        "items": (
-            joins_report.get("ratings_with_unknown_item_known_in_another_case", 0),
-            "in another case (an ISBN's 'x' for 'X')",
-        ),
-    }
-    for table, count in unjoined.items():
-        if count:
-            logger.warning(
-                "%s: %s valid ratings name a %s that %s does not hold: dropped. "
-                "Ids are compared as text: %s of them would match %s.",
-                ratings,
-                count,
-                "user" if table == "users" else "book",
-                source_path(params, _FILES[table]),
-                near[table][0],
-                near[table][1],
-            )
+    unjoined = _unjoined(joins_report, params)
     read = ratings_report["read"]
-    lost = sum(ratings_report["dropped"].values()) + sum(unjoined.values())
-    quality["ratings"] |= {
-        "unknown_user": unjoined["users"],
-        "unknown_item": unjoined["items"],
-        "unknown_user_known_without_leading_zeros": near["users"][0],
-        "unknown_item_known_in_another_case": near["items"][0],
+    lost = (
+        sum(ratings_report["dropped"].values())
+        + unjoined["unknown_user"]
+        + unjoined["unknown_item"]
+    )
+    quality["ratings"] |= unjoined | {
         "lost": lost,
         "lost_share": round(_share(lost, read), 6),
     }
     bound = params.quality.max_lost_share
     if _share(lost, read) > bound:
         failures.append(
-            f"{ratings}: {lost} of {read} ratings ({_share(lost, read):.2%}) are "
-            f"lost (dropped: {ratings_report['dropped']}; unknown user "
-            f"{unjoined['users']}, unknown book {unjoined['items']}); at most "
-            f"{bound:.2%} are tolerated (data_processing.quality.max_lost_share)."
+            f"{source_path(params, 'ratings_file')}: {lost} of {read} ratings "
+            f"({_share(lost, read):.2%}) are lost (dropped: "
+            f"{ratings_report['dropped']}; unknown user {unjoined['unknown_user']}, "
+            f"unknown book {unjoined['unknown_item']}); at most {bound:.2%} are "
+            "tolerated (data_processing.quality.max_lost_share)."
         )
     if failures:
         raise DataValidationError(
