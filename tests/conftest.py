@@ -15,9 +15,11 @@ import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.framework.project import configure_project, settings
 from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog
 
 from book_recommender.columns import ROW_ID
 from book_recommender.run_lock import LOCK_NAME
+from book_recommender.settings import CONFIG_LOADER_ARGS
 from book_recommender.spark_session import build_spark_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +144,25 @@ def assert_tables_of_one_run(project: Path) -> None:
         assert tables[name][ROW_ID].is_unique, name
     assert len(tables["indexed_users"]) > 0 and len(tables["indexed_items"]) > 0
     assert not (project / "data" / LOCK_NAME).exists()
+
+
+RAW_DATASETS = ("raw_books", "raw_ratings", "raw_users")
+
+
+def env_config(env: str) -> OmegaConfigLoader:
+    """The project's configuration as ``kedro run --env ENV`` reads it."""
+    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), default_run_env=env, **args)
+
+
+def raw_catalog(env: str, folder: Path) -> DataCatalog:
+    """The raw datasets as environment ``env`` configures them (reading
+    options and all), only their files moved to ``folder`` (named after the
+    datasets)."""
+    catalog = env_config(env)["catalog"]
+    return DataCatalog.from_config(
+        {
+            name: catalog[name] | {"filepath": str(folder / name)}
+            for name in RAW_DATASETS
+        }
+    )

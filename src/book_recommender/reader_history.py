@@ -36,10 +36,11 @@ class HistoryScorer:
 
     def fold_in(self, histories: Histories) -> tuple[np.ndarray, np.ndarray]:
         """The factors of each request of ``histories``, solved against the item
-        factors as the model's last half-step solved its users' (``spec``: implicit ALS's weighted least squares, its regularisation
-        scaled by the history's length; ``fixed``: every reader the same
-        factors, as popularity). Returns (factors, row of each request in them,
-        -1 where the history holds no book with factors: the fallback)."""
+        factors as the model's last half-step solved its users' (``spec``:
+        implicit ALS's weighted least squares, its regularisation scaled by the
+        history's length; ``fixed``: every reader the same factors, as
+        popularity). Returns (factors, row of each request in them, -1 where
+        the history holds no book with factors: the fallback)."""
         spec = self.spec
         if spec is None:
             raise RequestError(

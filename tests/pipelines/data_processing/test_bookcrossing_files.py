@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
-import pytest
-from kedro.framework.session import KedroSession
+
+from book_recommender.params import parse
+from book_recommender.pipelines.data_processing.nodes import (
+    assess_data_quality,
+    count_join_losses,
+    index_items,
+    index_users,
+    merge_ratings,
+    validate_items,
+    validate_ratings,
+    validate_users,
+)
+from tests.conftest import env_config, raw_catalog
 
 BOOKS = (
     b"ISBN,Book-Title,Book-Author,Year-Of-Publication,Publisher,"
@@ -57,42 +66,36 @@ RATINGS = (
 )
 
 
-@pytest.mark.e2e
-def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
-    raw = project_copy / "data/01_raw/book-crossing"
-    raw.mkdir(parents=True)
+def test_known_bad_rows_are_counted_and_handled(spark, tmp_path):
+    """The bookcrossing environment's reading options and the project's
+    columns, through data_processing's validation, join and quality nodes
+    (the whole pipeline in that environment: test_download.py)."""
     for name, body in {
-        "Books.csv": BOOKS,
-        "Users.csv": USERS,
-        "Ratings.csv": RATINGS,
+        "raw_books": BOOKS,
+        "raw_users": USERS,
+        "raw_ratings": RATINGS,
     }.items():
-        (raw / name).write_bytes(body)
-
-    # The bookcrossing environment; its download URL is never asked (files present).
-    # Five books: fewer than the default k of 10 would fail the minimum-data check.
+        (tmp_path / name).write_bytes(body)
+    config = env_config("bookcrossing")
+    catalog = raw_catalog("bookcrossing", tmp_path)
+    columns = config["parameters"]["columns"]
     # One damaged row in seven is far above the real files' share: the quality
     # bounds are raised for these few rows (test_quality.py checks the bounds).
-    params = {
-        "data_processing": {
-            "download": {"remote_url": "http://127.0.0.1:9/"},
-            "quality": {"max_undecodable_share": 0.2, "max_merged_share": 0.2},
-        },
-        "evaluation": {"k": 3},
-    }
-    with KedroSession.create(
-        project_path=project_copy, env="bookcrossing", runtime_params=params
-    ) as session:
-        session.run(pipeline_names=["data_processing"])
-
-    out = project_copy / "data/book-crossing"
-    statistics = json.loads((out / "05_model_input/data_statistics.json").read_text())
-    rows = statistics["rows"]
-    quality = statistics["data_quality"]
+    settings = config["parameters"]["data_processing"]
+    settings["quality"] |= {"max_undecodable_share": 0.2, "max_merged_share": 0.2}
+    params = parse("data_processing", settings)
+    validated_items, items = validate_items(catalog.load("raw_books"), columns, params)
+    validated_users, users = validate_users(catalog.load("raw_users"), columns, params)
+    validated, ratings = validate_ratings(catalog.load("raw_ratings"), columns, params)
+    indexed_users = index_users(validated_users, columns)
+    indexed_items = index_items(validated_items, columns)
+    joins = count_join_losses(validated, indexed_users, indexed_items, columns)
+    quality = assess_data_quality(ratings, users, items, joins, params)
     assert quality["items"]["undecodable_bytes"] == 1
     assert quality["users"]["line_breaks_in_a_field"] == 1
     # The bad rating, the unknown ISBN and the unknown user.
     assert quality["ratings"]["lost"] == 3  # noqa: PLR2004
-    items, users, ratings = rows["items"], rows["users"], rows["ratings"]
+
     assert (items["read"], items["kept"]) == (7, 5)
     assert items["dropped"] == {"duplicate_item_id": 1, "missing_item_id": 1}
     assert items["rows_with"] == {
@@ -111,9 +114,7 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
     assert (ratings["read"], ratings["kept"]) == (13, 12)
     assert ratings["dropped"] == {"rating_not_numeric": 1}
 
-    books = pd.read_parquet(out / "05_model_input/indexed_items.parquet").set_index(
-        "ISBN"
-    )
+    books = validated_items.toPandas().set_index("ISBN")
     dk = books.loc["0789466953"]
     assert dk["Book-Title"] == (
         "DK Readers: Creating the X-Men, How Comic Books Come to Life "
@@ -133,11 +134,10 @@ def test_known_bad_rows_are_counted_and_handled(spark, project_copy):
     assert pd.isna(books.loc["0425176428", "Year-Of-Publication"])
     assert books.loc["0195153448", "Book-Title"] == "Classical Mythology"  # first wins
 
-    people = pd.read_parquet(out / "05_model_input/indexed_users.parquet")
-    people = people.set_index("User-ID")
+    people = validated_users.toPandas().set_index("User-ID")
     assert people.loc["3", "Location"] == "porto, v.n.gaia,\nportugal"
     assert people.loc["2", "Age"] == 18.0 and pd.isna(people.loc["5", "Age"])
 
-    merged = pd.read_parquet(out / "05_model_input/ratings.parquet")
+    merged = merge_ratings(validated, indexed_users, indexed_items, columns)
     # 12 valid ratings, less one unknown ISBN and one unknown user.
-    assert len(merged) == 10
+    assert merged.count() == 10  # noqa: PLR2004

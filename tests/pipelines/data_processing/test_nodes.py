@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
-from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog
 from pyspark.ml.feature import StringIndexer
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -35,8 +32,7 @@ from book_recommender.pipelines.data_processing.nodes import (
     validate_ratings,
     validate_users,
 )
-from book_recommender.settings import CONFIG_LOADER_ARGS
-from tests.conftest import PROJECT_ROOT, data_processing_params
+from tests.conftest import data_processing_params, raw_catalog
 from tests.test_params import BASE
 
 COLUMNS = {
@@ -472,20 +468,6 @@ def test_side_information_share_counts_test_books_sharing_an_author(spark):
     assert none["test_share_sharing_a_value"] is None
 
 
-def _dump_catalog(tmp_path: Path) -> DataCatalog:
-    """The raw datasets as the bookcrossing_dump environment configures them,
-    only their files moved to ``tmp_path``."""
-    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
-    loader = OmegaConfigLoader(
-        str(PROJECT_ROOT / "conf"), default_run_env="bookcrossing_dump", **args
-    )
-    entries = {
-        name: loader["catalog"][name] | {"filepath": str(tmp_path / name)}
-        for name in ("raw_books", "raw_ratings", "raw_users")
-    }
-    return DataCatalog.from_config(entries)
-
-
 def test_the_original_dump_is_read_by_its_environment_alone(spark, tmp_path):
     """The original Book-Crossing dump: ';'-separated, Latin-1, quotes inside
     fields escaped with a backslash. `--env bookcrossing_dump` reads it as
@@ -513,7 +495,7 @@ def test_the_original_dump_is_read_by_its_environment_alone(spark, tmp_path):
         ("raw_users", users),
     ]:
         (tmp_path / name).write_bytes(text.encode("latin-1"))
-    catalog = _dump_catalog(tmp_path)
+    catalog = raw_catalog("bookcrossing_dump", tmp_path)
     params = parse("data_processing", PARAMS)
     items, report = validate_items(catalog.load("raw_books"), COLUMNS, params)
     titles = dict(items.select("ISBN", "Book-Title").collect())

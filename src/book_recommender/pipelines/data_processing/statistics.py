@@ -4,7 +4,6 @@ split, and how often readers return to a side value (the author)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -31,58 +30,43 @@ def count_join_losses(
     indexed_items: DataFrame,
     columns: dict[str, str],
 ) -> dict[str, int]:
-    """Valid ratings the inner joins leave out: unknown user, unknown item (one
-    pass: the ids are unique in both tables, so the left joins add no rows)."""
+    """Valid ratings the inner joins leave out: unknown user, unknown item;
+    and of those, the ones an id's case (an ISBN's "x" for "X") or leading
+    zeros ("002" for "2") keep out: ids are compared as text. One pass: the
+    ids, and their normalised forms once made distinct, are unique, so the
+    left joins add no rows."""
     user, item = column_name(columns, "user_id"), column_name(columns, "item_id")
-    known_user, known_item = "_known_user", "_known_item"
-    row = (
-        validated_ratings.select(user, item)
-        .join(indexed_users.select(user, F.lit(1).alias(known_user)), user, "left")
-        .join(indexed_items.select(item, F.lit(1).alias(known_item)), item, "left")
-        .agg(
-            F.count(F.lit(1)).alias("ratings_validated"),
-            F.count_if(F.col(known_user).isNull()).alias("ratings_with_unknown_user"),
-            F.count_if(F.col(known_item).isNull()).alias("ratings_with_unknown_item"),
+    sides = {
+        "user": (user, indexed_users, _without_leading_zeros),
+        "item": (item, indexed_items, F.upper),
+    }
+    joined = validated_ratings.select(user, item)
+    for side, (key, known, normalise) in sides.items():
+        forms = known.select(normalise(F.col(key)).alias(f"_{side}_form")).distinct()
+        joined = (
+            joined.join(
+                known.select(key, F.lit(1).alias(f"_known_{side}")), key, "left"
+            )
+            .withColumn(f"_{side}_form", normalise(F.col(key)))
+            .join(forms.withColumn(f"_near_{side}", F.lit(1)), f"_{side}_form", "left")
         )
-        .first()
-    )
-    losses = {key: int(row[key]) for key in row.asDict()}
-    # Ids are compared as text. Of the unjoined ratings, those the id's case
-    # (an ISBN's "x" for "X") or leading zeros ("002" for "2") keep out.
-    near = {
-        "ratings_with_unknown_item_known_in_another_case": (
-            "ratings_with_unknown_item", item, indexed_items, F.upper
+    unknown = {side: F.col(f"_known_{side}").isNull() for side in sides}
+    row = joined.agg(
+        F.count(F.lit(1)).alias("ratings_validated"),
+        F.count_if(unknown["user"]).alias("ratings_with_unknown_user"),
+        F.count_if(unknown["item"]).alias("ratings_with_unknown_item"),
+        F.count_if(unknown["item"] & F.col("_near_item").isNotNull()).alias(
+            "ratings_with_unknown_item_known_in_another_case"
         ),
-        "ratings_with_unknown_user_known_without_leading_zeros": (
-            "ratings_with_unknown_user", user, indexed_users, _without_leading_zeros
+        F.count_if(unknown["user"] & F.col("_near_user").isNotNull()).alias(
+            "ratings_with_unknown_user_known_without_leading_zeros"
         ),
-    }  # fmt: skip
-    for name, (unjoined, key, known, normalise) in near.items():
-        losses[name] = (
-            _near_misses(validated_ratings, key, known, normalise)
-            if losses[unjoined]
-            else 0
-        )
-    return losses
+    ).first()
+    return {key: int(row[key]) for key in row.asDict()}
 
 
 def _without_leading_zeros(column: Column) -> Column:
     return F.regexp_replace(column, "^0+(?=.)", "")
-
-
-def _near_misses(
-    ratings: DataFrame,
-    key: str,
-    known: DataFrame,
-    normalise: Callable[[Column], Column],
-) -> int:
-    """Ratings whose ``key`` is not in ``known`` but would be once both sides
-    are normalised."""
-    missing = ratings.select(key).join(known.select(key), key, "left_anti")
-    forms = known.select(normalise(F.col(key)).alias("_form")).distinct()
-    return missing.join(
-        forms, normalise(F.col(key)) == F.col("_form"), "left_semi"
-    ).count()
 
 
 def measure_side_information(
