@@ -5,9 +5,11 @@ Run after a training run (`make demo`, or `kedro run` in the project or with
 ``--tracking-uri`` pointing at another store). It loads
 ``models:/<name>@champion`` in a fresh Python process (load time, artifact
 size), logs a no-op pyfunc model with the champion's signature to a scratch
-store (its ``predict`` returns its input), then serves each in turn with
-``mlflow models serve --env-manager local`` (one worker) on a free 127.0.0.1
-port and sends single-row ``dataframe_split`` requests one at a time:
+store (its ``predict`` returns its input), serves both at once with
+``mlflow models serve --env-manager local`` (one worker each) on free 127.0.0.1
+ports and sends single-row ``dataframe_split`` requests one at a time,
+alternating between the two (so that the machine's ups and downs fall on both
+alike):
 
 - by id: a known user (every tenth an unknown id) and ``k``;
 - by history: an id the model never saw with a 20-book ``history``.
@@ -150,14 +152,16 @@ def _bodies(users: list[str], books: list[str], n: int, k: int) -> dict[str, lis
     return {"by id": by_id, f"by a {HISTORY_BOOKS}-book history": by_history}
 
 
-def _latencies(base: str, bodies: list[dict], check) -> list[float]:
-    """Milliseconds of each request after the first five (the warm-up)."""
-    latencies = []
+def _latencies(bases: dict[str, tuple[str, object]], bodies: list[dict]) -> dict:
+    """Milliseconds of each request after the first five (the warm-up), per
+    server: each body is sent to every server in turn."""
+    latencies: dict[str, list[float]] = {name: [] for name in bases}
     for i, body in enumerate(bodies):
-        seconds, answer = _post(f"{base}/invocations", body)
-        check(answer)
-        if i >= 5:  # noqa: PLR2004
-            latencies.append(seconds * 1000)
+        for name, (base, check) in bases.items():
+            seconds, answer = _post(f"{base}/invocations", body)
+            check(answer)
+            if i >= 5:  # noqa: PLR2004
+                latencies[name].append(seconds * 1000)
     return latencies
 
 
@@ -219,18 +223,23 @@ def main() -> None:
     measured: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         noop_uri, noop_store = _noop_model(signature, Path(scratch))
-        for model, (uri, store, check) in {
-            "no-op model (floor)": (noop_uri, noop_store, lambda _: None),
-            "champion": (args.model, args.tracking_uri, answered),
-        }.items():
-            server, base, ready = _serve(uri, store)
-            try:
-                for request, sent in bodies.items():
+        servers, bases, ready = [], {}, {}
+        try:
+            for model, (uri, store, check) in {
+                "no-op model (floor)": (noop_uri, noop_store, lambda _: None),
+                "champion": (args.model, args.tracking_uri, answered),
+            }.items():
+                server, base, ready[model] = _serve(uri, store)
+                servers.append(server)
+                bases[model] = (base, check)
+            for request, sent in bodies.items():
+                for model, latencies in _latencies(bases, sent).items():
                     measured[f"{model}, {request}"] = {
-                        "serve_ready_seconds": round(ready, 2),
-                        "latency_ms": _percentiles(_latencies(base, sent, check)),
+                        "serve_ready_seconds": round(ready[model], 2),
+                        "latency_ms": _percentiles(latencies),
                     }
-            finally:
+        finally:
+            for server in servers:
                 _stop(server)
 
     label = args.label or kind
