@@ -278,7 +278,8 @@ def signature(bundle: Bundle, role: str) -> ModelSignature:
 
 def input_example(bundle: Bundle, role: str) -> pd.DataFrame:
     """Two users the model knows (one with factors, if any) and, for the
-    recommender, an id it has never seen."""
+    recommender, an id it has never seen and a new reader who sends the first
+    user's history (up to 20 books)."""
     user = bundle.columns["user_id"]
     users = bundle.users.sort_values("factor_row", ascending=False).head(2)
     if role == "rating":
@@ -291,8 +292,6 @@ def input_example(bundle: Bundle, role: str) -> pd.DataFrame:
                 .to_numpy(),
             }
         )
-    # A reader the model never saw, with the first user's history: answered
-    # from those books.
     first = users.index[0]
     books = bundle.items[bundle.columns["item_id"]].iloc[
         bundle.seen_items[bundle.seen_indptr[first] : bundle.seen_indptr[first + 1]]

@@ -312,7 +312,7 @@ class RecommenderModel(Model, _ServingParams):
     @property
     def fold_in(self) -> dict[str, Any] | None:
         """How a factor model's served copy solves a reader's factors from a
-        history the request sends (``serving.Bundle.fold_in``); None: it
+        history the request sends (``HistoryScorer.fold_in``); None: it
         cannot."""
         return None
 
