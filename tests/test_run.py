@@ -1315,6 +1315,11 @@ def test_kedro_run_picks_and_registers_two_champions_that_beat_their_baselines(
 
     metrics = parent.data.metrics
     assert {"data.users", "data.sparsity", "bias_baseline.test.rmse"} <= set(metrics)
+    # The raw files' damage, each count once (dropped rows: data.dropped.*).
+    assert {"data_quality.ratings.lost", "data_quality.items.read"} <= set(metrics)
+    assert not [
+        key for key in metrics if key.startswith("data_quality.ratings.dropped")
+    ]
     # Kedro's run parameters as tags, without object reprs or a second "run id".
     assert parent.data.tags["runner"] == "SequentialRunner"
     assert "run_id" not in parent.data.tags and "kedro.session_id" in parent.data.tags

@@ -17,7 +17,7 @@ from scipy.optimize import nnls
 
 from book_recommender.item_topk import DenseWeights, SparseWeights, Weights
 from book_recommender.served_requests import Histories, RequestError
-from book_recommender.topk import ItemTable
+from book_recommender.topk import ItemTable, concatenated_ranges
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ class HistoryScorer:
         starts = np.searchsorted(seen_rows, rows)
         lengths = np.searchsorted(seen_rows, rows, side="right") - starts
         pick = np.repeat(np.arange(len(rows)), lengths)
-        first = np.cumsum(lengths) - lengths
-        book = seen_cols[np.repeat(starts - first, lengths) + np.arange(lengths.sum())]
+        book = seen_cols[concatenated_ranges(starts, lengths)]
         values = self._terms(book, cols[pick])
         best = np.full(len(rows), -1, np.int64)
         counted = np.isfinite(values)

@@ -59,7 +59,13 @@ from book_recommender.served_requests import (  # noqa: F401 (the model's interf
     RequestError,
     because_columns,
 )
-from book_recommender.topk import BLOCK_USERS, TILE_CELLS, ItemTable, Workspace
+from book_recommender.topk import (
+    BLOCK_USERS,
+    TILE_CELLS,
+    ItemTable,
+    Workspace,
+    concatenated_ranges,
+)
 
 _ARRAYS = ("user_factors", "item_factors", "seen_indptr", "seen_items")
 # An item-based model's weights, by kind: the arrays each is saved as.
@@ -169,9 +175,10 @@ class Bundle:
         """Fold-in and the reason for each pick (``reader_history``)."""
         return HistoryScorer(self.table, self.weights, self.meta.get("fold_in"))
 
-    def user_rows(self, raw_ids: pd.Series) -> np.ndarray:
-        """Row of each raw user id in ``users``; -1 for ids the model never saw."""
-        return self.user_index.get_indexer(raw_ids.astype(str).str.strip())
+    def user_rows(self, raw_ids: list[str]) -> np.ndarray:
+        """Row of each raw user id (text) in ``users``; -1 for ids the model
+        never saw."""
+        return self.user_index.get_indexer([i.strip() for i in raw_ids])
 
     def factor_rows(self, rows: np.ndarray) -> np.ndarray:
         """Row of ``user_factors`` of each ``users`` row; -1 for unknown users
@@ -179,9 +186,9 @@ class Bundle:
         factor_rows = self.users["factor_row"].to_numpy(np.int64)
         return np.where(rows >= 0, factor_rows[np.clip(rows, 0, None)], -1)
 
-    def item_positions(self, raw_ids: pd.Series) -> np.ndarray:
-        """Position of each raw item id in the table; -1 for unknown ids."""
-        return self.item_index.get_indexer(raw_ids.astype(str).str.strip())
+    def item_positions(self, raw_ids: list[str]) -> np.ndarray:
+        """Position of each raw item id (text) in the table; -1 for unknown ids."""
+        return self.item_index.get_indexer([i.strip() for i in raw_ids])
 
     # ----------------------------------------------------------------------------
     # Ranking
@@ -310,9 +317,7 @@ class Bundle:
         known = np.flatnonzero(user >= 0)
         starts = self.seen_indptr[user[known]]
         lengths = self.seen_indptr[user[known] + 1] - starts
-        # Position j of the concatenated lists is starts[i] + (j - first j of i).
-        first = np.cumsum(lengths) - lengths
-        offsets = np.repeat(starts - first, lengths) + np.arange(lengths.sum())
+        offsets = concatenated_ranges(starts, lengths)
         return np.repeat(known, lengths), self.seen_items[offsets]
 
 
@@ -352,7 +357,7 @@ class Recommender(_BundleModel):
                     UNKNOWN_IN_HISTORY: [],
                 }
             )
-        rows = bundle.user_index.get_indexer([i.strip() for i in ids])
+        rows = bundle.user_rows(ids)
         blocks = list(bundle.ranked(rows, int(k.max()), histories=histories))
         ranked = {c: np.concatenate([b[c] for b in blocks]) for c in blocks[0]}
         request = ranked["request"]
@@ -406,8 +411,8 @@ class RatingPredictor(_BundleModel):
             served_requests.ids(model_input, user),
             served_requests.ids(model_input, item),
         )
-        factor = bundle.factor_rows(bundle.user_rows(pd.Series(users)))
-        positions = bundle.item_positions(pd.Series(items))
+        factor = bundle.factor_rows(bundle.user_rows(users))
+        positions = bundle.item_positions(items)
         known = (factor >= 0) & (positions >= 0)
         known[known] = bundle.table.unknown[positions[known]] == 0
         prediction = np.full(len(model_input), np.nan)

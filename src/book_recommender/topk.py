@@ -119,6 +119,14 @@ class Workspace:
         return self.scores[:cells].reshape(n_rows, width)
 
 
+def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices of the ranges ``[starts[i], starts[i] + lengths[i])``, one
+    after the other (the rows of several CSR lists at once)."""
+    # Position j of the result is starts[i] + (j - the first position of i).
+    first = np.cumsum(lengths) - lengths
+    return np.repeat(starts - first, lengths) + np.arange(lengths.sum())
+
+
 def ranked_rows(
     rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

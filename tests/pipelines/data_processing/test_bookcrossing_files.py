@@ -98,6 +98,7 @@ def test_known_bad_rows_are_counted_and_handled(spark, tmp_path):
 
     assert (items["read"], items["kept"]) == (7, 5)
     assert items["dropped"] == {"duplicate_item_id": 1, "missing_item_id": 1}
+    assert quality["items"]["dropped"] == items["dropped"]
     assert items["rows_with"] == {
         "line_breaks_in_a_field": 0,
         "undecodable_bytes": 1,

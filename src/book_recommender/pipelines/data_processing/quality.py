@@ -45,7 +45,9 @@ def _file_quality(
     """One file's damage counts and the failures above their thresholds."""
     path = source_path(params, _FILES[table])
     read = report["read"]
-    block: dict[str, Any] = {"path": path, "read": read, **report["dropped"]}
+    # Dropped rows per reason as a group of their own: the parent run logs
+    # them once, as data.dropped.* (data_quality.* takes the numbers here).
+    block: dict[str, Any] = {"path": path, "read": read, "dropped": report["dropped"]}
     failures = []
     for flag, (meaning, setting) in _TEXT_DAMAGE.items():
         count = report.get("rows_with", {}).get(flag, 0)
@@ -69,15 +71,16 @@ def _unjoined(
     how many differ from a known id only by case or leading zeros."""
     ratings = source_path(params, "ratings_file")
     counts = {}
-    for table, what, near, differing in [
-        ("users", "user", "user_known_without_leading_zeros",
+    # (side, its file, what it is, the near miss, how the near miss differs)
+    for side, table, what, near, differing in [
+        ("user", "users", "user", "user_known_without_leading_zeros",
          "without leading zeros ('002' for '2')"),
-        ("items", "book", "item_known_in_another_case",
+        ("item", "items", "book", "item_known_in_another_case",
          "in another case (an ISBN's 'x' for 'X')"),
     ]:  # fmt: skip
-        count = joins_report[f"ratings_with_unknown_{table[:-1]}"]
+        count = joins_report[f"ratings_with_unknown_{side}"]
         matching = joins_report.get(f"ratings_with_unknown_{near}", 0)
-        counts[f"unknown_{table[:-1]}"], counts[f"unknown_{near}"] = count, matching
+        counts[f"unknown_{side}"], counts[f"unknown_{near}"] = count, matching
         if count:
             logger.warning(
                 "%s: %s valid ratings name a %s that %s does not hold: dropped. "
